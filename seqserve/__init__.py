@@ -1,0 +1,1 @@
+"""seqserve: shared API (generated from protos/) and the command-line entry point."""
