@@ -1,0 +1,86 @@
+"""`seqserve classify`: send texts to a running server and print a readable table.
+
+seqserve classify --model sarcasm-lstm "text" ...        one model
+seqserve classify --compare "text" ...                   every loaded model, side by side
+seqserve classify --compare --model a,b "text" ...       the named models
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+
+TEXT_WIDTH = 48
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqserve classify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("texts", nargs="+", help="texts to classify")
+    parser.add_argument("--address", default="127.0.0.1:8500", help="server gRPC address [%(default)s]")
+    parser.add_argument("--model", default="", help="model name; with --compare a comma-separated subset")
+    parser.add_argument("--version", type=int, default=0, help="model version (0 = latest) [%(default)s]")
+    parser.add_argument("--compare", action="store_true", help="run the texts through several models")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call [%(default)s]")
+    return parser
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 1] + "…"
+
+
+def _scores(prediction: classifier_pb2.Prediction) -> str:
+    return " ".join(f"{s.label}={s.score:.4f}" for s in prediction.scores)
+
+
+def format_classify(texts: Sequence[str], response: classifier_pb2.ClassifyResponse) -> str:
+    rows = [("text", "label", "score", "probabilities")]
+    for text, prediction in zip(texts, response.predictions, strict=True):
+        rows.append((_short(text), prediction.label, f"{prediction.score:.4f}", _scores(prediction)))
+    return f"{response.model} v{response.version}\n" + _table(rows)
+
+
+def format_compare(texts: Sequence[str], response: classifier_pb2.CompareResponse) -> str:
+    header = ["text"] + [f"{r.model} v{r.version} ({r.runtime})" for r in response.results]
+    rows = [tuple(header)]
+    for index, text in enumerate(texts):
+        cells = [f"{r.predictions[index].label} {r.predictions[index].score:.4f}" for r in response.results]
+        rows.append((_short(text), *cells))
+    rows.append(("server latency", *(f"{r.server_latency_seconds * 1e3:.2f} ms" for r in response.results)))
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def classify_main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    if not args.compare and not args.model:
+        print("seqserve classify: --model is required (or use --compare)", file=sys.stderr)
+        return 2
+    with grpc.insecure_channel(args.address) as channel:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        try:
+            if args.compare:
+                models = [name for name in args.model.split(",") if name]
+                request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
+                print(format_compare(args.texts, stub.Compare(request, timeout=args.timeout)))
+            else:
+                request = classifier_pb2.ClassifyRequest(
+                    model=args.model, version=args.version, texts=args.texts
+                )
+                print(format_classify(args.texts, stub.Classify(request, timeout=args.timeout)))
+        except grpc.RpcError as error:
+            print(f"seqserve classify: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Protocol handlers: wire format <-> serving.inference.InferenceService. They know no model files."""

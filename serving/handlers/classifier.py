@@ -1,0 +1,162 @@
+"""The seqserve.v1.Classifier gRPC service (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from serving.handlers.common import abort_with
+from serving.inference import Classification, InferenceService, ServingError
+from serving.model import ServedModel
+from serving.registry import ModelRegistry
+
+# Stream requests processed ahead of the reply being written; bounds memory per stream while
+# letting one stream's requests share batches.
+STREAM_PIPELINE_DEPTH = 16
+
+
+def predictions(labels: list[str], probabilities: np.ndarray) -> list[classifier_pb2.Prediction]:
+    result = []
+    for row in probabilities:
+        best = int(np.argmax(row))
+        result.append(
+            classifier_pb2.Prediction(
+                label=labels[best],
+                score=float(row[best]),
+                scores=[
+                    classifier_pb2.LabelScore(label=label, score=float(p))
+                    for label, p in zip(labels, row, strict=True)
+                ],
+            )
+        )
+    return result
+
+
+def classify_response(result: Classification) -> classifier_pb2.ClassifyResponse:
+    model = result.model
+    return classifier_pb2.ClassifyResponse(
+        model=model.name,
+        version=model.version,
+        predictions=predictions(list(model.labels), result.probabilities),
+    )
+
+
+def model_info(versions: list[ServedModel]) -> classifier_pb2.ModelInfo:
+    latest = versions[-1].config
+    return classifier_pb2.ModelInfo(
+        name=latest.name,
+        architecture=latest.architecture,
+        dataset=latest.dataset,
+        labels=list(latest.labels),
+        max_length=latest.max_length,
+        versions=[
+            classifier_pb2.VersionInfo(
+                version=model.version,
+                runtime=model.runtime.name,
+                ready=True,
+                parameter_count=model.config.parameter_count,
+                validation_accuracy=model.config.training.validation_accuracy,
+                validation_loss=model.config.training.validation_loss,
+                mean_epoch_seconds=model.config.training.mean_epoch_seconds,
+            )
+            for model in versions
+        ],
+    )
+
+
+class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
+    def __init__(self, service: InferenceService, registry: ModelRegistry) -> None:
+        self._service = service
+        self._registry = registry
+
+    async def Classify(
+        self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ClassifyResponse:
+        try:
+            result = await self._service.classify(
+                request.model, request.version, request.texts, context.time_remaining()
+            )
+        except ServingError as error:
+            await abort_with(context, error)
+        return classify_response(result)
+
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[classifier_pb2.ClassifyResponse]:
+        """Requests run concurrently (and may share batches); replies are written in request order."""
+        pending: asyncio.Queue[asyncio.Task[Classification] | None] = asyncio.Queue(STREAM_PIPELINE_DEPTH)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.ensure_future(
+                        self._service.classify(
+                            request.model, request.version, list(request.texts), context.time_remaining()
+                        )
+                    )
+                    await pending.put(task)
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await pending.get()) is not None:
+                try:
+                    result = await task
+                except ServingError as error:
+                    await abort_with(context, error)
+                yield classify_response(result)
+            await reader
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                leftover = pending.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+
+    async def Compare(
+        self, request: classifier_pb2.CompareRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.CompareResponse:
+        try:
+            results = await self._service.compare(request.texts, request.models, context.time_remaining())
+        except ServingError as error:
+            await abort_with(context, error)
+        return classifier_pb2.CompareResponse(
+            results=[
+                classifier_pb2.ModelPredictions(
+                    model=result.model.name,
+                    version=result.model.version,
+                    runtime=result.model.runtime.name,
+                    predictions=predictions(list(result.model.labels), result.probabilities),
+                    server_latency_seconds=result.server_seconds,
+                )
+                for result in results
+            ]
+        )
+
+    async def ListModels(
+        self, request: classifier_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ListModelsResponse:
+        snapshot = self._registry.snapshot
+        return classifier_pb2.ListModelsResponse(
+            models=[model_info(self._versions(name)) for name in snapshot.names()]
+        )
+
+    async def GetModel(
+        self, request: classifier_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelInfo:
+        try:
+            self._service.lookup(request.model)
+        except ServingError as error:
+            await abort_with(context, error)
+        return model_info(self._versions(request.model))
+
+    def _versions(self, name: str) -> list[ServedModel]:
+        entry = self._registry.snapshot.models[name]
+        return [entry.versions[v] for v in sorted(entry.versions)]

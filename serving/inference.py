@@ -1,0 +1,157 @@
+"""The protocol-neutral request path shared by every handler (seqserve.v1 today, KServe V2 later).
+
+Handlers turn their wire format into (model, version, texts) and call `InferenceService.classify`;
+it validates, finds the model, queues the texts on the model's batcher and records request metrics.
+Failures are `ServingError`s carrying a gRPC status code and a message a person can act on; the
+handler only has to put them on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, monotonic_deadline
+from serving.metrics import UNRESOLVED, ModelLabels, ServerMetrics
+from serving.model import ServedModel
+from serving.registry import ModelNotFound, ModelRegistry
+from serving.repository import InvalidModelName
+from serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ServingError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Classification:
+    model: ServedModel
+    probabilities: np.ndarray  # [len(texts), len(labels)]
+    server_seconds: float  # queue + tokenize + inference, as seen by the server
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, settings: Settings, metrics: ServerMetrics) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+
+    def lookup(self, name: str, version: int = 0) -> ServedModel:
+        if version < 0:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"version {version} is negative; 0 = latest")
+        try:
+            return self._registry.resolve(name, version)
+        except InvalidModelName as error:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        except ModelNotFound as error:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+
+    def check_texts(self, texts: Sequence[str]) -> None:
+        limits = self._settings
+        if not texts:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "request has no texts; send at least one")
+        if len(texts) > limits.max_texts_per_request:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request has {len(texts)} texts; the limit is {limits.max_texts_per_request} "
+                "(--max-texts-per-request)",
+            )
+        for index, text in enumerate(texts):
+            size = len(text.encode("utf-8"))
+            if size > limits.max_text_bytes:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"text {index} is {size} bytes (UTF-8); the limit is {limits.max_text_bytes} "
+                    "(--max-text-bytes)",
+                )
+
+    def refuse(self, name: str, version: int, error: ServingError) -> ServingError:
+        """Count a request its handler rejected before `classify` (a malformed protocol message) as
+        `classify` would; an unknown model outranks the malformed message. Returns the error to send."""
+        labels = UNRESOLVED
+        try:
+            labels = self.lookup(name, version).metrics.labels
+        except ServingError as lookup_error:
+            error = lookup_error
+        self._metrics.count_request(labels, error.code.name, 0)
+        return error
+
+    async def classify(
+        self, name: str, version: int, texts: Sequence[str], time_remaining: float | None
+    ) -> Classification:
+        started = time.perf_counter()
+        labels: ModelLabels = UNRESOLVED
+        code = grpc.StatusCode.OK
+        try:
+            model = self.lookup(name, version)
+            labels = model.metrics.labels
+            self.check_texts(texts)
+            if log.isEnabledFor(logging.DEBUG):
+                details = {"model": name, "version": model.version, "text_count": len(texts)}
+                if self._settings.log_texts:
+                    details["texts"] = list(texts)
+                log.debug("classify", extra=details)
+            assert model.batcher is not None  # set before the model enters a snapshot
+            with model.metrics.in_flight.track_inprogress():
+                probabilities = await self._submit(model, texts, time_remaining)
+            elapsed = time.perf_counter() - started
+            model.metrics.request_duration.observe(elapsed)
+            return Classification(model, probabilities, elapsed)
+        except ServingError as error:
+            code = error.code
+            raise
+        except asyncio.CancelledError:
+            # gRPC cancels the handler both when the client goes away and when its deadline passes
+            overdue = time_remaining is not None and time.perf_counter() - started >= time_remaining
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if overdue else grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            raise
+        finally:
+            self._metrics.count_request(labels, code.name, len(texts))
+
+    async def _submit(
+        self, model: ServedModel, texts: Sequence[str], time_remaining: float | None
+    ) -> np.ndarray:
+        assert model.batcher is not None
+        try:
+            return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining))
+        except QueueFull:
+            raise ServingError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"model {model.name!r} has {model.batcher.policy.max_queue_size} requests queued, the limit "
+                "(--max-queue-size); retry with backoff",
+            ) from None
+        except DeadlineExpired:
+            raise ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while the request was queued"
+            ) from None
+        except BatcherClosed:
+            raise ServingError(
+                grpc.StatusCode.UNAVAILABLE, f"model {model.name!r} version {model.version} is unloading"
+            ) from None
+        except Exception as error:
+            log.exception("inference failed", extra={"model": model.name, "version": model.version})
+            raise ServingError(grpc.StatusCode.INTERNAL, f"inference failed: {error}") from error
+
+    async def compare(
+        self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None
+    ) -> list[Classification]:
+        """The same texts through several models (all loaded ones when `names` is empty), concurrently."""
+        chosen = list(dict.fromkeys(names)) or self._registry.snapshot.names()
+        for name in chosen:
+            self.lookup(name)  # fail the whole call before any model runs
+        self.check_texts(texts)
+        return list(await asyncio.gather(*(self.classify(name, 0, texts, time_remaining) for name in chosen)))

@@ -1,0 +1,142 @@
+"""Prometheus metrics: one CollectorRegistry per server, served on its own HTTP port at /metrics.
+
+Names are stable (dashboards and alerts depend on them); durations are in seconds. Every series carries
+`model`, `version` and `runtime`, taken only from models the registry has loaded. A request naming an
+unknown model is counted under model="_unknown" (a name no real model can have: names start with
+[a-z0-9]), so clients cannot create series at will. No label ever holds request data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+MODEL_LABELS = ("model", "version", "runtime")
+UNKNOWN_MODEL = "_unknown"
+
+# 50 µs .. 5 s, roughly 1-2.5-5 per decade.
+DURATION_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelLabels:
+    model: str
+    version: str
+    runtime: str
+
+    def values(self) -> tuple[str, str, str]:
+        return (self.model, self.version, self.runtime)
+
+
+UNRESOLVED = ModelLabels(UNKNOWN_MODEL, "", "")
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_duration = Histogram(
+            "seqserve_request_duration_seconds",
+            "End-to-end time of successful inference requests: validation, queue, tokenize, inference, reply",
+            MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "seqserve_queue_wait_seconds", "Time a request waited in its model's queue before its batch ran",
+            MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tokenize_duration = Histogram(
+            "seqserve_tokenize_duration_seconds", "Time to tokenize one batch",
+            MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.inference_duration = Histogram(
+            "seqserve_inference_duration_seconds", "Time the runtime took for one batch",
+            MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "seqserve_batch_size", "Texts per executed batch",
+            MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.requests = Counter(
+            "seqserve_requests", "Inference requests by final gRPC status code",
+            (*MODEL_LABELS, "code"), registry=r,
+        )  # fmt: skip
+        self.texts = Counter(
+            "seqserve_texts", "Texts in inference requests by final gRPC status code",
+            (*MODEL_LABELS, "code"), registry=r,
+        )  # fmt: skip
+        self.queue_expired = Counter(
+            "seqserve_queue_expired", "Requests dropped unrun because their deadline passed in the queue",
+            MODEL_LABELS, registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "seqserve_requests_in_flight", "Inference requests being handled now",
+            MODEL_LABELS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "seqserve_queue_depth", "Requests waiting in the model's queue", MODEL_LABELS, registry=r
+        )
+        self.model_ready = Gauge(
+            "seqserve_model_ready", "1 when the model version is loaded, warm and serving",
+            MODEL_LABELS, registry=r,
+        )  # fmt: skip
+
+    def for_model(self, labels: ModelLabels) -> ModelMetrics:
+        return ModelMetrics(self, labels)
+
+    def count_request(self, labels: ModelLabels, code: str, texts: int) -> None:
+        self.requests.labels(*labels.values(), code).inc()
+        self.texts.labels(*labels.values(), code).inc(texts)
+
+    def serve_http(self, host: str, port: int) -> tuple[object, int]:
+        """Start the /metrics HTTP server in a daemon thread; returns (server, bound port)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server, int(server.server_port)
+
+
+class ModelMetrics:
+    """The metrics of one model version, labels bound once; also the batcher's BatchObserver."""
+
+    def __init__(self, metrics: ServerMetrics, labels: ModelLabels) -> None:
+        self._metrics = metrics
+        self.labels = labels
+        values = labels.values()
+        self.request_duration = metrics.request_duration.labels(*values)
+        self.in_flight = metrics.in_flight.labels(*values)
+        self._queue_wait = metrics.queue_wait.labels(*values)
+        self._queue_depth = metrics.queue_depth.labels(*values)
+        self._batch_size = metrics.batch_size.labels(*values)
+        self._expired = metrics.queue_expired.labels(*values)
+        self.tokenize_duration = metrics.tokenize_duration.labels(*values)
+        self.inference_duration = metrics.inference_duration.labels(*values)
+        self._ready = metrics.model_ready.labels(*values)
+
+    # BatchObserver
+    def queue_depth(self, requests: int) -> None:
+        self._queue_depth.set(requests)
+
+    def queue_wait(self, seconds: float) -> None:
+        self._queue_wait.observe(seconds)
+
+    def batch_formed(self, items: int) -> None:
+        self._batch_size.observe(items)
+
+    def expired(self, requests: int) -> None:
+        self._expired.inc(requests)
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def remove(self) -> None:
+        """Drop this version's series once it is unloaded, so reloads do not accumulate them."""
+        values = self.labels.values()
+        for metric in (
+            self._metrics.request_duration, self._metrics.queue_wait, self._metrics.tokenize_duration,
+            self._metrics.inference_duration, self._metrics.batch_size, self._metrics.queue_expired,
+            self._metrics.in_flight, self._metrics.queue_depth, self._metrics.model_ready,
+        ):  # fmt: skip
+            metric.remove(*values)

@@ -1,0 +1,72 @@
+"""A loaded model version: config + shared tokenizer + runtime + its own batcher and metrics.
+
+`predict_batch` is the callable the batcher runs in the thread pool: tokenize the whole batch once,
+run the runtime once. It is the only place where texts become numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from seqserve.v1 import model_config_pb2
+from serving.batcher import Batcher
+from serving.metrics import ModelMetrics
+from serving.runtimes import ModelRuntimeError, Runtime
+
+WARM_UP_TEXT = "warm up"
+
+
+@dataclass
+class ServedModel:
+    config: model_config_pb2.ModelConfig
+    tokenizer: Tokenizer
+    runtime: Runtime
+    metrics: ModelMetrics
+    batcher: Batcher | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def version(self) -> int:
+        return int(self.config.version)
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.config.labels
+
+    def tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int32)
+        if ids.shape != (len(texts), self.config.max_length):
+            raise ModelRuntimeError(
+                f"{self.name}: tokenizer produced ids of shape {ids.shape}, expected "
+                f"({len(texts)}, {self.config.max_length}); its padding/truncation must be max_length"
+            )
+        return ids
+
+    def predict_batch(self, texts: list[str]) -> np.ndarray:
+        """texts -> probabilities [len(texts), len(labels)]; runs in the inference thread pool."""
+        started = time.perf_counter()
+        ids = self.tokenize(texts)
+        tokenized = time.perf_counter()
+        probabilities = self.runtime.run(ids)
+        self.metrics.tokenize_duration.observe(tokenized - started)
+        self.metrics.inference_duration.observe(time.perf_counter() - tokenized)
+        return probabilities
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run dummy batches (allocations, lazy init) and check the output shape before serving."""
+        for size in batch_sizes:
+            probabilities = self.runtime.run(self.tokenize([WARM_UP_TEXT] * size))
+            if probabilities.shape != (size, len(self.labels)):
+                raise ModelRuntimeError(
+                    f"{self.name} v{self.version}: output shape {probabilities.shape}, expected "
+                    f"({size}, {len(self.labels)})"
+                )

@@ -1,0 +1,179 @@
+"""The server's settings: one frozen dataclass, built once from flags and SEQSERVE_* environment variables.
+
+Precedence: command-line flag > environment variable > default. Every field has exactly one flag
+(`--max-batch-size`) and one variable (`SEQSERVE_MAX_BATCH_SIZE`), derived from the field name, so the
+two can never drift apart.
+
+The default host is 127.0.0.1: a server started on a laptop or a shared machine is not reachable from the
+network unless someone asks for it (`--host 0.0.0.0`, the usual choice inside a container).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUNTIMES = ("onnx", "tf")
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repository: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = 8500
+    metrics_host: str = ""  # empty = same as host
+    metrics_port: int = 8502
+    runtime: str = "onnx"
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 1000
+    max_queue_size: int = 1024
+    max_texts_per_request: int = 256
+    max_text_bytes: int = 16384
+    max_message_bytes: int = 4 * 1024 * 1024
+    load_versions: int = 1
+    inference_threads: int = 2
+    intra_op_threads: int = 1
+    grace_period_s: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+    log_texts: bool = False
+
+    @property
+    def effective_metrics_host(self) -> str:
+        return self.metrics_host or self.host
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} is not positive")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+def _versions(text: str) -> int:
+    """`all` (0) or a positive count of the newest versions to load."""
+    return 0 if text.strip().lower() == "all" else _positive_int(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+def _choice(choices: Sequence[str], upper: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.upper() if upper else text.lower()
+        if value not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+# field -> (parser of a text value, help)
+_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "model_repository": (Path, "model repository root (see models/README.md)"),
+    "host": (str, "gRPC listen address; 0.0.0.0 exposes the server to the network"),
+    "port": (_non_negative_int, "gRPC port (0 = any free port, printed at start)"),
+    "metrics_host": (str, "Prometheus /metrics listen address (default: --host)"),
+    "metrics_port": (_non_negative_int, "Prometheus /metrics port (0 = any free port)"),
+    "runtime": (_choice(RUNTIMES), "runtime for models whose config names none: onnx or tf"),
+    "max_batch_size": (_positive_int, "most texts the batcher runs together"),
+    "max_queue_delay_us": (
+        _non_negative_int,
+        "how long the oldest queued request waits for company, in microseconds (0 = no batching)",
+    ),
+    "max_queue_size": (_positive_int, "requests queued per model before new ones get RESOURCE_EXHAUSTED"),
+    "max_texts_per_request": (_positive_int, "most texts in one request"),
+    "max_text_bytes": (_positive_int, "most UTF-8 bytes in one text"),
+    "max_message_bytes": (_positive_int, "largest gRPC message received or sent"),
+    "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
+    "inference_threads": (_positive_int, "threads running tokenization and inference"),
+    "intra_op_threads": (_positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
+    "grace_period_s": (_non_negative_float, "seconds to finish in-flight requests on SIGTERM/SIGINT"),
+    "log_level": (_choice(LOG_LEVELS, upper=True), "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": (_choice(LOG_FORMATS), "json (one object per line) or text (key=value)"),
+    "log_texts": (_bool, "include request texts in DEBUG logs (off: texts may be personal data)"),
+}
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _env_var(field: str) -> str:
+    return "SEQSERVE_" + field.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqserve serve",
+        description="Serve the model repository over gRPC (seqserve.v1.Classifier, health, reflection) "
+        "with Prometheus metrics. Every flag can also be set as SEQSERVE_<FLAG_NAME> in the environment.",
+    )
+    defaults = Settings()
+    for field in dataclasses.fields(Settings):
+        parse, help_text = _OPTIONS[field.name]
+        default = getattr(defaults, field.name)
+        shown_default = f", default {default!s}" if default != "" else ""
+        full_help = f"{help_text} [env {_env_var(field.name)}{shown_default}]"
+        if parse is _bool:
+            parser.add_argument(
+                _flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=full_help
+            )
+        else:
+            parser.add_argument(_flag(field.name), type=str, default=None, help=full_help)
+    return parser
+
+
+def build_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse flags over environment over defaults; raises SettingsError naming the bad source."""
+    env = os.environ if environ is None else environ
+    namespace = build_parser().parse_args(list(argv))
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        parse, _ = _OPTIONS[field.name]
+        flag_value = getattr(namespace, field.name)
+        if flag_value is not None:
+            if isinstance(flag_value, bool):
+                values[field.name] = flag_value
+                continue
+            raw, source = flag_value, _flag(field.name)
+        elif _env_var(field.name) in env:
+            raw, source = env[_env_var(field.name)], _env_var(field.name)
+        else:
+            continue
+        try:
+            values[field.name] = parse(raw)
+        except ValueError as error:
+            raise SettingsError(f"{source}={raw!r}: {error}") from None
+    return Settings(**values)

@@ -1,0 +1,33 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
+TINY_MAX_LENGTH = 40
+
+
+@pytest.fixture(scope="session")
+def tiny_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model repository (sarcasm-flatten, sarcasm-gru; one quick epoch on 2000 headlines).
+
+    Built by the training CLI as a subprocess, exactly as a user would, so serving tests exercise the
+    real contract between training/ and serving/: the files on disk.
+    """
+    root = tmp_path_factory.mktemp("models")
+    command = [
+        sys.executable, "-m", "seqserve.cli", "train",
+        "--data-dir", str(DATA_DIR), "--models", str(root), "--dataset", "sarcasm",
+        "--arch", "flatten,gru", "--epochs", "1", "--limit", "2000",
+        "--max-length", str(TINY_MAX_LENGTH), "--vocab-size", "2000",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    if result.returncode != 0:
+        pytest.fail(f"training the tiny repository failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return root

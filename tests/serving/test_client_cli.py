@@ -1,0 +1,46 @@
+"""`seqserve classify` against the running server."""
+
+from __future__ import annotations
+
+from seqserve.cli import main
+from tests.serving.reference import reference_probabilities
+
+TEXTS = ["mom announces she is finally proud", "stock markets close higher on tuesday"]
+
+
+def test_classify_prints_a_row_per_text_with_every_label_probability(server, tiny_model_repository, capsys):
+    assert main(["classify", "--address", server.address, "--model", "sarcasm-gru", *TEXTS]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "sarcasm-gru v1"
+    expected = reference_probabilities(tiny_model_repository, "sarcasm-gru", TEXTS)
+    rows = out.splitlines()[3:]
+    for text, row, probabilities in zip(TEXTS, rows, expected, strict=True):
+        assert row.startswith(text)
+        assert f"not_sarcastic={probabilities[0]:.4f} sarcastic={probabilities[1]:.4f}" in row
+
+
+def test_compare_prints_models_side_by_side_with_latency(server, capsys):
+    assert (
+        main(
+            [
+                "classify",
+                "--address",
+                server.address,
+                "--compare",
+                "--model",
+                "sarcasm-gru,sarcasm-flatten",
+                *TEXTS,
+            ]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0]
+    assert header.index("sarcasm-gru v1 (onnx)") < header.index("sarcasm-flatten v1 (onnx)")
+    assert [line.split("  ")[0] for line in lines[2:4]] == TEXTS
+    assert lines[-1].startswith("server latency") and lines[-1].count(" ms") == 2
+
+
+def test_errors_are_reported_with_their_status(server, capsys):
+    assert main(["classify", "--address", server.address, "--model", "imdb-lstm", "text"]) == 1
+    assert "NOT_FOUND: model 'imdb-lstm' is not loaded" in capsys.readouterr().err

@@ -1,0 +1,129 @@
+"""The registry in-process: version selection, shared tokenizers, refusals, readiness, load/unload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+
+from serving.metrics import ServerMetrics
+from serving.registry import ModelNotFound, ModelRegistry
+from serving.repository import ModelRepository
+from serving.settings import Settings
+from tests.serving.reference import read_config
+
+
+def add_version(root: Path, name: str, version: int, **config_changes: str) -> None:
+    """Publish a copy of version 1 as `version`, optionally with changed config fields."""
+    target = root / name / str(version)
+    shutil.copytree(root / name / "1", target)
+    config = read_config(root, name)
+    config.version = version
+    for path, value in config_changes.items():
+        message, field = config, path
+        if "." in path:
+            parent, field = path.split(".")
+            message = getattr(config, parent)
+        setattr(message, field, value)
+    (target / "config.pbtxt").write_text(text_format.MessageToString(config))
+
+
+@pytest.fixture
+def repository(tiny_model_repository: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_repository, root)
+    add_version(root, "sarcasm-gru", 2)
+    return root
+
+
+def add_broken_version(root: Path) -> None:
+    add_version(root, "sarcasm-gru", 3, **{"tokenizer.sha256": "ab" * 32})  # tokenizer changed since
+
+
+def with_registry(root: Path, test, **settings):
+    async def main() -> None:
+        events: list[tuple[str, bool]] = []
+
+        async def on_readiness(name: str, ready: bool) -> None:
+            events.append((name, ready))
+
+        metrics = ServerMetrics()
+        config = Settings(model_repository=root, **settings)
+        with ThreadPoolExecutor(1) as executor:
+            registry = ModelRegistry(ModelRepository(root), config, metrics, executor, on_readiness)
+            await registry.load_all()
+            try:
+                await test(registry, events, metrics)
+            finally:
+                await registry.close()
+
+    asyncio.run(main())
+
+
+def test_a_version_whose_tokenizer_changed_is_refused(repository):
+    add_broken_version(repository)
+
+    async def body(registry, events, metrics):
+        # version 3 is the newest but refused; at start-up nothing else is selected
+        assert "SHA-256" in registry.failures["sarcasm-gru/3"]
+        assert registry.snapshot.names() == ["sarcasm-flatten"]
+        assert ("sarcasm-gru", False) in events
+        with pytest.raises(ModelNotFound, match="available models: sarcasm-flatten"):
+            registry.resolve("sarcasm-gru")
+
+    with_registry(repository, body, load_versions=1)
+
+
+def test_reload_with_a_broken_new_version_keeps_serving_the_working_one(repository):
+    async def body(registry, events, metrics):
+        assert registry.resolve("sarcasm-gru").version == 2
+        add_broken_version(repository)
+        await registry.load("sarcasm-gru")
+        assert "sarcasm-gru/3" in registry.failures
+        model = registry.resolve("sarcasm-gru")
+        assert model.version == 2
+        assert (await model.batcher.submit(["still here"])).shape == (1, 2)
+        assert events[-1] == ("sarcasm-gru", True)
+
+    with_registry(repository, body, load_versions=1)
+
+
+def test_all_versions_share_one_tokenizer_and_latest_answers_by_default(repository):
+    async def body(registry, events, metrics):
+        assert sorted(registry.snapshot.models["sarcasm-gru"].versions) == [1, 2]
+        assert registry.resolve("sarcasm-gru").version == 2
+        assert registry.resolve("sarcasm-gru", 1).version == 1
+        tokenizers = {
+            id(registry.resolve(n, v).tokenizer)
+            for n, v in [("sarcasm-gru", 1), ("sarcasm-gru", 2), ("sarcasm-flatten", 1)]
+        }
+        assert len(tokenizers) == 1
+        with pytest.raises(ModelNotFound, match="loaded versions: 1, 2"):
+            registry.resolve("sarcasm-gru", 7)
+
+    with_registry(repository, body, load_versions=0)
+
+
+def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
+    async def body(registry, events, metrics):
+        before = registry.snapshot
+        model = registry.resolve("sarcasm-flatten")
+        rows = await model.batcher.submit(["hello there"])
+        assert rows.shape == (1, 2)
+        await registry.unload("sarcasm-flatten")
+        assert before.resolve("sarcasm-flatten") is model  # old snapshots stay intact for readers
+        with pytest.raises(ModelNotFound):
+            registry.resolve("sarcasm-flatten")
+        exposed = metrics.registry.get_sample_value(
+            "seqserve_model_ready", {"model": "sarcasm-flatten", "version": "1", "runtime": "onnx"}
+        )
+        assert exposed is None  # the unloaded version's series are gone
+        await registry.load("sarcasm-flatten")
+        assert registry.resolve("sarcasm-flatten") is not model
+        assert events[-2:] == [("sarcasm-flatten", False), ("sarcasm-flatten", True)]
+
+    with_registry(repository, body, load_versions=2)
