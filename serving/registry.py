@@ -194,7 +194,11 @@ class ModelRegistry:
 
     def _batch_policy(self, config: model_config_pb2.ModelConfig) -> BatchPolicy:
         serving = config.serving
-        delay_us = serving.max_queue_delay_us or self._settings.max_queue_delay_us
+        delay_us = (
+            serving.max_queue_delay_us
+            if serving.HasField("max_queue_delay_us")
+            else self._settings.max_queue_delay_us
+        )
         return BatchPolicy(
             max_batch_size=serving.max_batch_size or self._settings.max_batch_size,
             max_queue_delay_s=delay_us / 1e6,

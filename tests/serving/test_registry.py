@@ -127,3 +127,20 @@ def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
         assert events[-2:] == [("sarcasm-flatten", False), ("sarcasm-flatten", True)]
 
     with_registry(repository, body, load_versions=2)
+
+
+def test_per_model_batching_overrides_include_an_explicit_zero_delay(repository):
+    """`max_queue_delay_us: 0` in a config turns batching off for that model, not "use the default"."""
+    add_version(repository, "sarcasm-gru", 3)
+    config = read_config(repository, "sarcasm-gru", 3)
+    config.serving.max_queue_delay_us = 0
+    config.serving.max_batch_size = 7
+    (repository / "sarcasm-gru" / "3" / "config.pbtxt").write_text(text_format.MessageToString(config))
+
+    async def test(registry, events, metrics):
+        overridden = registry.resolve("sarcasm-gru").batcher.policy
+        default = registry.resolve("sarcasm-flatten").batcher.policy
+        assert (overridden.max_queue_delay_s, overridden.max_batch_size) == (0.0, 7)
+        assert default.max_queue_delay_s == pytest.approx(2500 / 1e6)
+
+    with_registry(repository, test, max_queue_delay_us=2500)
