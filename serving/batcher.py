@@ -4,10 +4,13 @@ The batcher knows neither protocols nor models. A request is a list of items (te
 concatenation of whole requests, handed to `run_batch(items) -> rows` in the executor, and row i of
 the result belongs to item i. Each request gets back exactly its rows.
 
-Batch formation (as in Triton's dynamic batcher): take the oldest request, then keep adding whole
-requests while the batch stays within `max_batch_size` items and until `max_queue_delay` has passed
-since the oldest one arrived. A request never splits across batches; one larger than
-`max_batch_size` runs alone. `max_queue_delay = 0` disables batching: every request runs alone.
+Batch formation: take the oldest request and every queued request that still fits within
+`max_batch_size` items. If the batch is not full and another batch of this model is running, wait
+for company until `max_queue_delay` has passed since the oldest request arrived (as Triton's dynamic
+batcher does). If nothing of this model is running, waiting would only add latency: the batch runs at
+once, and under load requests pile up behind it and form the next batch by themselves. A request
+never splits across batches; one larger than `max_batch_size` runs alone. `max_queue_delay = 0`
+disables batching: every request runs alone.
 
 The queue is bounded (in requests). When full, `submit` fails at once with `QueueFull` (back-pressure
 the client can see) instead of growing latency without limit. A request whose deadline passes while
@@ -198,7 +201,9 @@ class Batcher:
                 size += head.size
                 continue
             remaining = flush_at - loop.time()
-            if self._closed or remaining <= 0 or not await self._wait_for_arrival(remaining):
+            if self._closed or remaining <= 0 or not self._running:
+                break
+            if not await self._wait_for_arrival(remaining):
                 break
         return batch
 
@@ -216,6 +221,7 @@ class Batcher:
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._slots.release()
+        self._arrived.set()  # a batch waiting for company re-checks: the model may be idle now
 
     async def _execute(self, batch: list[_Request]) -> None:
         loop = asyncio.get_running_loop()

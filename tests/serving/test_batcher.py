@@ -36,17 +36,24 @@ class RecordingObserver:
 
 
 class Recorder:
-    """run_batch that records each batch and answers item -> (item, batch number); can be held shut."""
+    """run_batch that records each batch and answers item -> (item, batch number); can be held shut.
+
+    `gate` holds every batch; `hold_gate` holds only batches starting with a "hold" item, so a test
+    can keep the model busy while other batches run.
+    """
 
     def __init__(self) -> None:
         self.batches: list[list[Any]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.hold_gate = threading.Event()
         self.entered = threading.Event()
 
     def __call__(self, items: list[Any]) -> list[tuple[Any, int]]:
         self.entered.set()
         assert self.gate.wait(10), "test left the gate shut"
+        if str(items[0]).startswith("hold"):
+            assert self.hold_gate.wait(10), "test left the hold gate shut"
         self.batches.append(list(items))
         return [(item, len(self.batches)) for item in items]
 
@@ -66,37 +73,59 @@ def run(test: Callable[[Batcher, Recorder, RecordingObserver], Coroutine[Any, An
                 await asyncio.wait_for(test(batcher, recorder, observer), 20)
             finally:
                 recorder.gate.set()
+                recorder.hold_gate.set()
                 await batcher.close()
 
     asyncio.run(main())
 
 
-def test_full_batch_runs_without_waiting_for_the_delay():
+async def keep_busy(batcher: Batcher, recorder: Recorder) -> asyncio.Future[Any]:
+    """Start a batch that stays running until `recorder.hold_gate` opens."""
+    held = asyncio.ensure_future(batcher.submit(["hold"]))
+    await recorder.running()
+    return held
+
+
+def test_idle_model_runs_a_lone_request_at_once():
+    """Nothing of this model is running: waiting for company would only add latency."""
+
     async def body(batcher, recorder, observer):
+        assert await asyncio.wait_for(batcher.submit(["alone"]), 5) == [("alone", 1)]
+
+    run(body, max_queue_delay_s=60.0, max_concurrent_batches=2)
+
+
+def test_full_batch_runs_at_once_and_a_partial_one_waits_while_the_model_is_busy():
+    async def body(batcher, recorder, observer):
+        held = await keep_busy(batcher, recorder)
         requests = [asyncio.ensure_future(batcher.submit([f"t{i}"])) for i in range(5)]
-        # the delay is 60 s: only a batch that is full runs now
+        # the delay is 60 s: only a full batch runs while "hold" keeps the model busy
         first_four = await asyncio.wait_for(asyncio.gather(*requests[:4]), 5)
         assert [rows[0] for rows in first_four] == [("t0", 1), ("t1", 1), ("t2", 1), ("t3", 1)]
+        await asyncio.sleep(0.05)
         assert not requests[4].done()
-        await batcher.close()  # flushes the waiting partial batch
-        assert await requests[4] == [("t4", 2)]
-        assert recorder.batches == [["t0", "t1", "t2", "t3"], ["t4"]]
-        assert observer.batches == [4, 1]
+        recorder.hold_gate.set()  # the model goes idle: the waiting partial batch runs now
+        assert await asyncio.wait_for(requests[4], 5) == [("t4", 3)]
+        await held
+        assert recorder.batches == [["t0", "t1", "t2", "t3"], ["hold"], ["t4"]]
 
-    run(body, max_queue_delay_s=60.0)
+    run(body, max_queue_delay_s=60.0, max_concurrent_batches=2)
 
 
 def test_partial_batch_waits_for_company_until_the_delay():
     async def body(batcher, recorder, observer):
+        held = await keep_busy(batcher, recorder)
         first = asyncio.ensure_future(batcher.submit(["a"]))
         await asyncio.sleep(0.02)  # well inside the 0.3 s delay: joins the same batch
         second = asyncio.ensure_future(batcher.submit(["b"]))
         await asyncio.gather(first, second)
-        await batcher.submit(["c"])  # after the flush: a batch of its own
-        assert recorder.batches == [["a", "b"], ["c"]]
-        assert min(observer.waits[:2]) >= 0.0 and max(observer.waits[:2]) >= 0.25
+        recorder.hold_gate.set()
+        await held
+        await batcher.submit(["c"])  # after the flush, on an idle model: a batch of its own
+        assert recorder.batches == [["a", "b"], ["hold"], ["c"]]
+        assert max(observer.waits[1:3]) >= 0.25
 
-    run(body, max_queue_delay_s=0.3)
+    run(body, max_queue_delay_s=0.3, max_concurrent_batches=2)
 
 
 def test_zero_delay_runs_every_request_alone():
@@ -195,6 +224,7 @@ def test_cancelled_request_ahead_of_live_ones_does_not_swallow_them():
     behind it, whose caller then waited forever."""
 
     async def body(batcher, recorder, observer):
+        held = await keep_busy(batcher, recorder)
         first = asyncio.ensure_future(batcher.submit(["first"]))
         await asyncio.sleep(0.01)  # "first" is forming a batch, waiting for company
         cancelled = asyncio.ensure_future(batcher.submit(["cancelled"]))
@@ -203,9 +233,11 @@ def test_cancelled_request_ahead_of_live_ones_does_not_swallow_them():
         cancelled.cancel()
         assert (await asyncio.wait_for(behind, 5))[0][0] == "behind"
         await first
-        assert recorder.batches == [["first", "behind"]]
+        recorder.hold_gate.set()
+        await held
+        assert recorder.batches == [["first", "behind"], ["hold"]]
 
-    run(body, max_queue_delay_s=0.1)
+    run(body, max_queue_delay_s=0.1, max_concurrent_batches=2)
 
 
 def test_failing_batch_fails_each_of_its_requests_and_the_batcher_goes_on():
