@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("training.cli", "report_main"),
     "serve": ("serving.cli", "serve_main"),
     "classify": ("serving.client_cli", "classify_main"),
+    "loadtest": ("seqserve.loadtest.cli", "loadtest_main"),
 }
 
 

@@ -1,0 +1,132 @@
+"""What the load generator calls: one class per wire protocol, all with the same methods.
+
+`seqserve`: seqserve.v1.Classifier/Classify. `v2`: the KServe V2 ModelInfer (input `text`, BYTES [N])
+through tritonclient.grpc.aio, the client Triton users already have; tritonclient is imported only
+when that protocol is chosen.
+
+A target owns its gRPC channels. Several channels, each with its own TCP connection (a local
+subchannel pool: channels to one address otherwise share a connection), spread the load: one
+connection caps a Python client well below what the server can take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+import numpy as np
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+
+V2_TEXT_INPUT = "text"
+V2_OUTPUT = "probabilities"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class CallFailed(Exception):
+    """A call ended with a non-OK status; `code` is the gRPC status name, e.g. UNAVAILABLE."""
+
+    def __init__(self, code: str, details: str = "") -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+
+
+class Target(Protocol):
+    async def list_models(self) -> list[str]: ...
+
+    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+        """One request on channel number `channel`; raises CallFailed on a non-OK status."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def channel_options(index: int) -> list[tuple[str, int | str]]:
+    """Own connection per channel: a local subchannel pool plus a distinct argument."""
+    return [("grpc.use_local_subchannel_pool", 1), ("seqserve.loadtest.channel", index)]
+
+
+class ClassifierTarget:
+    """seqserve.v1.Classifier/Classify."""
+
+    protocol = "seqserve"
+
+    def __init__(self, address: str, channels: int) -> None:
+        self._channels = [
+            grpc.aio.insecure_channel(address, options=channel_options(i)) for i in range(channels)
+        ]
+        self._stubs = [classifier_pb2_grpc.ClassifierStub(channel) for channel in self._channels]
+
+    async def list_models(self) -> list[str]:
+        try:
+            response = await self._stubs[0].ListModels(classifier_pb2.ListModelsRequest(), timeout=10)
+        except grpc.aio.AioRpcError as error:
+            raise CallFailed(error.code().name, error.details() or "") from None
+        return [model.name for model in response.models]
+
+    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+        request = classifier_pb2.ClassifyRequest(model=model, texts=texts)
+        try:
+            await self._stubs[channel % len(self._stubs)].Classify(request, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            raise CallFailed(error.code().name, error.details() or "") from None
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+class KServeV2Target:
+    """KServe V2 GRPCInferenceService/ModelInfer via tritonclient.grpc.aio, one client per channel."""
+
+    protocol = "v2"
+
+    def __init__(self, address: str, channels: int) -> None:
+        from tritonclient.grpc import aio
+        from tritonclient.utils import InferenceServerException
+
+        self._error_type = InferenceServerException
+        self._infer_input = aio.InferInput
+        self._requested = [aio.InferRequestedOutput(V2_OUTPUT)]
+        limits = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        limits.append(("grpc.max_receive_message_length", MAX_MESSAGE_BYTES))
+        self._clients = [
+            aio.InferenceServerClient(address, channel_args=channel_options(i) + limits)
+            for i in range(channels)
+        ]
+
+    def _failed(self, error: Exception) -> CallFailed:
+        status = getattr(error, "status", lambda: None)() or "UNKNOWN"
+        return CallFailed(status.removeprefix("StatusCode."), str(error))
+
+    async def list_models(self) -> list[str]:
+        try:
+            index = await self._clients[0].get_model_repository_index(client_timeout=10)
+        except self._error_type as error:
+            raise self._failed(error) from None
+        return sorted({model.name for model in index.models if model.state in ("", "READY")})
+
+    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+        text_input = self._infer_input(V2_TEXT_INPUT, [len(texts)], "BYTES")
+        text_input.set_data_from_numpy(np.array([text.encode("utf-8") for text in texts], dtype=np.object_))
+        try:
+            await self._clients[channel % len(self._clients)].infer(
+                model, [text_input], outputs=self._requested, client_timeout=timeout
+            )
+        except self._error_type as error:
+            raise self._failed(error) from None
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()
+
+
+PROTOCOLS: dict[str, type[ClassifierTarget] | type[KServeV2Target]] = {
+    "seqserve": ClassifierTarget,
+    "v2": KServeV2Target,
+}
+
+
+def create_target(protocol: str, address: str, channels: int) -> Target:
+    return PROTOCOLS[protocol](address, channels)

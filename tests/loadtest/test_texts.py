@@ -1,0 +1,36 @@
+"""Request texts from the real sarcasm file and from a file of lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seqserve.loadtest.texts import TextCycle, TextSourceError, load_texts
+from tests.conftest import DATA_DIR
+
+
+def test_sarcasm_headlines_load_shuffled_and_seeded():
+    path = DATA_DIR / "sarcasm" / "sarcasm.json"
+    headlines = {record["headline"] for record in json.loads(path.read_text())}
+    texts = load_texts(path, limit=500, seed=1)
+    assert len(texts) == 500 and set(texts) <= headlines
+    assert load_texts(path, limit=500, seed=1) == texts
+    assert load_texts(path, limit=500, seed=2) != texts
+
+
+def test_lines_file_skips_blank_lines(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("first\n\n  \nsecond\n")
+    assert sorted(load_texts(path)) == ["first", "second"]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(TextSourceError):
+        load_texts(tmp_path / "empty.txt")
+    (tmp_path / "bad.json").write_text('[{"label": 1}]')
+    with pytest.raises(TextSourceError, match="headline"):
+        load_texts(tmp_path / "bad.json")
+
+
+def test_cycle_hands_out_consecutive_batches_and_wraps():
+    cycle = TextCycle(["a", "b", "c"], batch=2)
+    assert [cycle.take() for _ in range(3)] == [["a", "b"], ["c", "a"], ["b", "c"]]

@@ -1,0 +1,143 @@
+"""A real Prometheus scrapes the real server; the Grafana dashboard's queries answer for every model.
+
+The queries are read from deploy/grafana/seqserve-dashboard.json, so the dashboard, the metric names and
+the labels cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from seqserve.v1 import classifier_pb2
+from tests.serving.conftest import SARCASM_TEXTS
+from tests.serving.server_process import REPO_ROOT, free_port
+
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seqserve-dashboard.json"
+P99_PANEL = "Request duration p99 by model"
+PROMETHEUS = "/usr/bin/prometheus"
+START_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 45.0
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    """Panel title -> its PromQL expressions."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in panels if p["type"] != "row"}
+
+
+class Prometheus:
+    def __init__(self, scrape_target: str, workdir: Path) -> None:
+        self.port = free_port()
+        config = workdir / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: seqserve\n"
+            f"    static_configs:\n      - targets: ['{scrape_target}']\n"
+        )
+        self.log_path = workdir / "prometheus.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def get(self, path: str, **params: str) -> dict:
+        url = f"http://127.0.0.1:{self.port}{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+
+    def query(self, expr: str) -> list[dict]:
+        answer = self.get("/api/v1/query", query=expr)
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def wait_until_scraping(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if self.query('up{job="seqserve"} == 1'):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.25)
+        pytest.fail(
+            f"Prometheus did not scrape the server in time; log:\n{self.log_path.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    if not Path(PROMETHEUS).is_file():
+        message = f"{PROMETHEUS} is missing: `make prometheus` installs the Debian package"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    instance = Prometheus(
+        urllib.parse.urlsplit(server.metrics_url).netloc, tmp_path_factory.mktemp("prometheus")
+    )
+    try:
+        instance.wait_until_scraping()
+        yield instance
+    finally:
+        instance.stop()
+
+
+def _finite_values(result: list[dict]) -> dict[str, float]:
+    values = {series["metric"].get("model", ""): float(series["value"][1]) for series in result}
+    return {model: value for model, value in values.items() if math.isfinite(value)}
+
+
+def test_dashboard_p99_answers_for_every_model(server, prometheus):
+    (p99,) = dashboard_queries()[P99_PANEL]
+    models = sorted(server.ready["models"])
+    answered: dict[str, float] = {}
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    # rate() needs the counters to move between scrapes, so traffic keeps flowing while we ask.
+    while time.monotonic() < deadline and set(answered) != set(models):
+        for model in models:
+            for _ in range(5):
+                server.stub.Classify(
+                    classifier_pb2.ClassifyRequest(model=model, texts=SARCASM_TEXTS), timeout=10
+                )
+        time.sleep(0.5)
+        answered = {m: v for m, v in _finite_values(prometheus.query(p99)).items() if m in models}
+    assert set(answered) == set(models), f"{p99} answered only {answered}"
+    for value in answered.values():
+        assert 0 < value < 5.0  # within the histogram's finite buckets (seconds)
+
+
+def test_every_dashboard_query_is_valid_promql(server, prometheus):
+    queries = [expr for exprs in dashboard_queries().values() for expr in exprs]
+    assert len(queries) >= 12
+    for expr in queries:
+        prometheus.query(expr)  # asserts status == success
+    ready = {series["metric"]["model"] for series in prometheus.query("seqserve_model_ready == 1")}
+    assert ready == set(server.ready["models"])
