@@ -52,9 +52,12 @@ class ClassifierTarget:
 
     protocol = "seqserve"
 
-    def __init__(self, address: str, channels: int) -> None:
+    def __init__(
+        self, address: str, channels: int, extra_options: Sequence[tuple[str, int | str]] = ()
+    ) -> None:
         self._channels = [
-            grpc.aio.insecure_channel(address, options=channel_options(i)) for i in range(channels)
+            grpc.aio.insecure_channel(address, options=[*channel_options(i), *extra_options])
+            for i in range(channels)
         ]
         self._stubs = [classifier_pb2_grpc.ClassifierStub(channel) for channel in self._channels]
 
