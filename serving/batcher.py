@@ -29,6 +29,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# A client's own deadline timer fires slightly before the server's (the server starts counting the
+# timeout when the request has crossed the wire), so the client's cancellation often arrives just before
+# the server's deadline. A cancellation this close to the deadline is the deadline passing.
+DEADLINE_SLACK_S = 0.01
+
+
+def deadline_reached(now: float, deadline: float | None) -> bool:
+    return deadline is not None and now >= deadline - DEADLINE_SLACK_S
+
 
 class QueueFull(Exception):
     """The model's queue holds max_queue_size requests already."""
@@ -135,7 +144,7 @@ class Batcher:
         except asyncio.CancelledError:
             # gRPC cancels the handler when the client's deadline passes; if that happened while the
             # request was still queued, it was dropped unrun and counts as expired.
-            if not request.started and request.deadline is not None and loop.time() >= request.deadline:
+            if not request.started and deadline_reached(loop.time(), request.deadline):
                 self._observer.expired(1)
             raise
 

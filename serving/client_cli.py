@@ -3,6 +3,7 @@
 seqserve classify --model sarcasm-lstm "text" ...        one model
 seqserve classify --compare "text" ...                   every loaded model, side by side
 seqserve classify --compare --model a,b "text" ...       the named models
+seqserve classify --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key] ...   over (mutual) TLS
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -26,7 +28,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, default=0, help="model version (0 = latest) [%(default)s]")
     parser.add_argument("--compare", action="store_true", help="run the texts through several models")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call [%(default)s]")
+    parser.add_argument(
+        "--tls-ca", type=Path, help="PEM CA certificates to verify the server with (turns TLS on)"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM client certificate, for a server requiring one")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     return parser
+
+
+def open_channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when --tls-ca is given (with a client certificate for mutual TLS)."""
+    if args.tls_ca is None:
+        return grpc.insecure_channel(args.address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=args.tls_ca.read_bytes(),
+        private_key=args.tls_key.read_bytes() if args.tls_key else None,
+        certificate_chain=args.tls_cert.read_bytes() if args.tls_cert else None,
+    )
+    return grpc.secure_channel(args.address, credentials)
 
 
 def _short(text: str) -> str:
@@ -68,7 +87,10 @@ def classify_main(argv: Sequence[str]) -> int:
     if not args.compare and not args.model:
         print("seqserve classify: --model is required (or use --compare)", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(args.address) as channel:
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and not args.tls_ca):
+        print("seqserve classify: --tls-cert and --tls-key go together, with --tls-ca", file=sys.stderr)
+        return 2
+    with open_channel(args) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         try:
             if args.compare:

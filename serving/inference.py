@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, monotonic_deadline
+from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, deadline_reached, monotonic_deadline
 from serving.metrics import UNRESOLVED, ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.registry import ModelNotFound, ModelRegistry
@@ -57,16 +57,20 @@ class InferenceService:
         except ModelNotFound as error:
             raise ServingError(grpc.StatusCode.NOT_FOUND, str(error)) from None
 
-    def check_texts(self, texts: Sequence[str]) -> None:
-        limits = self._settings
-        if not texts:
+    def check_text_count(self, count: int) -> None:
+        """The count limits alone: protocols that declare a count up front check it before decoding."""
+        if count == 0:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "request has no texts; send at least one")
-        if len(texts) > limits.max_texts_per_request:
+        if count > self._settings.max_texts_per_request:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"request has {len(texts)} texts; the limit is {limits.max_texts_per_request} "
+                f"request has {count} texts; the limit is {self._settings.max_texts_per_request} "
                 "(--max-texts-per-request)",
             )
+
+    def check_texts(self, texts: Sequence[str]) -> None:
+        limits = self._settings
+        self.check_text_count(len(texts))
         for index, text in enumerate(texts):
             size = len(text.encode("utf-8"))
             if size > limits.max_text_bytes:
@@ -113,7 +117,9 @@ class InferenceService:
             raise
         except asyncio.CancelledError:
             # gRPC cancels the handler both when the client goes away and when its deadline passes
-            overdue = time_remaining is not None and time.perf_counter() - started >= time_remaining
+            overdue = time_remaining is not None and deadline_reached(
+                time.perf_counter() - started, time_remaining
+            )
             code = grpc.StatusCode.DEADLINE_EXCEEDED if overdue else grpc.StatusCode.CANCELLED
             raise
         except Exception:

@@ -21,10 +21,10 @@ from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher, BatchPolicy
 from serving.metrics import ModelLabels, ServerMetrics
 from serving.model import ServedModel
-from serving.repository import ModelRepository, RepositoryError, validate_model_name
-from serving.runtimes import ModelRuntimeError, create_runtime
+from serving.repository import ModelRepository, validate_model_name
+from serving.runtimes import create_runtime
 from serving.settings import Settings
-from serving.tokenization import TokenizerMismatch, TokenizerStore
+from serving.tokenization import TokenizerStore
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ class ModelRegistry:
         validate_model_name(name)
         return self.snapshot.resolve(name, version)
 
+    def failed_versions(self, name: str) -> dict[int, str]:
+        """Versions of a model whose last load failed, with the reason."""
+        prefix = f"{name}/"
+        return {int(key[len(prefix) :]): why for key, why in self.failures.items() if key.startswith(prefix)}
+
     def repository_models(self) -> list[str]:
         """Every model the repository holds, loaded or not (the KServe V2 repository index)."""
         return self._repository.model_names()
@@ -115,7 +120,9 @@ class ModelRegistry:
         serving the versions it had: a broken new export never takes a working model down.
         """
         async with self._locks.setdefault(name, asyncio.Lock()):
-            wanted = self._select_versions(self._repository.versions(name))
+            wanted = self.select_versions(self._repository.versions(name))
+            for version in set(self.failed_versions(name)) - set(wanted):  # removed or no longer selected
+                del self.failures[f"{name}/{version}"]
             current = self.snapshot.models.get(name)
             kept = {v: m for v, m in (current.versions.items() if current else ()) if v in wanted}
             loaded = dict(kept)
@@ -149,7 +156,8 @@ class ModelRegistry:
         for name in self.snapshot.names():
             await self.unload(name)
 
-    def _select_versions(self, versions: list[int]) -> list[int]:
+    def select_versions(self, versions: list[int]) -> list[int]:
+        """The versions to serve out of those in the repository (--load-versions)."""
         count = self._settings.load_versions
         return versions if count == 0 else versions[-count:]
 
@@ -157,7 +165,8 @@ class ModelRegistry:
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(self._executor, self._build, name, version)
-        except (RepositoryError, TokenizerMismatch, ModelRuntimeError, OSError, ValueError) as error:
+        except Exception as error:  # whatever breaks one version's load (ONNX Runtime raises untyped
+            # errors for a model its config does not fit) must leave it out, never stop the server
             self.failures[f"{name}/{version}"] = str(error)
             log.error(
                 "model version failed to load", extra={"model": name, "version": version, "error": str(error)}

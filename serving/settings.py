@@ -21,6 +21,8 @@ from typing import Any
 RUNTIMES = ("onnx", "tf")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# As Triton's --model-control-mode: "none" refuses run-time load/unload requests, "explicit" allows them.
+MODEL_CONTROL_MODES = ("none", "explicit")
 
 
 class SettingsError(ValueError):
@@ -45,13 +47,33 @@ class Settings:
     inference_threads: int = 2
     intra_op_threads: int = 1
     grace_period_s: float = 10.0
+    poll_interval: float = 0.0  # seconds; 0 = the repository is read only at start-up
+    model_control: str = "none"
+    tls_cert: str = ""  # PEM files; empty = plaintext gRPC
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA bundle; set = every client must present a certificate it signed
     log_level: str = "INFO"
     log_format: str = "json"
     log_texts: bool = False
 
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("--tls-cert and --tls-key go together: give both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise SettingsError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.poll_interval > 0 and self.model_control == "explicit":
+            raise SettingsError(
+                "--poll-interval and --model-control explicit exclude each other: either the repository "
+                "or the clients decide which models are loaded"
+            )
+
     @property
     def effective_metrics_host(self) -> str:
         return self.metrics_host or self.host
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 def _non_negative_int(text: str) -> int:
@@ -119,7 +141,21 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
     "inference_threads": (_positive_int, "threads running tokenization and inference"),
     "intra_op_threads": (_positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
-    "grace_period_s": (_non_negative_float, "seconds to finish in-flight requests on SIGTERM/SIGINT"),
+    "grace_period_s": (
+        _non_negative_float,
+        "seconds to finish in-flight requests on SIGTERM/SIGINT; a second signal stops at once",
+    ),
+    "poll_interval": (
+        _non_negative_float,
+        "seconds between repository scans that load new versions and unload removed ones (0 = off)",
+    ),
+    "model_control": (
+        _choice(MODEL_CONTROL_MODES),
+        "none: KServe V2 load/unload requests are refused; explicit: clients may load and unload models",
+    ),
+    "tls_cert": (str, "PEM certificate chain of the gRPC port; with --tls-key turns TLS on"),
+    "tls_key": (str, "PEM private key of --tls-cert"),
+    "tls_client_ca": (str, "PEM CA certificates; clients must present a certificate they signed (mTLS)"),
     "log_level": (_choice(LOG_LEVELS, upper=True), "DEBUG, INFO, WARNING or ERROR"),
     "log_format": (_choice(LOG_FORMATS), "json (one object per line) or text (key=value)"),
     "log_texts": (_bool, "include request texts in DEBUG logs (off: texts may be personal data)"),

@@ -69,9 +69,12 @@ def model_info(versions: list[ServedModel]) -> classifier_pb2.ModelInfo:
 
 
 class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
-    def __init__(self, service: InferenceService, registry: ModelRegistry) -> None:
+    def __init__(
+        self, service: InferenceService, registry: ModelRegistry, stopping: asyncio.Event | None = None
+    ) -> None:
         self._service = service
         self._registry = registry
+        self._stopping = stopping or asyncio.Event()  # set when the server begins to shut down
 
     async def Classify(
         self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
@@ -89,12 +92,29 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[classifier_pb2.ClassifyResponse]:
-        """Requests run concurrently (and may share batches); replies are written in request order."""
+        """Requests run concurrently (and may share batches); replies are written in request order.
+
+        When the server begins to shut down, the stream reads no further request: the ones it read
+        are answered, then it ends with UNAVAILABLE, so a client knows that every request after the
+        last reply was not processed (and can send it elsewhere), and an idle stream does not hold the
+        server for its whole grace period."""
         pending: asyncio.Queue[asyncio.Task[Classification] | None] = asyncio.Queue(STREAM_PIPELINE_DEPTH)
+        stopped = False
 
         async def read() -> None:
+            nonlocal stopped
+            stopping = asyncio.ensure_future(self._stopping.wait())
             try:
-                async for request in request_iterator:
+                while True:
+                    receiving = asyncio.ensure_future(anext(aiter(request_iterator), None))
+                    await asyncio.wait((receiving, stopping), return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():
+                        receiving.cancel()
+                        stopped = True
+                        return
+                    request = receiving.result()
+                    if request is None:
+                        return
                     task = asyncio.ensure_future(
                         self._service.classify(
                             request.model, request.version, list(request.texts), context.time_remaining()
@@ -102,6 +122,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
                     )
                     await pending.put(task)
             finally:
+                stopping.cancel()
                 await pending.put(None)
 
         reader = asyncio.ensure_future(read())
@@ -113,6 +134,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
                     await abort_with(context, error)
                 yield classify_response(result)
             await reader
+            if stopped:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the server is shutting down: requests after the last reply were not processed",
+                )
         finally:
             reader.cancel()
             while not pending.empty():

@@ -16,13 +16,19 @@ output sets the parameter `binary_data` to false (or the request sets `binary_da
 V2 puts either all outputs or none in raw contents.
 
 The repository extension (index, load, unload) drives `ModelRegistry.load/unload`, which also keeps
-each model's grpc.health status in step.
+each model's grpc.health status in step. Load and unload change what the server serves, so they are
+refused (PERMISSION_DENIED) unless the server runs with `--model-control explicit`, as Triton's
+`--model-control-mode`. The index is always readable: it lists each failed version with its reason.
+
+Methods of the protocol that this server does not offer (model config, statistics, shared memory,
+tracing, log settings, streaming infer) answer UNIMPLEMENTED, naming the ones it does offer.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import re
+from collections.abc import Awaitable, Callable
 
 import grpc
 import numpy as np
@@ -35,6 +41,7 @@ from serving.inference import Classification, InferenceService, ServingError
 from serving.model import ServedModel
 from serving.registry import ModelRegistry
 from serving.repository import InvalidModelName, validate_model_name
+from serving.settings import Settings
 
 KSERVE_V2_SERVICE = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "seqserve"
@@ -69,8 +76,13 @@ def parse_version(text: str) -> int:
     return int(text)
 
 
-def decode_texts(request: service_pb2.ModelInferRequest) -> list[str]:
-    """The `text` input tensor, from either kind of contents, as Python strings."""
+def decode_texts(
+    request: service_pb2.ModelInferRequest, check_count: Callable[[int], None] | None = None
+) -> list[str]:
+    """The `text` input tensor, from either kind of contents, as Python strings.
+
+    `check_count` sees the count the shape declares before any element is decoded, so that a message
+    of a million empty elements is refused as cheaply as one of ten."""
     names = [tensor.name for tensor in request.inputs]
     if TEXT_INPUT not in names:
         raise _invalid(
@@ -86,6 +98,8 @@ def decode_texts(request: service_pb2.ModelInferRequest) -> list[str]:
     if len(shape) != 1 or shape[0] < 0:
         raise _invalid(f"input {TEXT_INPUT!r} has shape {shape}; expected [N], one text per element")
     count = shape[0]
+    if check_count is not None:
+        check_count(count)
     if request.raw_input_contents:
         if len(request.raw_input_contents) != len(request.inputs):
             raise _invalid(
@@ -193,10 +207,13 @@ def model_metadata(model: ServedModel, versions: list[int]) -> service_pb2.Model
 
 
 class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: InferenceService, registry: ModelRegistry, health: HealthService) -> None:
+    def __init__(
+        self, service: InferenceService, registry: ModelRegistry, health: HealthService, settings: Settings
+    ) -> None:
         self._service = service
         self._registry = registry
         self._health = health
+        self._settings = settings
 
     async def ServerLive(
         self, request: service_pb2.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -245,7 +262,7 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         version = 0
         try:
             version = parse_version(request.model_version)
-            texts = decode_texts(request)
+            texts = decode_texts(request, self._service.check_text_count)
             outputs, raw = requested_outputs(request)
         except ServingError as error:
             await abort_with(context, self._service.refuse(request.model_name, version, error))
@@ -260,7 +277,9 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(
         self, request: service_pb2.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.RepositoryIndexResponse:
-        """Every model of the repository: one READY entry per loaded version, else one UNAVAILABLE."""
+        """Every model of the repository: one READY entry per loaded version, one UNAVAILABLE entry with
+        its reason per version that failed to load, and one UNAVAILABLE "unloaded" entry for a model
+        with neither."""
         try:
             self._check_repository(request.repository_name)
         except ServingError as error:
@@ -270,12 +289,17 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         models = []
         for name in sorted(set(self._registry.repository_models()) | set(snapshot.names())):
             entry = snapshot.models.get(name)
-            if entry is not None:
-                models.extend(
-                    ModelIndex(name=name, version=str(v), state=READY) for v in sorted(entry.versions)
-                )
-            elif not request.ready:
-                models.append(ModelIndex(name=name, state=UNAVAILABLE, reason=self._unavailable_reason(name)))
+            loaded = sorted(entry.versions) if entry is not None else []
+            failed = {v: why for v, why in self._registry.failed_versions(name).items() if v not in loaded}
+            models.extend(ModelIndex(name=name, version=str(v), state=READY) for v in loaded)
+            if request.ready:
+                continue
+            models.extend(
+                ModelIndex(name=name, version=str(v), state=UNAVAILABLE, reason=why)
+                for v, why in sorted(failed.items())
+            )
+            if not loaded and not failed:
+                models.append(ModelIndex(name=name, state=UNAVAILABLE, reason="unloaded"))
         return service_pb2.RepositoryIndexResponse(models=models)
 
     async def RepositoryModelLoad(
@@ -283,6 +307,7 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> service_pb2.RepositoryModelLoadResponse:
         """(Re)load a model from the repository files: new versions come in, removed ones go."""
         try:
+            self._check_model_control()
             self._check_repository(request.repository_name)
             if request.parameters:
                 raise _invalid(
@@ -303,6 +328,7 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> service_pb2.RepositoryModelUnloadResponse:
         """Unload every version; queued requests finish first, new ones get NOT_FOUND. Idempotent."""
         try:
+            self._check_model_control()
             self._check_repository(request.repository_name)
             unsupported = sorted(set(request.parameters) - UNLOAD_PARAMETERS)
             if unsupported:
@@ -313,6 +339,14 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ServingError as error:
             await abort_with(context, error)
         return service_pb2.RepositoryModelUnloadResponse()
+
+    def _check_model_control(self) -> None:
+        if self._settings.model_control != "explicit":
+            raise ServingError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"loading and unloading models is disabled (--model-control {self._settings.model_control}); "
+                "start the server with --model-control explicit to allow it",
+            )
 
     @staticmethod
     def _check_repository(name: str) -> None:
@@ -336,13 +370,27 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             )
 
     def _unavailable_reason(self, name: str) -> str:
-        prefix = f"{name}/"
-        failures = [
-            f"version {key[len(prefix) :]}: {why}"
-            for key, why in sorted(self._registry.failures.items())
-            if key.startswith(prefix)
-        ]
-        return "; ".join(failures) or "unloaded"
+        failures = self._registry.failed_versions(name)
+        return "; ".join(f"version {v}: {why}" for v, why in sorted(failures.items())) or "unloaded"
+
+
+def _unimplemented(method: str) -> Callable[..., Awaitable[None]]:
+    async def refuse(self: KServeV2Servicer, request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{KSERVE_V2_SERVICE}/{method} is not offered by {SERVER_NAME}; it offers "
+            f"{', '.join(OFFERED_METHODS)}",
+        )
+
+    return refuse
+
+
+# The generated base class raises NotImplementedError, which grpcio reports as UNKNOWN (and logs as a
+# server error); every method not defined above answers UNIMPLEMENTED instead.
+OFFERED_METHODS = tuple(sorted(name for name in vars(KServeV2Servicer) if name[0].isupper()))
+for _method in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+    if _method.name not in OFFERED_METHODS:
+        setattr(KServeV2Servicer, _method.name, _unimplemented(_method.name))
 
 
 def add_kserve_v2_servicer_to_server(servicer: KServeV2Servicer, server: grpc.aio.Server) -> None:

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.batcher import Batcher, BatcherClosed, BatchPolicy, DeadlineExpired, QueueFull
+from serving.batcher import (
+    DEADLINE_SLACK_S,
+    Batcher,
+    BatcherClosed,
+    BatchPolicy,
+    DeadlineExpired,
+    QueueFull,
+)
 
 
 class RecordingObserver:
@@ -215,6 +222,28 @@ def test_caller_cancelled_after_its_deadline_counts_as_expired_and_is_not_run():
         assert observer.expired_count == 1
         ran = [item for batch in recorder.batches for item in batch]
         assert ran == ["running", "after"]
+
+    run(body, max_concurrent_batches=1, max_queue_delay_s=0.0)
+
+
+def test_cancelled_just_before_its_deadline_counts_as_expired():
+    """Regression: the client's deadline timer fires a little before the server's, so its cancellation
+    can arrive just before the server-side deadline; it was counted as a plain cancellation."""
+
+    async def body(batcher, recorder, observer):
+        loop = asyncio.get_running_loop()
+        recorder.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(["running"]))
+        await recorder.running()
+        deadline = loop.time() + 0.05
+        queued = asyncio.ensure_future(batcher.submit(["client gave up"], deadline=deadline))
+        await asyncio.sleep(0.05 - DEADLINE_SLACK_S / 2)  # the client's cancel, slightly early
+        queued.cancel()
+        await asyncio.gather(queued, return_exceptions=True)
+        recorder.gate.set()
+        await running
+        assert observer.expired_count == 1
+        assert [item for batch in recorder.batches for item in batch] == ["running"]
 
     run(body, max_concurrent_batches=1, max_queue_delay_s=0.0)
 

@@ -350,8 +350,10 @@ def test_v2_requests_are_counted_like_classify(server, client):
 def own_server(
     tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """A server of its own, so that unloading models cannot disturb the other tests."""
-    process = ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("kserve-v2-server-logs"))
+    """A server of its own, so that unloading models cannot disturb the other tests; it allows them."""
+    process = ServerProcess(
+        tiny_model_repository, tmp_path_factory.mktemp("kserve-v2-server-logs"), "--model-control", "explicit"
+    )
     yield process
     process.kill()
 

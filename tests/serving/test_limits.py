@@ -1,4 +1,8 @@
-"""A server with tight limits: batching by delay, full queues, expired deadlines, oversized messages."""
+"""A server with tight limits: batching while busy, full queues, expired deadlines, oversized messages.
+
+The batcher waits for company only while a batch of the same model runs, so the batching and deadline
+tests keep the slow model (tests/serving/slow_model.py) busy with one request first.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import pytest
 from seqserve.v1 import classifier_pb2
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
+from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
 
 GRU = {"model": "sarcasm-gru", "version": "1", "runtime": "onnx"}
+SLOW = {"model": SLOW_MODEL, "version": "1", "runtime": "onnx"}
 MAX_BATCH = 4
 DELAY_S = 0.3
 
@@ -23,8 +29,10 @@ DELAY_S = 0.3
 def tight_server(
     tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("tight") / "models"
+    repository = repository_with_slow_model(tiny_model_repository, root, matmuls=100)
     process = ServerProcess(
-        tiny_model_repository,
+        repository,
         tmp_path_factory.mktemp("tight-server-logs"),
         "--max-queue-size", "2", "--inference-threads", "1", "--max-batch-size", str(MAX_BATCH),
         "--max-queue-delay-us", str(int(DELAY_S * 1e6)), "--max-message-bytes", "200000",
@@ -33,8 +41,15 @@ def tight_server(
     process.kill()
 
 
-def request(texts: list[str]) -> classifier_pb2.ClassifyRequest:
-    return classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=texts)
+def request(texts: list[str], model: str = "sarcasm-gru") -> classifier_pb2.ClassifyRequest:
+    return classifier_pb2.ClassifyRequest(model=model, texts=texts)
+
+
+def keep_slow_model_busy(server: ServerProcess) -> grpc.Future:
+    """One request running on the slow model (a batch of ~0.3 s), returned once it is in flight."""
+    running = server.stub.Classify.future(request(["keeps it busy"], SLOW_MODEL), timeout=30)
+    wait_for_metric(server, "seqserve_requests_in_flight", 1, **SLOW)
+    return running
 
 
 def wait_for_metric(server: ServerProcess, name: str, at_least: float, **labels: str) -> str:
@@ -47,36 +62,40 @@ def wait_for_metric(server: ServerProcess, name: str, at_least: float, **labels:
     raise AssertionError(f"{name}{labels} never reached {at_least}")
 
 
-def test_concurrent_requests_arriving_within_the_delay_share_one_batch(tight_server):
+def test_requests_arriving_while_the_model_is_busy_share_one_batch(tight_server):
     before = tight_server.metrics_text()
-    calls = [tight_server.stub.Classify.future(request([f"headline {i}"]), timeout=10) for i in range(3)]
-    assert all(len(call.result().predictions) == 1 for call in calls)
+    running = keep_slow_model_busy(tight_server)
+    texts = [["headline 1"], ["headline 2", "headline 3"]]  # two requests: the queue holds two
+    calls = [tight_server.stub.Classify.future(request(t, SLOW_MODEL), timeout=10) for t in texts]
+    assert [len(call.result().predictions) for call in [running, *calls]] == [1, 1, 2]
     after = tight_server.metrics_text()
-    batches = value(after, "seqserve_batch_size_count", **GRU) - value(
-        before, "seqserve_batch_size_count", **GRU
+    batches = value(after, "seqserve_batch_size_count", **SLOW) - value(
+        before, "seqserve_batch_size_count", **SLOW
     )
-    texts = value(after, "seqserve_batch_size_sum", **GRU) - value(before, "seqserve_batch_size_sum", **GRU)
-    # three requests arriving within the 0.3 s delay run as one batch (of 3 < max 4) when it ends
-    assert (batches, texts) == (1, 3)
+    texts = value(after, "seqserve_batch_size_sum", **SLOW) - value(before, "seqserve_batch_size_sum", **SLOW)
+    # the busy batch, then the two requests that queued meanwhile as one batch (of 3 texts < max 4)
+    assert (batches, texts) == (2, 4)
 
 
 def test_request_whose_deadline_passes_while_queued_is_not_executed(tight_server):
     before = tight_server.metrics_text()
+    running = keep_slow_model_busy(tight_server)
     with pytest.raises(grpc.RpcError) as error:
-        # alone in the queue, it waits DELAY_S for company: longer than its deadline
-        tight_server.stub.Classify(request(["too late"]), timeout=DELAY_S / 3)
+        # queued behind the busy batch, which takes longer than its deadline
+        tight_server.stub.Classify(request(["too late"], SLOW_MODEL), timeout=0.05)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    expired_before = value(before, "seqserve_queue_expired_total", **GRU)
-    after = wait_for_metric(tight_server, "seqserve_queue_expired_total", expired_before + 1, **GRU)
+    assert len(running.result().predictions) == 1
+    expired_before = value(before, "seqserve_queue_expired_total", **SLOW)
+    after = wait_for_metric(tight_server, "seqserve_queue_expired_total", expired_before + 1, **SLOW)
     time.sleep(DELAY_S)  # past the moment its batch would have run
     after = tight_server.metrics_text()
-    assert value(after, "seqserve_queue_expired_total", **GRU) == expired_before + 1
-    deadline_exceeded = {"code": "DEADLINE_EXCEEDED", **GRU}
+    assert value(after, "seqserve_queue_expired_total", **SLOW) == expired_before + 1
+    deadline_exceeded = {"code": "DEADLINE_EXCEEDED", **SLOW}
     assert value(after, "seqserve_requests_total", **deadline_exceeded) == 1 + value(
         before, "seqserve_requests_total", **deadline_exceeded
     )
     for executed in ("seqserve_batch_size_sum", "seqserve_inference_duration_seconds_count"):
-        assert value(after, executed, **GRU) == value(before, executed, **GRU)
+        assert value(after, executed, **SLOW) == value(before, executed, **SLOW) + 1  # the busy one only
     assert len(tight_server.stub.Classify(request(["still serving"]), timeout=10).predictions) == 1
 
 

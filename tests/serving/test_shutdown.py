@@ -10,24 +10,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from seqserve.v1 import classifier_pb2
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
+from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
 
 IN_FLIGHT = 20
 GRACE_S = 10
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(tiny_model_repository, tmp_path):
-    # a long batching delay keeps the requests queued on the server when SIGTERM arrives
+    # a slow model keeps one batch running and the other requests queued when SIGTERM arrives
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=100)
     server = ServerProcess(
-        tiny_model_repository, tmp_path, "--max-queue-delay-us", "500000", "--max-batch-size", "256",
+        repository, tmp_path, "--max-queue-delay-us", "500000", "--max-batch-size", "256",
         "--grace-period-s", str(GRACE_S),
     )  # fmt: skip
     try:
         calls = [
             server.stub.Classify.future(
-                classifier_pb2.ClassifyRequest(
-                    model=("sarcasm-gru", "sarcasm-flatten")[i % 2], texts=[f"t {i}"]
-                ),
-                timeout=30,
+                classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"t {i}"]), timeout=30
             )
             for i in range(IN_FLIGHT)
         ]

@@ -1,0 +1,167 @@
+"""What every RPC passes before its servicer: the shutdown gate and the check that its bytes parse.
+
+Shutdown gate. When shutdown begins, grpcio cancels calls it has received but not yet handed to a
+handler (the client sees CANCELLED, which cannot be told apart from a request lost half-way). So the
+server first closes this gate: from then on every new RPC (except grpc.health, whose probes must see
+NOT_SERVING) ends at once with UNAVAILABLE, "send it elsewhere"; the RPCs already inside run to the
+end, and `wait_idle` tells the server when the last one has left. Only then does it stop the transport.
+
+Malformed requests. grpcio parses a request before any handler runs; when parsing fails (a `string`
+field holding invalid UTF-8, a truncated varint, a wrong wire type) it answers UNKNOWN "Unexpected
+DecodeError" and logs a traceback as if the server were broken. Every method's deserializer is wrapped
+so that a parse failure becomes a `MalformedRequest` value, which ends the RPC with INVALID_ARGUMENT
+before the servicer sees it. In a client stream, reading the bad message raises `MalformedStream`
+inside the servicer, which ends the stream as it ends it for any error (ClassifyStream first answers
+the requests it read before), and the stream's status is INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+# Methods the gate never closes for (prefix match).
+UNGATED = ("/grpc.health.v1.Health/",)
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    error: str
+
+
+class MalformedStream(Exception):
+    """A client stream reached a message that does not parse."""
+
+
+def _message(request: MalformedRequest) -> str:
+    return f"the request is not a valid protobuf message of this method's type: {request.error}"
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return MalformedRequest(str(error))
+
+    return parse
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise MalformedStream(_message(request))
+        yield request
+
+
+async def _refuse_malformed(request: Any, context: grpc.aio.ServicerContext, client_stream: bool) -> Any:
+    """The request to hand to the servicer (client streams: a checking iterator); aborts on a bad one."""
+    if client_stream:
+        return _checked(request)
+    if isinstance(request, MalformedRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+    return request
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # method -> its guarded handler
+        self._closed = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> int:
+        """RPCs inside the gate now."""
+        return self._active
+
+    def close(self) -> None:
+        """Refuse every new (gated) RPC with UNAVAILABLE from now on."""
+        self._closed = True
+
+    async def wait_idle(self) -> None:
+        """Until no gated RPC is running."""
+        await self._idle.wait()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:  # unknown method: grpcio answers UNIMPLEMENTED
+                return handler
+            wrapped = self._wrapped[method] = self._guarded(handler, gated=not method.startswith(UNGATED))
+        return wrapped
+
+    async def _enter(self, context: grpc.aio.ServicerContext) -> None:
+        if self._closed:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the server is shutting down; send the request to another one"
+            )
+        self._active += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    def _guarded(self, handler: grpc.RpcMethodHandler, gated: bool) -> grpc.RpcMethodHandler:
+        changes: dict[str, Any] = {"request_deserializer": _tolerant(handler.request_deserializer)}
+        for kind, client_stream in (
+            ("unary_unary", False),
+            ("unary_stream", False),
+            ("stream_unary", True),
+            ("stream_stream", True),
+        ):
+            behaviour = getattr(handler, kind)
+            if behaviour is not None:
+                changes[kind] = self._wrap(behaviour, client_stream, gated)
+        return handler._replace(**changes)  # type: ignore[attr-defined]  # grpcio's handlers are namedtuples
+
+    def _wrap(self, behaviour: Callable[..., Any], client_stream: bool, gated: bool) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if gated:
+                    await self._enter(context)
+                try:
+                    checked = await _refuse_malformed(request, context, client_stream)
+                    async for response in behaviour(checked, context):
+                        yield response
+                except MalformedStream as error:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                finally:
+                    if gated:
+                        self._leave()
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if gated:
+                await self._enter(context)
+            try:
+                checked = await _refuse_malformed(request, context, client_stream)
+                result = behaviour(checked, context)
+                return await result if inspect.isawaitable(result) else result
+            except MalformedStream as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            finally:
+                if gated:
+                    self._leave()
+
+        return call

@@ -1,0 +1,46 @@
+"""Helpers for the reliability tests: each test (or module) runs its own real server subprocess."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+
+NORMAL_TEXT = "area man passionate defender of what he imagines constitution to be"
+
+
+def call_code(call: Callable[[], Any]) -> tuple[grpc.StatusCode, Any]:
+    """Run one RPC; (OK, response) or (its status code, the error)."""
+    try:
+        return grpc.StatusCode.OK, call()
+    except grpc.RpcError as error:
+        return error.code(), error
+
+
+def assert_answers_normally(stub: classifier_pb2_grpc.ClassifierStub, model: str = "sarcasm-gru") -> None:
+    """A plain request succeeds: the server is alive and serving."""
+    response = stub.Classify(classifier_pb2.ClassifyRequest(model=model, texts=[NORMAL_TEXT]), timeout=10)
+    assert len(response.predictions) == 1
+    assert abs(sum(s.score for s in response.predictions[0].scores) - 1) < 1e-4
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@pytest.fixture
+def own_repository(tiny_model_repository: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny repository that a test may change (add, break or delete versions)."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_repository, root)
+    return root

@@ -1,0 +1,371 @@
+"""Hostile input against one running server: every answer is a defined status, and it keeps serving.
+
+Hypothesis generates requests for both protocols (and raw bytes that are no valid message at all);
+each must end with a status a client can act on (OK, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED,
+UNIMPLEMENTED for methods the server does not offer), never UNKNOWN or INTERNAL, and a normal request
+must still succeed every few cases and at the end. Where the outcome is fully determined by the
+limits (own API), the exact status is checked. Runs are derandomized so that CI sees the same cases.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from seqserve.v1 import classifier_pb2
+from serving.repository import InvalidModelName, validate_model_name
+from tests.reliability.conftest import assert_answers_normally, call_code
+from tests.serving.server_process import ServerProcess
+
+MODELS = ("sarcasm-flatten", "sarcasm-gru")
+MAX_TEXTS = 32
+MAX_TEXT_BYTES = 2048
+MAX_MESSAGE_BYTES = 128 * 1024
+DEFINED = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+CHECK_EVERY = 50
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+
+# Texts: any Unicode (no lone surrogates: a protobuf `string` cannot carry them), with the odd ones
+# made likely, sometimes repeated past the text limit.
+ODD_TEXTS = ["", "\x00", "\u200f\u202eRTL\u202c", "🙂" * 3, "a\x00b", "\ufeff", "\U0010ffff", " " * 10]
+texts_strategy = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(ODD_TEXTS),
+    st.tuples(st.text(min_size=1, max_size=4), st.integers(1, 1200)).map(lambda t: t[0] * t[1]),
+)
+# Model names: the real ones, near misses, path tricks, long and non-ASCII names.
+names_strategy = st.one_of(
+    st.sampled_from(MODELS),
+    st.sampled_from(
+        [
+            "",
+            "../sarcasm-gru",
+            "/etc/passwd",
+            "sarcasm-gru/../sarcasm-gru",
+            "tokenizers",
+            "..",
+            ".",
+            "SARCASM-GRU",
+        ]
+    ),
+    st.sampled_from(
+        ["sarcasm-gru" * 20, "a" * 129, "a" * 10_000, "sarcasm-grü", "sarcasm-gru\x00", "_unknown"]
+    ),
+    st.text(max_size=30),
+)
+versions_strategy = st.one_of(st.sampled_from([0, 1, 2, -1]), st.integers(-(2**63), 2**63 - 1))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        tiny_model_repository, tmp_path_factory.mktemp("fuzz-logs"),
+        "--max-queue-delay-us", "0", "--max-texts-per-request", str(MAX_TEXTS),
+        "--max-text-bytes", str(MAX_TEXT_BYTES), "--max-message-bytes", str(MAX_MESSAGE_BYTES),
+    )  # fmt: skip
+    yield process
+    assert_answers_normally(process.stub)
+    assert process.process.poll() is None, "the server died"
+    log = process.log_path.read_text()
+    process.kill()
+    assert '"level": "error"' not in log, log[-3000:]
+
+
+class Liveness:
+    """Counts cases; every CHECK_EVERY-th one is followed by a normal request."""
+
+    def __init__(self) -> None:
+        self.cases = 0
+
+    def tick(self, server: ServerProcess) -> None:
+        self.cases += 1
+        if self.cases % CHECK_EVERY == 0:
+            assert_answers_normally(server.stub)
+
+
+@pytest.fixture(scope="module")
+def liveness() -> Liveness:
+    return Liveness()
+
+
+def expected_classify_code(request: classifier_pb2.ClassifyRequest) -> grpc.StatusCode:
+    """The status the documented limits dictate, in the server's order of checks."""
+    if request.ByteSize() > MAX_MESSAGE_BYTES:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if request.version < 0:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    try:
+        validate_model_name(request.model)
+    except InvalidModelName:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if request.model not in MODELS or request.version not in (0, 1):
+        return grpc.StatusCode.NOT_FOUND
+    if not request.texts or len(request.texts) > MAX_TEXTS:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if any(len(text.encode("utf-8")) > MAX_TEXT_BYTES for text in request.texts):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.OK
+
+
+@settings(FUZZ, max_examples=700)
+@given(
+    model=names_strategy,
+    version=versions_strategy,
+    texts=st.one_of(
+        st.lists(texts_strategy, max_size=8),
+        st.integers(MAX_TEXTS - 1, MAX_TEXTS + 2).map(lambda n: ["x"] * n),
+        st.just(["y" * 1000] * 200),  # over the message limit
+    ),
+)
+def test_classify_answers_exactly_as_the_limits_say(server, liveness, model, version, texts):
+    request = classifier_pb2.ClassifyRequest(model=model, version=version, texts=texts)
+    code, response = call_code(lambda: server.stub.Classify(request, timeout=10))
+    assert code == expected_classify_code(request), getattr(response, "details", lambda: "")()
+    if code == grpc.StatusCode.OK:
+        assert len(response.predictions) == len(texts)
+        for prediction in response.predictions:
+            scores = [s.score for s in prediction.scores]
+            assert all(np.isfinite(scores)) and abs(sum(scores) - 1) < 1e-4
+    liveness.tick(server)
+
+
+@settings(FUZZ, max_examples=250)
+@given(texts=st.lists(texts_strategy, max_size=5), models=st.lists(names_strategy, max_size=4))
+def test_compare_and_get_model_answer_defined_statuses(server, liveness, texts, models):
+    code, _ = call_code(
+        lambda: server.stub.Compare(classifier_pb2.CompareRequest(texts=texts, models=models), timeout=10)
+    )
+    assert code in DEFINED
+    for name in models[:2]:
+        code, _ = call_code(
+            lambda n=name: server.stub.GetModel(classifier_pb2.GetModelRequest(model=n), timeout=10)
+        )
+        assert code in DEFINED
+    liveness.tick(server)
+
+
+# ---- KServe V2: raw bytes reach the server, so lone surrogates and invalid UTF-8 can be sent ---------
+
+# UTF-8 encodings of lone surrogates (CESU-style), overlong forms, stray continuation bytes, BOMs
+BAD_UTF8 = [
+    b"\xed\xa0\x80",
+    b"\xed\xbf\xbf",
+    b"a\xed\xb2\x80b",
+    b"\xc0\xaf",
+    b"\x80",
+    b"\xff\xfe",
+    b"\xf4\x90\x80\x80",
+]
+element_strategy = st.one_of(
+    st.binary(max_size=30),
+    st.sampled_from(BAD_UTF8),
+    st.text(max_size=30).map(lambda t: t.encode("utf-8")),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3).map(
+        lambda t: t.encode("utf-8", "surrogatepass")
+    ),
+)
+
+
+def raw_elements(elements: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+@st.composite
+def infer_requests(draw: st.DrawFn) -> tuple[service_pb2.ModelInferRequest, bool]:
+    """A ModelInferRequest, and whether it is well-formed (a known model and valid UTF-8 texts)."""
+    elements = draw(st.lists(element_strategy, max_size=6))
+    well_formed = draw(st.booleans())
+    if well_formed:
+        elements = [draw(st.text(max_size=30)).encode("utf-8") for _ in range(max(1, len(elements)))]
+        request = service_pb2.ModelInferRequest(
+            model_name=draw(st.sampled_from(MODELS)), model_version=draw(st.sampled_from(["", "1"]))
+        )
+        tensor = request.inputs.add(name="text", datatype="BYTES", shape=[len(elements)])
+        if draw(st.booleans()):
+            request.raw_input_contents.append(raw_elements(elements))
+        else:
+            tensor.contents.bytes_contents.extend(elements)
+        return request, True
+    request = service_pb2.ModelInferRequest(
+        model_name=draw(names_strategy),
+        model_version=draw(
+            st.one_of(st.sampled_from(["", "1", "0", "-1", "01", "2", "1.0", " 1"]), st.text(max_size=25))
+        ),
+    )
+    for _ in range(draw(st.integers(0, 2))):
+        tensor = request.inputs.add(
+            name=draw(st.sampled_from(["text", "TEXT", "", "input_ids"])),
+            datatype=draw(st.sampled_from(["BYTES", "FP32", "INT32", "", "bytes"])),
+            shape=draw(
+                st.one_of(
+                    st.just([len(elements)]),
+                    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
+                    st.sampled_from([[0], [-1], [10**6], [2**62]]),
+                )
+            ),
+        )
+        kind = draw(st.sampled_from(["raw", "contents", "both", "none", "garbage"]))
+        if kind in ("raw", "both"):
+            request.raw_input_contents.append(raw_elements(elements))
+        if kind in ("contents", "both"):
+            tensor.contents.bytes_contents.extend(elements)
+        if kind == "garbage":
+            request.raw_input_contents.append(draw(st.binary(max_size=64)))
+    for name in draw(st.lists(st.sampled_from(["probabilities", "label", "logits", ""]), max_size=3)):
+        output = request.outputs.add(name=name)
+        if draw(st.booleans()):
+            output.parameters["binary_data"].bool_param = draw(st.booleans())
+    if draw(st.booleans()):
+        request.parameters["binary_data_output"].int64_param = draw(st.integers(-5, 5))
+    return request, False
+
+
+@settings(FUZZ, max_examples=800)
+@given(case=infer_requests())
+def test_v2_infer_answers_defined_statuses_and_well_formed_requests_succeed(server, liveness, case):
+    request, well_formed = case
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
+    code, response = call_code(lambda: stub.ModelInfer(request, timeout=10))
+    if well_formed:
+        assert code == grpc.StatusCode.OK, response.details()
+        shape = list(response.outputs[0].shape)
+        assert shape == [request.inputs[0].shape[0], 2]
+    else:
+        assert code in DEFINED, (code, getattr(response, "details", lambda: "")())
+    liveness.tick(server)
+
+
+@settings(FUZZ, max_examples=300)
+@given(
+    name=names_strategy,
+    version=st.one_of(st.text(max_size=25), st.sampled_from(["", "1", "7", "99999999999999999999999"])),
+)
+def test_v2_model_ready_and_metadata_answer_defined_statuses(server, liveness, name, version):
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
+    code, ready = call_code(
+        lambda: stub.ModelReady(service_pb2.ModelReadyRequest(name=name, version=version), timeout=10)
+    )
+    assert code in DEFINED
+    code, _ = call_code(
+        lambda: stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=name, version=version), timeout=10)
+    )
+    assert code in DEFINED
+    if name in MODELS and version in ("", "1"):
+        assert ready.ready and code == grpc.StatusCode.OK
+    liveness.tick(server)
+
+
+# ---- bytes that are no valid message (the transport parses them before any handler runs) ---------
+
+METHODS = [
+    "/seqserve.v1.Classifier/Classify",
+    "/seqserve.v1.Classifier/Compare",
+    "/seqserve.v1.Classifier/GetModel",
+    "/inference.GRPCInferenceService/ModelInfer",
+    "/inference.GRPCInferenceService/ModelMetadata",
+    "/inference.GRPCInferenceService/RepositoryIndex",
+    "/inference.GRPCInferenceService/RepositoryModelLoad",
+    "/grpc.health.v1.Health/Check",
+]
+# invalid UTF-8 in field 1 (a string in each of these messages), a truncated varint, a bad wire type
+MALFORMED = [b"\x0a\x02\xed\xa0", b"\x0a\x03\xff\xfe\xfd", b"\x10\xff\xff", b"\x0f", b"\x0a\x7f"]
+
+
+@settings(FUZZ, max_examples=500)
+@given(
+    method=st.sampled_from(METHODS),
+    payload=st.one_of(st.binary(max_size=64), st.sampled_from(MALFORMED)),
+)
+def test_unparseable_messages_are_invalid_argument(server, liveness, method, payload):
+    call = server.channel.unary_unary(method)  # no serializer: the payload goes out as it is
+    code, response = call_code(lambda: call(payload, timeout=10))
+    allowed = DEFINED | {grpc.StatusCode.PERMISSION_DENIED}  # load without --model-control explicit
+    assert code in allowed, (code, getattr(response, "details", lambda: "")())
+    liveness.tick(server)
+
+
+@pytest.mark.parametrize("payload", MALFORMED[:3])
+@pytest.mark.parametrize(
+    "method", ["/seqserve.v1.Classifier/Classify", "/inference.GRPCInferenceService/ModelInfer"]
+)
+def test_invalid_utf8_in_a_string_field_is_invalid_argument(server, method, payload):
+    """Regression: grpcio answered UNKNOWN ("Unexpected DecodeError") and logged a server error."""
+    with pytest.raises(grpc.RpcError) as error:
+        server.channel.unary_unary(method)(payload, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid protobuf message" in error.value.details()
+
+
+def test_invalid_message_in_a_stream_is_invalid_argument_after_the_replies_before_it(server):
+    stream = server.channel.stream_stream("/seqserve.v1.Classifier/ClassifyStream")
+    good = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=["fine"]).SerializeToString()
+    replies = stream(iter([good, good, MALFORMED[0], good]), timeout=10)
+    assert len(classifier_pb2.ClassifyResponse.FromString(next(replies)).predictions) == 1
+    assert len(classifier_pb2.ClassifyResponse.FromString(next(replies)).predictions) == 1
+    with pytest.raises(grpc.RpcError) as error:
+        next(replies)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    health = health_pb2_grpc.HealthStub(server.channel)
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "ModelConfig",
+        "ModelStatistics",
+        "LogSettings",
+        "TraceSetting",
+        "SystemSharedMemoryStatus",
+        "CudaSharedMemoryRegister",
+    ],
+)
+def test_v2_methods_not_offered_are_unimplemented(server, method):
+    """Regression: the generated base class raised NotImplementedError, which grpcio sent as UNKNOWN."""
+    with pytest.raises(grpc.RpcError) as error:
+        server.channel.unary_unary(f"/inference.GRPCInferenceService/{method}")(b"", timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "ModelInfer" in error.value.details()
+
+
+def test_v2_stream_infer_is_unimplemented(server):
+    stream = server.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+    with pytest.raises(grpc.RpcError) as error:
+        list(stream(iter([b""]), timeout=10))
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_shape_over_the_text_limit_is_refused_before_decoding(server):
+    """Regression: a shape of 10^6 elements was decoded element by element (on the event loop) before
+    the per-request text limit applied; now the declared shape alone is refused."""
+    request = service_pb2.ModelInferRequest(model_name="sarcasm-gru")
+    request.inputs.add(name="text", datatype="BYTES", shape=[25_000])
+    # fewer elements than declared: the count limit answering (not the decoder) shows which ran first
+    request.raw_input_contents.append(raw_elements([b""] * 3))
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(request, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"request has 25000 texts; the limit is {MAX_TEXTS}" in error.value.details()
