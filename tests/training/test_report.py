@@ -39,6 +39,9 @@ def _run(architecture: str, val_accuracy: list[float], **columns: list[float]) -
         version=1,
         parameters=1000,
         epochs=epochs,
+        train_examples=100,
+        validation_examples=50,
+        seed=1,
         validation_name="validation",
         history=history,
         onnx_converter="tf2onnx",
@@ -100,6 +103,7 @@ def test_report_on_a_trained_repository(trained_repository: Path, tmp_path: Path
         assert f"| sarcasm-{architecture} | 1 |" in text
     assert text.count("- **") == 6  # five general claims and the sarcasm-only one
     assert "## Thresholds" in text
+    assert "epochs / train examples / validation examples / seed = 1 / 300 / 100 / 42." in text
     for metric in ("accuracy", "loss"):
         plot = output.parent / f"sarcasm-{metric}.png"
         assert plot.read_bytes().startswith(PNG_MAGIC) and plot.stat().st_size > 10_000
