@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import shlex
+import shutil
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,14 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
+
+
+def client_command() -> str:
+    """`seqserve` as the person who started the server can paste it: bare only if it is on PATH."""
+    if shutil.which("seqserve"):
+        return "seqserve"
+    script = Path(sys.executable).parent / "seqserve"
+    return str(script.relative_to(Path.cwd())) if script.is_relative_to(Path.cwd()) else str(script)
 
 
 class Server:
@@ -161,7 +170,7 @@ class Server:
         if self.settings.tls_client_ca:
             tls += " --tls-cert CLIENT.pem --tls-key CLIENT.key"
         print(
-            f"  seqserve classify --address {self.grpc_address}{tls} --model {example} "
+            f"  {client_command()} classify --address {self.grpc_address}{tls} --model {example} "
             + shlex.quote("Local man wins award for most average day ever")
         )
         ready = {

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from seqserve.cli import main
+from serving.server import client_command
 from tests.serving.reference import reference_probabilities
+from tests.serving.server_process import REPO_ROOT
 
 TEXTS = ["mom announces she is finally proud", "stock markets close higher on tuesday"]
 
@@ -44,3 +48,14 @@ def test_compare_prints_models_side_by_side_with_latency(server, capsys):
 def test_errors_are_reported_with_their_status(server, capsys):
     assert main(["classify", "--address", server.address, "--model", "imdb-lstm", "text"]) == 1
     assert "NOT_FOUND: model 'imdb-lstm' is not loaded" in capsys.readouterr().err
+
+
+def test_the_classify_command_the_server_prints_runs_as_pasted(server, monkeypatch):
+    """Regression: the start-up banner said `seqserve classify ...`, which is not on PATH after
+    `make serve` (it lives in .venv/bin)."""
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    monkeypatch.chdir(REPO_ROOT)
+    command = [client_command(), "classify", "--address", server.address, "--model", "sarcasm-gru", "hi"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "sarcasm-gru v1"
