@@ -64,10 +64,10 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench.run --models $(MODELS)
 
-# The serving benchmark's targets (transport ceiling, batching gain, overhead over in-process) as a
-# pass/fail gate: the same run as `make bench`, exiting non-zero when a target fails.
+# The speed claims about the architectures (in-process ONNX Runtime vs TensorFlow, training s/epoch,
+# served latency), judged from one fresh run: reports/speed.md and its plots.
 claims: setup
-	$(BIN)/python -m bench.run --models $(MODELS) --check
+	$(BIN)/python -m bench.claims --models $(MODELS) --dataset $(DATASET)
 
 # The server's container image (Dockerfile): IMAGE_TARGET=runtime (ONNX only) or runtime-tf; the model
 # repository MODELS is baked in at /models.

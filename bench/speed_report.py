@@ -1,0 +1,424 @@
+"""reports/speed.md, its plots and a JSON dump of every timing, from one bench.claims run."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.run import Cell
+from bench.speed_verdicts import (
+    CLAIMS,
+    FASTER_RATIO,
+    MUCH_FASTER_RATIO,
+    ClaimVerdict,
+    Judgement,
+    Spread,
+    assess,
+    judge,
+)
+
+ARCHITECTURE_ORDER = ("flatten", "gap", "rnn", "lstm", "lstm2", "gru", "conv")
+REFERENCE = "lstm"
+RUNTIME_TITLES = {"onnx": "ONNX Runtime", "tf": "TensorFlow SavedModel"}
+# Each in-process sample is taken on both clocks (bench.inference_timing): clock -> what it measures.
+CLOCKS = {"wall": "latency", "cpu": "CPU time"}
+MARKS = {Judgement.SUPPORTS: "✓", Judgement.CONTRADICTS: "✗", Judgement.UNCLEAR: "~"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One in-process measurement setting: every architecture and both runtimes were interleaved in it."""
+
+    max_length: int
+    batch: int
+
+    @property
+    def label(self) -> str:
+        return f"L{self.max_length} b{self.batch}"
+
+
+@dataclass(frozen=True)
+class TrainingTiming:
+    architecture: str
+    model: str
+    version: int
+    epochs_used: str  # e.g. "2-10"
+    seconds: Spread
+
+
+@dataclass(frozen=True)
+class SpeedRun:
+    """Everything one run measured (timings in milliseconds per batch) and how it was run."""
+
+    dataset: str
+    dataset_length: int
+    long_length: int
+    batches: tuple[int, ...]
+    architectures: tuple[str, ...]  # measured, in report order
+    # clock -> runtime -> setting -> architecture -> ms per batch; at the dataset length the trained
+    # models, at the long length untrained networks
+    inference: dict[str, dict[str, dict[Setting, dict[str, Spread]]]]
+    # clock -> runtime -> architecture -> (trained, untrained) at the dataset length and control batch
+    control: dict[str, dict[str, dict[str, tuple[Spread, Spread]]]]
+    control_batch: int
+    training: dict[str, TrainingTiming]
+    served: dict[str, list[Cell]]  # runtime -> cells
+    header: list[str]  # command, machine, loads, versions, method lines
+
+
+def ordered(architectures: Sequence[str]) -> tuple[str, ...]:
+    known = [a for a in ARCHITECTURE_ORDER if a in architectures]
+    return tuple(known + sorted(a for a in architectures if a not in ARCHITECTURE_ORDER))
+
+
+def contexts(run: SpeedRun) -> dict[str, dict[str, dict[str, Spread]]]:
+    """Verdict context -> setting label -> architecture -> timing."""
+    result = {"training": {"s/epoch": {a: t.seconds for a, t in run.training.items()}}}
+    for runtime in RUNTIME_TITLES:
+        for clock, measure in CLOCKS.items():
+            if runtime in run.inference.get(clock, {}):
+                settings = run.inference[clock][runtime]
+                result[f"{RUNTIME_TITLES[runtime]} {measure}"] = {s.label: t for s, t in settings.items()}
+    return result
+
+
+def claim_verdicts(run: SpeedRun) -> dict[str, list[ClaimVerdict]]:
+    """Context -> one verdict per claim, in CLAIMS order."""
+    return {
+        context: [assess(claim, settings) for claim in CLAIMS] for context, settings in contexts(run).items()
+    }
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
+
+
+def _ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:#.3g}"
+
+
+def _verdict_cell(verdict: ClaimVerdict) -> str:
+    ranges = []
+    for comparison in verdict.claim.comparisons:
+        span = verdict.speedup_range(comparison)
+        if span is not None:
+            low, high = span
+            value = _x(low) if math.isclose(low, high) else f"{_x(low)}-{_x(high)}"
+            ranges.append(f"{comparison.fast} vs {comparison.slow} {value}")
+    return f"**{verdict.verdict}** ({verdict.tally()}); speed-up " + ", ".join(ranges)
+
+
+def verdict_table(verdicts: Mapping[str, list[ClaimVerdict]]) -> list[str]:
+    names = list(verdicts)
+    lines = ["| claim | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for index, claim in enumerate(CLAIMS):
+        cells = [_verdict_cell(verdicts[name][index]) for name in names]
+        lines.append(f"| {claim.text} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _claim_details(verdicts: Mapping[str, list[ClaimVerdict]], index: int) -> list[str]:
+    settings: list[str] = []
+    for context in verdicts.values():
+        for finding in context[index].findings:
+            if finding.setting not in settings:
+                settings.append(finding.setting)
+    lines = [
+        "| comparison | where | " + " | ".join(settings) + " |",
+        "|---|---|" + "---:|" * len(settings),
+    ]
+    for comparison in CLAIMS[index].comparisons:
+        for context, context_verdicts in verdicts.items():
+            found = {f.setting: f for f in context_verdicts[index].findings if f.comparison == comparison}
+            if not found:
+                continue
+            cells = [
+                f"{_x(found[s].speedup)} {MARKS[found[s].judgement]}" if s in found else "" for s in settings
+            ]
+            lines.append(
+                f"| {comparison.fast} vs {comparison.slow} | {context} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _inference_table(run: SpeedRun, clock: str, runtime: str, max_length: int) -> list[str]:
+    by_setting = run.inference[clock][runtime]
+    settings = [s for s in by_setting if s.max_length == max_length]
+    lines = [
+        "| architecture | " + " | ".join(f"batch {s.batch}" for s in settings) + " |",
+        "|---|" + "---:|" * len(settings),
+    ]
+    worst = (0.0, "")
+    for architecture in run.architectures:
+        cells = []
+        for setting in settings:
+            timings = by_setting[setting]
+            spread = timings[architecture]
+            ratio = spread.median / timings[REFERENCE].median if REFERENCE in timings else math.nan
+            cells.append(f"{_ms(spread.median)} ({ratio:.2f}x)")
+            if spread.relative_iqr > worst[0]:
+                worst = (spread.relative_iqr, f"{architecture} at batch {setting.batch}")
+        lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Widest interquartile range in this table: {100 * worst[0]:.0f}% of the median ({worst[1]}).",
+    ]
+    return lines
+
+
+def _runtime_ratio_table(run: SpeedRun) -> list[str]:
+    """TensorFlow's median over ONNX Runtime's, per clock: "latency / CPU time" in each cell."""
+    settings = list(run.inference["wall"]["onnx"])
+    lines = [
+        "| architecture | " + " | ".join(s.label for s in settings) + " |",
+        "|---|" + "---:|" * len(settings),
+    ]
+    for architecture in run.architectures:
+        cells = [
+            " / ".join(
+                _x(
+                    run.inference[c]["tf"][s][architecture].median
+                    / run.inference[c]["onnx"][s][architecture].median
+                )
+                for c in CLOCKS
+            )
+            for s in settings
+        ]
+        lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _control_table(run: SpeedRun) -> list[str]:
+    columns = [
+        (clock, runtime) for runtime in RUNTIME_TITLES for clock in CLOCKS if runtime in run.control[clock]
+    ]
+    lines = [
+        "| architecture | "
+        + " | ".join(f"{RUNTIME_TITLES[runtime]} {CLOCKS[clock]}" for clock, runtime in columns)
+        + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for architecture in run.architectures:
+        cells = []
+        for clock, runtime in columns:
+            trained, untrained = run.control[clock][runtime][architecture]
+            cells.append(
+                f"{_ms(trained.median)} / {_ms(untrained.median)} ms "
+                f"= {trained.median / untrained.median:.2f}"
+            )
+        lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _control_verdict(run: SpeedRun) -> str:
+    """Where, by the claims' own rule on CPU time, an untrained network costs clearly more or less."""
+    differing = [
+        f"{architecture} on {RUNTIME_TITLES[runtime]} (trained / untrained = "
+        f"{trained.median / untrained.median:.2f})"
+        for runtime, pairs in run.control.get("cpu", {}).items()
+        for architecture, (trained, untrained) in pairs.items()
+        if Judgement.SUPPORTS in (judge(trained, untrained), judge(untrained, trained))
+    ]
+    if not differing:
+        return (
+            "By the rule of the verdicts, on CPU time, no untrained network's cost differs from its "
+            "trained counterpart's: they stand in for trained networks at the long length."
+        )
+    return (
+        "By the rule of the verdicts, on CPU time, the untrained network's cost differs clearly from the "
+        f"trained one's for: {'; '.join(differing)}. Its long-length figures carry that factor; the other "
+        "untrained networks stand in for trained ones."
+    )
+
+
+def _training_table(run: SpeedRun) -> list[str]:
+    lines = [
+        "| architecture | model version | epochs used | median s/epoch | interquartile range | ÷ lstm |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    reference = run.training.get(REFERENCE)
+    for architecture in run.architectures:
+        timing = run.training.get(architecture)
+        if timing is None:
+            continue
+        s = timing.seconds
+        ratio = f"{s.median / reference.seconds.median:.2f}x" if reference else "-"
+        lines.append(
+            f"| {architecture} | {timing.model} v{timing.version} | {timing.epochs_used} | {s.median:.1f} "
+            f"| {s.low:.1f}-{s.high:.1f} | {ratio} |"
+        )
+    return lines
+
+
+def _served_table(run: SpeedRun) -> list[str]:
+    lines = [
+        "| runtime | model | concurrency | calls/s | p50 ms | p99 ms | server p50 ms | server batch "
+        "| errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for runtime, cells in run.served.items():
+        for cell in cells:
+            s = cell.summary
+            server = s.server_ms.get("request", {}).get("p50", math.nan)
+            errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
+            lines.append(
+                f"| {RUNTIME_TITLES[runtime]} | {cell.target} | {cell.concurrency} | {s.requests_per_s:.0f} "
+                f"| {s.latency_ms['p50']:.2f} | {s.latency_ms['p99']:.2f} | {server:.2f} "
+                f"| {s.server_mean_batch_size:.2f} | {errors} |"
+            )
+    return lines
+
+
+def render(run: SpeedRun, plots: Sequence[Path]) -> str:
+    verdicts = claim_verdicts(run)
+    lines = ["# Speed claims", "", *run.header, "", "## Verdicts", ""]
+    lines += verdict_table(verdicts)
+    lines += [
+        "",
+        f"Rules: A is *faster* than B in one setting when B's median is at least {FASTER_RATIO:.2f}x A's "
+        "**and** A's 75th percentile is below B's 25th (the interquartile ranges do not overlap); *much "
+        f"faster* needs {MUCH_FASTER_RATIO:g}x. The reverse (B faster than A by {FASTER_RATIO:.2f}x with "
+        "separated ranges) contradicts the claim; anything else is *no clear difference* (this includes a "
+        "real speed-up below the needed ratio). A claim **holds** in a column when every comparison in "
+        "every setting supports it, **does not hold** when none does, and is **mixed** otherwise. Speed-up "
+        "= the claimed-slower model's median ÷ the claimed-faster one's (above 1: the claim's direction). "
+        "Inference settings: every batch size at both lengths; training: per-epoch wall time.",
+        "",
+    ]
+    for index, claim in enumerate(CLAIMS):
+        lines += [f"### {claim.text}", ""]
+        lines += _claim_details(verdicts, index)
+        lines.append("")
+    lines += ["✓ supports, ✗ contradicts, ~ no clear difference.", ""]
+    lines += [
+        "## Inference in process",
+        "",
+        "Median milliseconds per batch of `runtime.run(ids)` (the serving runtime classes, created by "
+        "`serving.runtimes.create_runtime` with the server's default settings), and in parentheses the "
+        f"ratio to `{REFERENCE}` in the same setting. Length {run.dataset_length} = the trained "
+        f"{run.dataset} models; length {run.long_length} = untrained networks of the same architectures "
+        "(bench/fresh_networks.py). *Latency* is wall-clock time per call, what a caller waits; *CPU "
+        "time* is the CPU this process used per call, which other processes' load inflates far less.",
+        "",
+    ]
+    for clock, measure in CLOCKS.items():
+        for runtime in run.inference[clock]:
+            for max_length in (run.dataset_length, run.long_length):
+                lines += [f"### {RUNTIME_TITLES[runtime]} {measure}, length {max_length}", ""]
+                lines += _inference_table(run, clock, runtime, max_length)
+                lines.append("")
+    lines += ["### TensorFlow ÷ ONNX Runtime (median per batch; latency / CPU time)", ""]
+    lines += _runtime_ratio_table(run)
+    lines += [
+        "",
+        f"### Control: trained vs untrained network, length {run.dataset_length}, batch {run.control_batch}",
+        "",
+        "The long-length figures come from untrained networks; at the trained length both kinds were "
+        "timed in the same rounds. A ratio near 1 means the weights' values do not change the cost; "
+        "how far the ratios stray from 1 shows the measurement noise.",
+        "",
+    ]
+    lines += _control_table(run)
+    lines += ["", _control_verdict(run)]
+    lines += ["", "## Training time per epoch", ""]
+    lines += _training_table(run)
+    lines += [
+        "",
+        "From each model's history.json (the training run's own wall time per epoch; the first epoch, "
+        "which also traces the graph, is left out). The architectures were trained one after another, "
+        "not interleaved, on the same shared machine, so the load during each differed.",
+        "",
+        "## Served (gRPC, one text per request, dynamic batching at the server's defaults)",
+        "",
+    ]
+    lines += _served_table(run)
+    lines += ["", "## Plots", ""]
+    lines += [f"![{path.stem}]({path.name})" for path in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(run: SpeedRun, path: Path) -> None:
+    """Every spread of the run, for anyone who wants other ratios than the report's."""
+    data = {
+        "inference_ms": {
+            clock: {
+                runtime: {
+                    s.label: {a: asdict(t) for a, t in by_arch.items()} for s, by_arch in settings.items()
+                }
+                for runtime, settings in runtimes.items()
+            }
+            for clock, runtimes in run.inference.items()
+        },
+        "control_ms": {
+            clock: {
+                runtime: {a: {"trained": asdict(t), "untrained": asdict(u)} for a, (t, u) in pairs.items()}
+                for runtime, pairs in runtimes.items()
+            }
+            for clock, runtimes in run.control.items()
+        },
+        "training": {a: asdict(t) for a, t in run.training.items()},
+        "served": {
+            runtime: [c.summary.as_json() | {"concurrency": c.concurrency} for c in cells]
+            for runtime, cells in run.served.items()
+        },
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def plot(run: SpeedRun, directory: Path) -> list[Path]:
+    """Latency vs batch size (one PNG per runtime, a panel per length) and the training bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for runtime, settings in run.inference["wall"].items():
+        lengths = (run.dataset_length, run.long_length)
+        figure, axes = plt.subplots(1, len(lengths), figsize=(6.5 * len(lengths), 4.5), sharey=True)
+        for axis, max_length in zip(axes, lengths, strict=True):
+            chosen = [s for s in settings if s.max_length == max_length]
+            batches = [s.batch for s in chosen]
+            for architecture in run.architectures:
+                spreads = [settings[s][architecture] for s in chosen]
+                medians = [t.median for t in spreads]
+                errors = [[t.median - t.low for t in spreads], [t.high - t.median for t in spreads]]
+                axis.errorbar(batches, medians, yerr=errors, marker="o", capsize=3, label=architecture)
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xticks(batches, [str(b) for b in batches])
+            axis.set_xlabel("batch size")
+            trained = "trained" if max_length == run.dataset_length else "untrained"
+            axis.set_title(f"length {max_length} ({trained})")
+            axis.grid(alpha=0.3, which="both")
+        axes[0].set_ylabel("ms per batch (median, IQR bars)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="center right", fontsize=9)
+        figure.suptitle(f"{RUNTIME_TITLES[runtime]}: inference latency vs batch size")
+        figure.tight_layout(rect=(0, 0, 0.9, 1))
+        path = directory / f"speed-latency-{runtime}.png"
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        written.append(path)
+
+    trained = [a for a in run.architectures if a in run.training]
+    if trained:
+        figure, axis = plt.subplots(figsize=(7, 4))
+        spreads = [run.training[a].seconds for a in trained]
+        medians = [t.median for t in spreads]
+        errors = [[t.median - t.low for t in spreads], [t.high - t.median for t in spreads]]
+        axis.bar(trained, medians, yerr=errors, capsize=4, color="tab:blue")
+        axis.set_ylabel("seconds per epoch (median, IQR bars)")
+        axis.set_title(f"{run.dataset}: training time per epoch")
+        axis.grid(alpha=0.3, axis="y")
+        figure.tight_layout()
+        path = directory / "speed-training.png"
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        written.append(path)
+    return written
