@@ -25,7 +25,7 @@ import numpy as np
 
 from seqserve.v1 import model_config_pb2
 from training.architectures import ARCHITECTURES, build_model
-from training.export import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, SAVED_MODEL_DIR, export_model
+from training.export import export_model
 from training.repository import CONFIG_FILE, write_config
 from training.settings import ArchitectureSettings, TrainSettings
 
@@ -71,16 +71,7 @@ def export_fresh(
             model_config_pb2.OUTPUT_KIND_SIGMOID if num_outputs == 1 else model_config_pb2.OUTPUT_KIND_SOFTMAX
         ),
         parameter_count=model.count_params(),
-        export=model_config_pb2.ExportSummary(
-            onnx_file=ONNX_FILE,
-            saved_model_dir=SAVED_MODEL_DIR,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            onnx_opset=exported.onnx_opset,
-            onnx_converter=exported.onnx_converter,
-            parity_max_abs_error=exported.parity_max_abs_error,
-            parity_examples=exported.parity_examples,
-        ),
+        export=exported.summary(),
     )
     write_config(directory / CONFIG_FILE, config)
     return config

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,22 +34,14 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from bench.run import free_port, serve_command, started
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
-from serving.server import READY_PREFIX
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RSS_TARGET = 0.05
 MAX_WINDOW_S = 60.0
-START_TIMEOUT_S = 120.0
 TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -60,41 +49,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-@contextlib.contextmanager
-def server_process(models: Path, log_path: Path, extra: Sequence[str]) -> Iterator[tuple[int, dict]]:
-    """The server until its ready line: yields (pid, ready JSON); SIGTERM (then kill) afterwards."""
-    command = [
-        sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(models),
-        "--host", "127.0.0.1", "--port", str(free_port()), "--metrics-port", str(free_port()),
-        "--log-level", "WARNING", *extra,
-    ]  # fmt: skip
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            assert process.stdout is not None
-            ready = None
-            for line in process.stdout:
-                if line.startswith(READY_PREFIX):
-                    ready = json.loads(line[len(READY_PREFIX) :])
-                    break
-                if time.monotonic() > deadline:
-                    break
-            if ready is None:
-                raise RuntimeError(f"the server did not become ready; see {log_path}")
-            yield process.pid, ready
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 @dataclass
@@ -240,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         log_path = args.server_log or Path(scratch, "server.log")
-        with server_process(args.models, log_path, args.server_args) as (pid, ready):
+        command = serve_command(args.models, free_port(), free_port(), *args.server_args)
+        with started(command, log_path) as ready:
+            pid = ready["pid"]
             models = sorted(ready["models"])
             print(
                 f"soak: {args.seconds:g} s at concurrency {args.concurrency} on {', '.join(models)}",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shlex
 import shutil
 import signal
@@ -178,6 +179,7 @@ class Server:
             "tls": self.settings.tls,
             "metrics_url": self.metrics_url,
             "models": models,
+            "pid": os.getpid(),
         }
         print(READY_PREFIX + json.dumps(ready), flush=True)
 

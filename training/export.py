@@ -18,6 +18,7 @@ import onnxruntime
 import tensorflow as tf
 import tf2onnx
 
+from seqserve.v1 import model_config_pb2
 from training.onnx_fused import fused_onnx_from_keras
 
 INPUT_NAME = "input_ids"
@@ -39,6 +40,19 @@ class ExportResult:
     onnx_opset: int
     parity_max_abs_error: float
     parity_examples: int
+
+    def summary(self) -> model_config_pb2.ExportSummary:
+        """The export as config.pbtxt records it, file names and tensor names included."""
+        return model_config_pb2.ExportSummary(
+            onnx_file=ONNX_FILE,
+            saved_model_dir=SAVED_MODEL_DIR,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            onnx_opset=self.onnx_opset,
+            onnx_converter=self.onnx_converter,
+            parity_max_abs_error=self.parity_max_abs_error,
+            parity_examples=self.parity_examples,
+        )
 
 
 def _serving_function(model: keras.Model, max_length: int) -> tf.types.experimental.GenericFunction:

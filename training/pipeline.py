@@ -11,7 +11,7 @@ import numpy as np
 
 from seqserve.v1 import model_config_pb2
 from training.datasets import TextDataset
-from training.export import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, SAVED_MODEL_DIR, ExportResult, export_model
+from training.export import ExportResult, export_model
 from training.repository import model_name, staged_version
 from training.settings import ArchitectureSettings, TrainSettings
 from training.tokenizer import StoredTokenizer, encode, load_or_build
@@ -64,16 +64,7 @@ def build_config(
             trained_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             seed=settings.seed,
         ),
-        export=model_config_pb2.ExportSummary(
-            onnx_file=ONNX_FILE,
-            saved_model_dir=SAVED_MODEL_DIR,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            onnx_opset=exported.onnx_opset,
-            onnx_converter=exported.onnx_converter,
-            parity_max_abs_error=exported.parity_max_abs_error,
-            parity_examples=exported.parity_examples,
-        ),
+        export=exported.summary(),
     )
     return config
 
