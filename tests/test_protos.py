@@ -1,0 +1,33 @@
+"""The generated gRPC/protobuf code in seqserve/v1 is exactly what `make protos` makes from protos/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from grpc_tools import protoc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROTOS = REPO_ROOT / "protos"
+GENERATED = REPO_ROOT / "seqserve" / "v1"
+
+
+def makefile_output_flags(out_dir: Path) -> list[str]:
+    """The `--*_out=.` flags of the Makefile's protos target, pointed at `out_dir`."""
+    command = re.search(r"grpc_tools\.protoc ([^\n]*)", (REPO_ROOT / "Makefile").read_text())
+    assert command, "the Makefile's protos target no longer runs grpc_tools.protoc"
+    flags = [flag for flag in command.group(1).split() if flag.startswith("--") and flag.endswith("_out=.")]
+    assert flags, "no output flags found in the Makefile's protoc command"
+    return [flag[:-1] + str(out_dir) for flag in flags]
+
+
+def test_generated_code_matches_the_proto_files(tmp_path: Path) -> None:
+    sources = sorted(str(path) for path in (PROTOS / "seqserve" / "v1").glob("*.proto"))
+    assert protoc.main(["protoc", f"-I{PROTOS}", *makefile_output_flags(tmp_path), *sources]) == 0
+    fresh = tmp_path / "seqserve" / "v1"
+    generated = sorted(path.name for path in fresh.iterdir())
+    committed = sorted(path.name for path in GENERATED.glob("*_pb2*"))
+    assert generated == committed
+    for name in generated:
+        stale = f"seqserve/v1/{name} differs from what protoc makes: run `make protos`"
+        assert (fresh / name).read_bytes() == (GENERATED / name).read_bytes(), stale
