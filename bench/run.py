@@ -3,10 +3,11 @@ transport's ceiling (bench/echo_server.py), measured in one run with one load ge
 
 For every model of the repository: tokenize+inference in this process at batch 1 and 32; then the
 server's latency and throughput at concurrency 1 and 32 (one text per request), once with dynamic
-batching at the server's default queue delay and once with `--max-queue-delay-us 0`; then the no-op
-echo service. Each server is a separate process on free loopback ports, started and stopped here.
-The targets below are computed from these same figures and printed PASS/FAIL; the tables also go to
-reports/bench.md.
+batching at the server's default queue delay and once with `--max-queue-delay-us 0`; with batching on,
+also through the KServe V2 ModelInfer (tritonclient's asyncio client) next to the own Classify, so the
+protocol's cost shows; then the no-op echo service. Each server is a separate process on free
+loopback ports, started and stopped here. The targets below are computed from these same figures
+and printed PASS/FAIL; the tables also go to reports/bench.md.
 
     .venv/bin/python -m bench.run [--models models] [--duration 5] [--warmup 1]
 """
@@ -139,19 +140,27 @@ class Cell:
     batching: str  # "on", "off" or "-" (echo)
     concurrency: int
     summary: Summary
+    protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify) or "v2"
 
 
 def measure(
-    address: str, metrics_url: str | None, model: str, spec: LoadSpec, texts: Path, batching: str
+    address: str,
+    metrics_url: str | None,
+    model: str,
+    spec: LoadSpec,
+    texts: Path,
+    batching: str,
+    protocol: str = "seqserve",
 ) -> list[Cell]:
     cells = []
     for concurrency in CONCURRENCIES:
         load = dataclasses.replace(spec, concurrency=concurrency)
-        config = LoadTestConfig(address, metrics_url, (model,), "seqserve", texts, load)
+        config = LoadTestConfig(address, metrics_url, (model,), protocol, texts, load)
         (summary,) = asyncio.run(run_loadtest(config))
-        cells.append(Cell(model, batching, concurrency, summary))
-        print(f"  {model:<18} batching {batching:<3} c={concurrency:<3} {summary.requests_per_s:8.1f} req/s  "
-              f"p50 {summary.latency_ms['p50']:.2f} ms", flush=True)  # fmt: skip
+        cells.append(Cell(model, batching, concurrency, summary, protocol))
+        print(f"  {model:<18} {protocol:<8} batching {batching:<3} c={concurrency:<3} "
+              f"{summary.requests_per_s:8.1f} req/s  p50 {summary.latency_ms['p50']:.2f} ms",
+              flush=True)  # fmt: skip
     return cells
 
 
@@ -175,7 +184,8 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
         return next(
             c.summary
             for c in cells
-            if (c.target, c.batching, c.concurrency) == (target, batching, concurrency)
+            if (c.target, c.batching, c.concurrency, c.protocol)
+            == (target, batching, concurrency, "seqserve")
         )
 
     echo = cell("echo", "-", 32).requests_per_s
@@ -257,22 +267,46 @@ def markdown(
         "",
         "## Over gRPC (client-side latency in ms; server batch = mean texts per executed batch)",
         "",
-        "| target | batching | concurrency | calls/s | texts/s | p50 | p99 | server p50 | server batch "
-        "| client CPU | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| target | protocol | batching | concurrency | calls/s | texts/s | p50 | p99 | server p50 "
+        "| server batch | client CPU | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in cells:
         s = c.summary
         server_p50 = s.server_ms.get("request", {}).get("p50", math.nan)
         errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
         lines.append(
-            f"| {c.target} | {c.batching} | {c.concurrency} | {s.requests_per_s:.0f} | {s.texts_per_s:.0f} "
+            f"| {c.target} | {c.protocol} | {c.batching} | {c.concurrency} | {s.requests_per_s:.0f} "
+            f"| {s.texts_per_s:.0f} "
             f"| {_fmt(s.latency_ms['p50'])} | {_fmt(s.latency_ms['p99'])} | {_fmt(server_p50)} "
             f"| {_fmt(s.server_mean_batch_size)} | {s.client_cpu_percent:.0f}% | {errors} |"
         )
+    lines += protocol_cost(cells)
     lines += ["", "## Targets", ""]
     lines += [f"- **{'PASS' if v.passed else 'FAIL'}** {v.target}: {v.evidence}" for v in results]
     return "\n".join(lines) + "\n"
+
+
+def protocol_cost(cells: list[Cell]) -> list[str]:
+    """KServe V2 ModelInfer against the own Classify: same server, model, concurrency and batching."""
+    own = {
+        (c.target, c.concurrency): c.summary for c in cells if c.protocol == "seqserve" and c.batching == "on"
+    }
+    rows = [
+        "",
+        "## KServe V2 against the own API (batching on; V2 / Classify)",
+        "",
+        "| model | concurrency | Classify calls/s | V2 calls/s | V2 / Classify | Classify p50 | V2 p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in (c for c in cells if c.protocol == "v2"):
+        base = own[(c.target, c.concurrency)]
+        rows.append(
+            f"| {c.target} | {c.concurrency} | {base.requests_per_s:.0f} | {c.summary.requests_per_s:.0f} "
+            f"| {c.summary.requests_per_s / base.requests_per_s:.2f} | {_fmt(base.latency_ms['p50'])} "
+            f"| {_fmt(c.summary.latency_ms['p50'])} |"
+        )
+    return rows
 
 
 def _loads(loads: Sequence[float]) -> str:
@@ -324,11 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with started(
             serve_command(args.models, port, metrics_port, *extra), logs / f"bench-server-{port}.log"
         ):
+            protocols = ("seqserve", "v2") if batching == "on" else ("seqserve",)
             for model in models:
-                cells += measure(
-                    f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
-                    model.name, spec, args.texts, batching,
-                )  # fmt: skip
+                for protocol in protocols:
+                    cells += measure(
+                        f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
+                        model.name, spec, args.texts, batching, protocol,
+                    )  # fmt: skip
     port = free_port()
     echo_command = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
     with started(echo_command, logs / f"bench-echo-{port}.log"):
