@@ -85,12 +85,20 @@ class ServerMetrics:
             MODEL_LABELS, registry=r,
         )  # fmt: skip
 
+        self._request_series: dict[tuple[ModelLabels, str], tuple[Counter, Counter]] = {}
+
     def for_model(self, labels: ModelLabels) -> ModelMetrics:
         return ModelMetrics(self, labels)
 
     def count_request(self, labels: ModelLabels, code: str, texts: int) -> None:
-        self.requests.labels(*labels.values(), code).inc()
-        self.texts.labels(*labels.values(), code).inc(texts)
+        series = self._request_series.get((labels, code))
+        if series is None:  # `.labels()` validates and locks on every call: bind each pair once
+            series = self._request_series[labels, code] = (
+                self.requests.labels(*labels.values(), code),
+                self.texts.labels(*labels.values(), code),
+            )
+        series[0].inc()
+        series[1].inc(texts)
 
     def serve_http(self, host: str, port: int) -> tuple[object, int]:
         """Start the /metrics HTTP server in a daemon thread; returns (server, bound port)."""

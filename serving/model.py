@@ -42,7 +42,8 @@ class ServedModel:
         return self.config.labels
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
+        # encode_batch_fast: the same ids without character offsets, which serving never reads
+        encodings = self.tokenizer.encode_batch_fast(list(texts))
         ids = np.array([encoding.ids for encoding in encodings], dtype=np.int32)
         if ids.shape != (len(texts), self.config.max_length):
             raise ModelRuntimeError(

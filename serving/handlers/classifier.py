@@ -20,20 +20,19 @@ STREAM_PIPELINE_DEPTH = 16
 
 
 def predictions(labels: list[str], probabilities: np.ndarray) -> list[classifier_pb2.Prediction]:
-    result = []
-    for row in probabilities:
-        best = int(np.argmax(row))
-        result.append(
-            classifier_pb2.Prediction(
-                label=labels[best],
-                score=float(row[best]),
-                scores=[
-                    classifier_pb2.LabelScore(label=label, score=float(p))
-                    for label, p in zip(labels, row, strict=True)
-                ],
-            )
+    # argmax and float conversion once per reply in numpy: the per-row loop only builds messages
+    best = probabilities.argmax(axis=1).tolist()
+    rows = probabilities.tolist()
+    return [
+        classifier_pb2.Prediction(
+            label=labels[top],
+            score=row[top],
+            scores=[
+                classifier_pb2.LabelScore(label=label, score=p) for label, p in zip(labels, row, strict=True)
+            ],
         )
-    return result
+        for top, row in zip(best, rows, strict=True)
+    ]
 
 
 def classify_response(result: Classification) -> classifier_pb2.ClassifyResponse:
