@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqserve.numbers import non_negative_float, non_negative_int, positive_int
+
 RUNTIMES = ("onnx", "tf")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -76,30 +78,9 @@ class Settings:
         return bool(self.tls_cert)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{value} is negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{value} is not positive")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"{value} is negative")
-    return value
-
-
 def _versions(text: str) -> int:
     """`all` (0) or a positive count of the newest versions to load."""
-    return 0 if text.strip().lower() == "all" else _positive_int(text)
+    return 0 if text.strip().lower() == "all" else positive_int(text)
 
 
 def _bool(text: str) -> bool:
@@ -125,28 +106,28 @@ def _choice(choices: Sequence[str], upper: bool = False) -> Callable[[str], str]
 _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "model_repository": (Path, "model repository root (see models/README.md)"),
     "host": (str, "gRPC listen address; 0.0.0.0 exposes the server to the network"),
-    "port": (_non_negative_int, "gRPC port (0 = any free port, printed at start)"),
+    "port": (non_negative_int, "gRPC port (0 = any free port, printed at start)"),
     "metrics_host": (str, "Prometheus /metrics listen address (default: --host)"),
-    "metrics_port": (_non_negative_int, "Prometheus /metrics port (0 = any free port)"),
+    "metrics_port": (non_negative_int, "Prometheus /metrics port (0 = any free port)"),
     "runtime": (_choice(RUNTIMES), "runtime for models whose config names none: onnx or tf"),
-    "max_batch_size": (_positive_int, "most texts the batcher runs together"),
+    "max_batch_size": (positive_int, "most texts the batcher runs together"),
     "max_queue_delay_us": (
-        _non_negative_int,
+        non_negative_int,
         "how long the oldest queued request waits for company, in microseconds (0 = no batching)",
     ),
-    "max_queue_size": (_positive_int, "requests queued per model before new ones get RESOURCE_EXHAUSTED"),
-    "max_texts_per_request": (_positive_int, "most texts in one request"),
-    "max_text_bytes": (_positive_int, "most UTF-8 bytes in one text"),
-    "max_message_bytes": (_positive_int, "largest gRPC message received or sent"),
+    "max_queue_size": (positive_int, "requests queued per model before new ones get RESOURCE_EXHAUSTED"),
+    "max_texts_per_request": (positive_int, "most texts in one request"),
+    "max_text_bytes": (positive_int, "most UTF-8 bytes in one text"),
+    "max_message_bytes": (positive_int, "largest gRPC message received or sent"),
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
-    "inference_threads": (_positive_int, "threads running tokenization and inference"),
-    "intra_op_threads": (_positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
+    "inference_threads": (positive_int, "threads running tokenization and inference"),
+    "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
     "grace_period_s": (
-        _non_negative_float,
+        non_negative_float,
         "seconds to finish in-flight requests on SIGTERM/SIGINT; a second signal stops at once",
     ),
     "poll_interval": (
-        _non_negative_float,
+        non_negative_float,
         "seconds between repository scans that load new versions and unload removed ones (0 = off)",
     ),
     "model_control": (

@@ -10,6 +10,7 @@ from pathlib import Path
 # Keeps most of TensorFlow's C++ start-up warnings out of the training log; must precede its import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from seqserve.numbers import positive_int
 from training.architectures import ARCHITECTURES
 from training.datasets import DatasetError, load_dataset
 from training.export import ExportParityError
@@ -30,13 +31,6 @@ def _architectures(value: str) -> tuple[str, ...]:
             f"use 'all' or a comma list of {','.join(ARCHITECTURES)}"
         )
     return names
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return number
 
 
 def _per_dataset(field: str) -> str:
@@ -60,18 +54,18 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--arch", type=_architectures, default=tuple(ARCHITECTURES), help="'all' or e.g. flatten,gru"
     )
-    parser.add_argument("--epochs", type=_positive, help=f"default: {_per_dataset('epochs')}")
+    parser.add_argument("--epochs", type=positive_int, help=f"default: {_per_dataset('epochs')}")
     parser.add_argument(
-        "--limit", type=_positive, help="use only the first N (shuffled) examples, for quick runs"
+        "--limit", type=positive_int, help="use only the first N (shuffled) examples, for quick runs"
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--max-length",
-        type=_positive,
+        type=positive_int,
         help=f"tokens per text; default: the existing tokenizer's, else {_per_dataset('max_length')}",
     )
-    parser.add_argument("--vocab-size", type=_positive, default=10_000, help="including [PAD] and [UNK]")
-    parser.add_argument("--batch-size", type=_positive, default=32)
+    parser.add_argument("--vocab-size", type=positive_int, default=10_000, help="including [PAD] and [UNK]")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     return parser
 
 

@@ -20,6 +20,7 @@ from seqserve.loadtest.report import Summary, format_table, summarize
 from seqserve.loadtest.runner import LoadSpec, Progress, run_model
 from seqserve.loadtest.targets import PROTOCOLS, CallFailed, create_target
 from seqserve.loadtest.texts import TextCycle, TextSourceError, load_texts
+from seqserve.numbers import non_negative_float, positive_int
 
 DEFAULT_TEXTS = Path("../shared/data/sarcasm/sarcasm.json")
 
@@ -32,20 +33,6 @@ class LoadTestConfig:
     protocol: str
     texts_path: Path
     spec: LoadSpec
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,50 +60,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.concurrency,
         help="closed loop: requests outstanding at all times [%(default)s]",
     )
     add(
         "--rate",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=defaults.rate,
         help="open loop: requests per second on a fixed schedule; 0 = closed loop [%(default)s]",
     )
     add(
         "--duration",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=defaults.duration_s,
         help="measured seconds per model [%(default)s]",
     )
     add(
         "--warmup",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=defaults.warmup_s,
         help="unrecorded seconds per model before measuring [%(default)s]",
     )
-    add("--batch", type=_positive_int, default=defaults.batch, help="texts per request [%(default)s]")
+    add("--batch", type=positive_int, default=defaults.batch, help="texts per request [%(default)s]")
     add(
         "--channels",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.channels,
         help="gRPC channels (TCP connections) the requests are spread over [%(default)s]",
     )
     add(
         "--timeout",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=defaults.timeout_s,
         help="deadline of each request in seconds [%(default)s]",
     )
     add(
         "--max-requests",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.max_requests,
         help="most requests per phase, whatever the duration [%(default)s]",
     )
     add(
         "--max-in-flight",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.max_in_flight,
         help="open loop: outstanding requests before sending waits (latency still counts) [%(default)s]",
     )

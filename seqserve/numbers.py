@@ -1,0 +1,34 @@
+"""Number parsers for command-line flags and environment variables, shared by every `seqserve` command.
+
+A bad value raises `InvalidNumber`, which is both an `argparse.ArgumentTypeError` (argparse shows its
+message as it is) and a `ValueError` (what code parsing environment variables catches).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+class InvalidNumber(argparse.ArgumentTypeError, ValueError):
+    """A number outside the range the option accepts."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise InvalidNumber(f"{value} is not positive")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise InvalidNumber(f"{value} is negative")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise InvalidNumber(f"{value} is negative")
+    return value
