@@ -106,7 +106,6 @@ class InferenceService:
                 if self._settings.log_texts:
                     details["texts"] = list(texts)
                 log.debug("classify", extra=details)
-            assert model.batcher is not None  # set before the model enters a snapshot
             with model.metrics.in_flight.track_inprogress():
                 probabilities = await self._submit(model, texts, time_remaining)
             elapsed = time.perf_counter() - started
@@ -131,7 +130,7 @@ class InferenceService:
     async def _submit(
         self, model: ServedModel, texts: Sequence[str], time_remaining: float | None
     ) -> np.ndarray:
-        assert model.batcher is not None
+        assert model.batcher is not None  # set before the model enters a snapshot
         try:
             return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining))
         except QueueFull:
