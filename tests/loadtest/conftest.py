@@ -14,6 +14,5 @@ from tests.serving.server_process import ServerProcess
 def loadtest_server(
     tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("loadtest-server-logs"))
-    yield process
-    process.kill()
+    with ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("loadtest-server-logs")) as process:
+        yield process

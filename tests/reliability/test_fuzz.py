@@ -77,16 +77,15 @@ versions_strategy = st.one_of(st.sampled_from([0, 1, 2, -1]), st.integers(-(2**6
 
 @pytest.fixture(scope="module")
 def server(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path_factory.mktemp("fuzz-logs"),
         "--max-queue-delay-us", "0", "--max-texts-per-request", str(MAX_TEXTS),
         "--max-text-bytes", str(MAX_TEXT_BYTES), "--max-message-bytes", str(MAX_MESSAGE_BYTES),
-    )  # fmt: skip
-    yield process
-    assert_answers_normally(process.stub)
-    assert process.process.poll() is None, "the server died"
-    log = process.log_path.read_text()
-    process.kill()
+    ) as process:  # fmt: skip
+        yield process
+        assert_answers_normally(process.stub)
+        assert process.process.poll() is None, "the server died"
+        log = process.log_path.read_text()
     assert '"level": "error"' not in log, log[-3000:]
 
 

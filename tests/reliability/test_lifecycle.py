@@ -113,8 +113,7 @@ def index(server: ServerProcess) -> list[tuple[str, str, str, str]]:
 
 
 def test_a_new_version_takes_over_under_load_with_zero_failed_requests(own_repository, tmp_path):
-    server = ServerProcess(own_repository, tmp_path, "--poll-interval", POLL)
-    try:
+    with ServerProcess(own_repository, tmp_path, "--poll-interval", POLL) as server:
         load = ClientLoop(server, ["sarcasm-gru", "sarcasm-flatten"])
         wait_until(lambda: len(load.versions_seen("sarcasm-gru")) > 50, "requests before the switch")
         publish(own_repository, "sarcasm-gru", 2)
@@ -123,8 +122,6 @@ def test_a_new_version_takes_over_under_load_with_zero_failed_requests(own_repos
         wait_until(lambda: len(load.outcomes) > switched + 50, "requests after the switch")
         outcomes = load.stop()
         metrics = server.metrics_text()
-    finally:
-        server.kill()
     failed = [(model, code) for model, code, _ in outcomes if code != grpc.StatusCode.OK]
     assert failed == [], f"{len(failed)} of {len(outcomes)} requests failed: {failed[:5]}"
     seen = [v for model, _, v in outcomes if model == "sarcasm-gru"]
@@ -189,8 +186,7 @@ BROKEN = [
 def test_broken_versions_stay_unready_with_their_reason_while_every_other_model_serves(
     own_repository, tmp_path
 ):
-    server = ServerProcess(own_repository, tmp_path, "--poll-interval", POLL)
-    try:
+    with ServerProcess(own_repository, tmp_path, "--poll-interval", POLL) as server:
         load = ClientLoop(server, ["sarcasm-gru", "sarcasm-flatten"], threads=2)
         for name, version, breakage, _ in BROKEN:
             publish(own_repository, name, version, breakage)
@@ -213,8 +209,6 @@ def test_broken_versions_stay_unready_with_their_reason_while_every_other_model_
         health = health_pb2_grpc.HealthStub(server.channel)
         overall = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
         after_fix = index(server)
-    finally:
-        server.kill()
     assert [(m, c) for m, c, _ in outcomes if c != grpc.StatusCode.OK] == []
     assert {v for m, _, v in outcomes if m == "sarcasm-flatten"} == {1}
     reasons = {(n, v): why for n, v, state, why in entries if state == "UNAVAILABLE"}
@@ -241,24 +235,20 @@ def test_a_broken_model_at_start_up_leaves_the_others_serving(own_repository, tm
     """Regression: ONNX Runtime's untyped error from a warm-up escaped the registry and the whole
     server failed to start because of one model."""
     publish(own_repository, "sarcasm-int64", 1, int64_input)
-    server = ServerProcess(own_repository, tmp_path)
-    try:
+    with ServerProcess(own_repository, tmp_path) as server:
         assert server.ready["models"] == {"sarcasm-flatten": [1], "sarcasm-gru": [1]}
         assert_answers_normally(server.stub)
         reasons = {(n, v): why for n, v, state, why in index(server) if state == "UNAVAILABLE"}
-    finally:
-        server.kill()
     assert "tensor(int64)" in reasons[("sarcasm-int64", "1")]
 
 
 def test_deleting_a_model_drains_its_queued_requests_before_unloading(own_repository, tmp_path):
     # the slow model, one text per batch and one batch at a time: requests wait in its queue for seconds
     add_slow_model(own_repository)
-    server = ServerProcess(
+    with ServerProcess(
         own_repository, tmp_path, "--poll-interval", POLL, "--max-batch-size", "1", "--inference-threads", "1"
-    )
-    v2 = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
-    try:
+    ) as server:
+        v2 = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
         queued = [
             server.stub.Classify.future(
                 classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"queued {i}"]), timeout=60
@@ -292,16 +282,13 @@ def test_deleting_a_model_drains_its_queued_requests_before_unloading(own_reposi
             "its series removed once drained",
         )
         assert_answers_normally(server.stub, "sarcasm-gru")
-    finally:
-        server.kill()
     assert still_queued > 0, "every request had finished before the unload: nothing was drained"
     assert [len(r.predictions) for r in results] == [1] * 8
     assert code == grpc.StatusCode.NOT_FOUND  # new requests no longer reach it
 
 
 def test_load_and_unload_are_refused_without_explicit_model_control(tiny_model_repository, tmp_path):
-    server = ServerProcess(tiny_model_repository, tmp_path)
-    try:
+    with ServerProcess(tiny_model_repository, tmp_path) as server:
         v2 = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
         for call in (
             lambda: v2.RepositoryModelUnload(
@@ -319,8 +306,6 @@ def test_load_and_unload_are_refused_without_explicit_model_control(tiny_model_r
             ("sarcasm-gru", "READY"),
         ]
         assert_answers_normally(server.stub)
-    finally:
-        server.kill()
 
 
 def test_polling_and_explicit_model_control_exclude_each_other():

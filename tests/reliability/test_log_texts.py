@@ -42,12 +42,9 @@ def send_marker_every_way(server: ServerProcess, marker: str) -> None:
 def test_texts_are_logged_only_when_enabled(tiny_model_repository, tmp_path, log_texts):
     marker = f"marker-{uuid.uuid4().hex}"
     flag = "--log-texts" if log_texts else "--no-log-texts"
-    server = ServerProcess(tiny_model_repository, tmp_path, "--log-level", "DEBUG", flag)
-    try:
+    with ServerProcess(tiny_model_repository, tmp_path, "--log-level", "DEBUG", flag) as server:
         send_marker_every_way(server, marker)
         exit_code = server.terminate()
-    finally:
-        server.kill()
     assert exit_code == 0
     log = server.log_path.read_text()
     assert '"msg": "classify"' in log  # DEBUG request logs were written

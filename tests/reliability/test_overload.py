@@ -50,12 +50,11 @@ async def burst(address: str) -> list[tuple[grpc.StatusCode, float, list[list[fl
 def test_a_burst_above_capacity_is_refused_fast_and_every_accepted_request_is_right(
     tiny_model_repository, tmp_path
 ):
-    server = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path, "--max-queue-size", str(QUEUE), "--max-batch-size", str(BATCH),
         "--inference-threads", "1",
-    )  # fmt: skip
-    reference = reference_probabilities(tiny_model_repository, "sarcasm-gru", TEXTS)
-    try:
+    ) as server:  # fmt: skip
+        reference = reference_probabilities(tiny_model_repository, "sarcasm-gru", TEXTS)
         asyncio.run(burst(server.address))  # warm-up: allocations of a first burst are not growth
         rss_before = rss_bytes(server.process.pid)
         before = server.metrics_text()
@@ -65,8 +64,6 @@ def test_a_burst_above_capacity_is_refused_fast_and_every_accepted_request_is_ri
         rss_after = rss_bytes(server.process.pid)
         after = server.metrics_text()
         assert_answers_normally(server.stub)
-    finally:
-        server.kill()
     results = [result for run in outcomes for result in run]
     codes = [code for code, _, _ in results]
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}

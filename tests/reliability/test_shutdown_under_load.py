@@ -31,25 +31,26 @@ def wait_until(condition, what: str, timeout: float = 20.0) -> None:
 
 
 def test_sigterm_under_load_loses_no_request(tiny_model_repository, tmp_path):
-    server = ServerProcess(tiny_model_repository, tmp_path, "--log-level", "DEBUG", "--grace-period-s", "10")
-    outcomes: list[grpc.StatusCode] = []
-    lock = threading.Lock()
+    with ServerProcess(
+        tiny_model_repository, tmp_path, "--log-level", "DEBUG", "--grace-period-s", "10"
+    ) as server:
+        outcomes: list[grpc.StatusCode] = []
+        lock = threading.Lock()
 
-    def client(index: int) -> None:
-        deadline = time.monotonic() + 30
-        for n in range(100_000):
-            model = ("sarcasm-gru", "sarcasm-flatten")[(index + n) % 2]
-            request = classifier_pb2.ClassifyRequest(model=model, texts=[NORMAL_TEXT, f"{index}/{n}"])
-            code, response = call_code(lambda r=request: server.stub.Classify(r, timeout=10))
-            if code == grpc.StatusCode.OK:
-                assert len(response.predictions) == 2
-            with lock:
-                outcomes.append(code)
-            if code != grpc.StatusCode.OK or time.monotonic() > deadline:
-                return  # the server refused it: it is going away
+        def client(index: int) -> None:
+            deadline = time.monotonic() + 30
+            for n in range(100_000):
+                model = ("sarcasm-gru", "sarcasm-flatten")[(index + n) % 2]
+                request = classifier_pb2.ClassifyRequest(model=model, texts=[NORMAL_TEXT, f"{index}/{n}"])
+                code, response = call_code(lambda r=request: server.stub.Classify(r, timeout=10))
+                if code == grpc.StatusCode.OK:
+                    assert len(response.predictions) == 2
+                with lock:
+                    outcomes.append(code)
+                if code != grpc.StatusCode.OK or time.monotonic() > deadline:
+                    return  # the server refused it: it is going away
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
-    try:
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
         for thread in threads:
             thread.start()
         wait_until(lambda: len(outcomes) >= 200, "load before the signal")
@@ -57,8 +58,6 @@ def test_sigterm_under_load_loses_no_request(tiny_model_repository, tmp_path):
         exit_code = server.process.wait(20)
         for thread in threads:
             thread.join(20)
-    finally:
-        server.kill()
     assert exit_code == 0
     codes = {code for code in outcomes}
     assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
@@ -73,37 +72,38 @@ def test_an_open_stream_answers_what_it_read_then_ends_and_does_not_hold_shutdow
     tiny_model_repository, tmp_path
 ):
     repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models")
-    server = ServerProcess(repository, tmp_path, "--grace-period-s", "60", "--max-queue-delay-us", "200000")
-    requests: queue.Queue[classifier_pb2.ClassifyRequest | None] = queue.Queue()
+    with ServerProcess(
+        repository, tmp_path, "--grace-period-s", "60", "--max-queue-delay-us", "200000"
+    ) as server:
+        requests: queue.Queue[classifier_pb2.ClassifyRequest | None] = queue.Queue()
 
-    def sent():
-        while (request := requests.get(timeout=60)) is not None:
-            yield request
+        def sent():
+            while (request := requests.get(timeout=60)) is not None:
+                yield request
 
-    try:
-        replies = server.stub.ClassifyStream(sent(), timeout=60)
-        for i in range(2):
-            requests.put(classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[f"before {i}"]))
-            assert len(next(replies).predictions) == 1
-        for i in range(2):  # one runs (slowly), one waits in the queue when the signal arrives
-            requests.put(classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"slow {i}"]))
-        wait_until(
-            lambda: value(server.metrics_text(), "seqserve_requests_in_flight", model=SLOW_MODEL) == 2,
-            "the slow requests in flight",
-        )
-        signalled = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        answered = [next(replies).model for _ in range(2)]
         try:
-            next(replies)
-            ending = grpc.StatusCode.OK
-        except grpc.RpcError as error:
-            ending = error.code()
-        exit_code = server.process.wait(30)
-        stopped_after = time.monotonic() - signalled
-    finally:
-        requests.put(None)
-        server.kill()
+            replies = server.stub.ClassifyStream(sent(), timeout=60)
+            for i in range(2):
+                requests.put(classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[f"before {i}"]))
+                assert len(next(replies).predictions) == 1
+            for i in range(2):  # one runs (slowly), one waits in the queue when the signal arrives
+                requests.put(classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"slow {i}"]))
+            wait_until(
+                lambda: value(server.metrics_text(), "seqserve_requests_in_flight", model=SLOW_MODEL) == 2,
+                "the slow requests in flight",
+            )
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            answered = [next(replies).model for _ in range(2)]
+            try:
+                next(replies)
+                ending = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                ending = error.code()
+            exit_code = server.process.wait(30)
+            stopped_after = time.monotonic() - signalled
+        finally:
+            requests.put(None)
     assert answered == [SLOW_MODEL, SLOW_MODEL]
     assert ending == grpc.StatusCode.UNAVAILABLE
     assert exit_code == 0
@@ -113,10 +113,9 @@ def test_an_open_stream_answers_what_it_read_then_ends_and_does_not_hold_shutdow
 def test_a_second_signal_stops_at_once(tiny_model_repository, tmp_path):
     repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models")
     # one slow text per batch, one batch at a time: the queued work takes far longer than the test waits
-    server = ServerProcess(
+    with ServerProcess(
         repository, tmp_path, "--grace-period-s", "120", "--max-batch-size", "1", "--inference-threads", "1"
-    )
-    try:
+    ) as server:
         calls = [
             server.stub.Classify.future(
                 classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"{i}"]), timeout=60
@@ -135,8 +134,6 @@ def test_a_second_signal_stops_at_once(tiny_model_repository, tmp_path):
         exit_code = server.process.wait(30)
         stopped_after = time.monotonic() - second
         codes = [call_code(call.result)[0] for call in calls]
-    finally:
-        server.kill()
     assert exit_code == 1
     assert stopped_after < 10
     assert codes.count(grpc.StatusCode.OK) < len(calls)

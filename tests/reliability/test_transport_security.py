@@ -152,13 +152,12 @@ def v2_probabilities(address: str, **ssl: str | bool) -> np.ndarray:
 def mtls_server(
     tiny_model_repository: Path, pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path_factory.mktemp("mtls-logs"),
         "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
         "--tls-client-ca", str(pki.ca.cert),
-    )  # fmt: skip
-    yield process
-    process.kill()
+    ) as process:  # fmt: skip
+        yield process
 
 
 def test_mutual_tls_serves_only_clients_with_a_certificate_from_its_ca(mtls_server, pki):
@@ -214,12 +213,11 @@ def test_tls_without_client_certificates_and_metrics_on_their_own_address(
     tiny_model_repository, pki, tmp_path
 ):
     metrics_port = free_port()
-    server = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path,
         "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
         "--metrics-host", "127.0.0.2", "--metrics-port", str(metrics_port),
-    )  # fmt: skip
-    try:
+    ) as server:  # fmt: skip
         assert classify_code(tls_channel(server.address, pki.ca)) == grpc.StatusCode.OK
         assert classify_code(grpc.insecure_channel(server.address)) == grpc.StatusCode.UNAVAILABLE
         probabilities = v2_probabilities(server.address, ssl=True, root_certificates=str(pki.ca.cert))
@@ -230,17 +228,12 @@ def test_tls_without_client_certificates_and_metrics_on_their_own_address(
         assert "seqserve_requests_total" in server.metrics_text()
         with pytest.raises(urllib.error.URLError):  # not bound on the gRPC host
             urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
-    finally:
-        server.kill()
 
 
 def test_plaintext_server_still_serves_plaintext(tiny_model_repository, tmp_path):
-    server = ServerProcess(tiny_model_repository, tmp_path)
-    try:
+    with ServerProcess(tiny_model_repository, tmp_path) as server:
         assert server.ready["tls"] is False
         assert_answers_normally(server.stub)
-    finally:
-        server.kill()
 
 
 @pytest.mark.parametrize(

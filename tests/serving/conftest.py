@@ -20,6 +20,5 @@ SARCASM_TEXTS = [
 
 @pytest.fixture(scope="session")
 def server(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("server-logs"))
-    yield process
-    process.kill()
+    with ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("server-logs")) as process:
+        yield process

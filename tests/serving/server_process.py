@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import grpc
 
@@ -28,6 +30,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
+    """A started server; as a context manager it is killed on leaving the block, however the block ends."""
+
     def __init__(self, repository: Path, log_dir: Path, *extra_args: str) -> None:
         """Start on free ports picked here; `extra_args` may override any flag (later flags win)."""
         port = free_port()
@@ -57,6 +61,8 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 break
         self.process.kill()
+        self.process.wait(10)
+        self._log.close()
         raise RuntimeError(f"server did not become ready; log:\n{self.log_path.read_text()[-4000:]}")
 
     def metrics_text(self) -> str:
@@ -73,7 +79,19 @@ class ServerProcess:
             self.channel.close()
             self._log.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.kill()
+
     def kill(self) -> None:
+        """Stop at once; harmless after `terminate()` or a previous `kill()`."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)

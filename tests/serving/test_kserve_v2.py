@@ -351,11 +351,10 @@ def own_server(
     tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A server of its own, so that unloading models cannot disturb the other tests; it allows them."""
-    process = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path_factory.mktemp("kserve-v2-server-logs"), "--model-control", "explicit"
-    )
-    yield process
-    process.kill()
+    ) as process:
+        yield process
 
 
 def test_unload_makes_a_model_unavailable_and_load_brings_it_back(own_server):

@@ -31,14 +31,13 @@ def tight_server(
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("tight") / "models"
     repository = repository_with_slow_model(tiny_model_repository, root, matmuls=100)
-    process = ServerProcess(
+    with ServerProcess(
         repository,
         tmp_path_factory.mktemp("tight-server-logs"),
         "--max-queue-size", "2", "--inference-threads", "1", "--max-batch-size", str(MAX_BATCH),
         "--max-queue-delay-us", str(int(DELAY_S * 1e6)), "--max-message-bytes", "200000",
-    )  # fmt: skip
-    yield process
-    process.kill()
+    ) as process:  # fmt: skip
+        yield process
 
 
 def request(texts: list[str], model: str = "sarcasm-gru") -> classifier_pb2.ClassifyRequest:

@@ -39,14 +39,11 @@ def classify_and_stop(server: ServerProcess) -> list[dict]:
 
 
 def test_port_zero_binds_free_ports_and_texts_stay_out_of_debug_logs(tiny_model_repository, tmp_path):
-    server = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path, "--port", "0", "--metrics-port", "0", "--log-level", "debug"
-    )
-    try:
+    ) as server:
         assert not server.address.endswith(":0") and not server.metrics_url.endswith(":0/metrics")
         records = classify_and_stop(server)
-    finally:
-        server.kill()
     classify = [r for r in records if r["msg"] == "classify"]
     assert classify == [{**classify[0], "model": "sarcasm-gru", "version": 1, "text_count": 1}]
     assert "texts" not in classify[0]
@@ -54,9 +51,6 @@ def test_port_zero_binds_free_ports_and_texts_stay_out_of_debug_logs(tiny_model_
 
 
 def test_log_texts_puts_texts_in_debug_logs(tiny_model_repository, tmp_path):
-    server = ServerProcess(tiny_model_repository, tmp_path, "--log-level", "debug", "--log-texts")
-    try:
+    with ServerProcess(tiny_model_repository, tmp_path, "--log-level", "debug", "--log-texts") as server:
         records = classify_and_stop(server)
-    finally:
-        server.kill()
     assert [r["texts"] for r in records if r["msg"] == "classify"] == [[SECRET_TEXT]]

@@ -20,11 +20,10 @@ from tests.serving.server_process import REPO_ROOT, ServerProcess
 def tf_server(
     tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(
+    with ServerProcess(
         tiny_model_repository, tmp_path_factory.mktemp("tf-server-logs"), "--runtime", "tf"
-    )
-    yield process
-    process.kill()
+    ) as process:
+        yield process
 
 
 def test_tf_runtime_agrees_with_onnx_runtime(tf_server, server, tiny_model_repository):
