@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Sequence
 
@@ -62,7 +63,8 @@ async def serve(host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     print(
-        READY_PREFIX + json.dumps({"grpc_address": f"{host}:{bound}", "models": {ECHO_MODEL: [1]}}),
+        READY_PREFIX
+        + json.dumps({"grpc_address": f"{host}:{bound}", "models": {ECHO_MODEL: [1]}, "pid": os.getpid()}),
         flush=True,
     )
     await stop.wait()

@@ -6,8 +6,11 @@ server's latency and throughput at concurrency 1 and 32 (one text per request), 
 batching at the server's default queue delay and once with `--max-queue-delay-us 0`; with batching on,
 also through the KServe V2 ModelInfer (tritonclient's asyncio client) next to the own Classify, so the
 protocol's cost shows; then the no-op echo service. Each server is a separate process on free
-loopback ports, started and stopped here. The targets below are computed from these same figures
-and printed PASS/FAIL; the tables also go to reports/bench.md.
+loopback ports, started and stopped here; its CPU time is read from /proc around every cell. When
+TensorFlow is installed, the most expensive model is also served with `--runtime tf`, batching on and
+off, to show what batching does for a runtime with a large per-call cost. The targets are computed
+from these same figures and printed PASS/FAIL, each throughput target next to the ceiling the CPUs
+allow (bench/cpu_budget.py); the tables also go to reports/bench.md.
 
     .venv/bin/python -m bench.run [--models models] [--duration 5] [--warmup 1]
 """
@@ -18,14 +21,17 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
 import os
 import platform
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ import numpy as np
 from google.protobuf import text_format
 from tokenizers import Tokenizer
 
+from bench.cpu_budget import CpuBudget, process_cpu_seconds
 from seqserve.loadtest.cli import DEFAULT_TEXTS, LoadTestConfig, run_loadtest
 from seqserve.loadtest.report import Summary
 from seqserve.loadtest.runner import LoadSpec
@@ -140,27 +147,77 @@ class Cell:
     batching: str  # "on", "off" or "-" (echo)
     concurrency: int
     summary: Summary
+    server_cpu_percent: float  # of one CPU, over the cell's warm-up and measurement
     protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify) or "v2"
+    runtime: str = "onnx"  # the server's --runtime ("-" for the echo service)
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        """Client + server CPU per successful call."""
+        busy = (self.summary.client_cpu_percent + self.server_cpu_percent) / 100
+        return busy / self.summary.requests_per_s * 1e3 if self.summary.requests_per_s else math.nan
+
+
+@dataclass(frozen=True)
+class Server:
+    address: str
+    metrics_url: str | None
+    pid: int
 
 
 def measure(
-    address: str,
-    metrics_url: str | None,
+    server: Server,
     model: str,
     spec: LoadSpec,
     texts: Path,
     batching: str,
     protocol: str = "seqserve",
+    runtime: str = "onnx",
+    concurrencies: Sequence[int] = CONCURRENCIES,
 ) -> list[Cell]:
     cells = []
-    for concurrency in CONCURRENCIES:
+    for concurrency in concurrencies:
         load = dataclasses.replace(spec, concurrency=concurrency)
-        config = LoadTestConfig(address, metrics_url, (model,), protocol, texts, load)
+        config = LoadTestConfig(server.address, server.metrics_url, (model,), protocol, texts, load)
+        cpu_before, started_at = process_cpu_seconds(server.pid), time.perf_counter()
         (summary,) = asyncio.run(run_loadtest(config))
-        cells.append(Cell(model, batching, concurrency, summary, protocol))
-        print(f"  {model:<18} {protocol:<8} batching {batching:<3} c={concurrency:<3} "
-              f"{summary.requests_per_s:8.1f} req/s  p50 {summary.latency_ms['p50']:.2f} ms",
-              flush=True)  # fmt: skip
+        server_cpu = 100 * (process_cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started_at)
+        cells.append(Cell(model, batching, concurrency, summary, server_cpu, protocol, runtime))
+        print(f"  {model:<18} {runtime:<4} {protocol:<8} batching {batching:<3} c={concurrency:<3} "
+              f"{summary.requests_per_s:8.1f} req/s  p50 {summary.latency_ms['p50']:.2f} ms  "
+              f"server CPU {server_cpu:.0f}%", flush=True)  # fmt: skip
+    return cells
+
+
+def serving(ready: dict) -> Server:
+    """The ready line of `seqserve serve` or the echo service -> where to send load and read CPU time."""
+    metrics_url = ready.get("metrics_url")
+    return Server(ready["grpc_address"], metrics_url or None, int(ready["pid"]))
+
+
+def tensorflow_batching(
+    model: ModelFiles, repository: Path, spec: LoadSpec, texts: Path, logs: Path
+) -> list[Cell]:
+    """Batching on and off at concurrency 32 with `--runtime tf`, on a repository of this model alone
+    (loading all of them into TensorFlow would take minutes); nothing when TensorFlow is absent."""
+    saved_model = model.version_dir / (model.config.export.saved_model_dir or "saved_model")
+    if importlib.util.find_spec("tensorflow") is None or not saved_model.is_dir():
+        print(f"bench: no TensorFlow runtime for {model.name}; skipping its --runtime tf cells", flush=True)
+        return []
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="bench-tf-") as scratch:
+        alone = Path(scratch)
+        shutil.copytree(model.version_dir, alone / model.name / model.version_dir.name)
+        tokenizer = Path(model.config.tokenizer.path)
+        (alone / tokenizer.parent).mkdir(parents=True)
+        shutil.copy2(repository / tokenizer, alone / tokenizer)
+        for batching, extra in (("on", ()), ("off", ("--max-queue-delay-us", "0"))):
+            port, metrics_port = free_port(), free_port()
+            command = serve_command(alone, port, metrics_port, "--runtime", "tf", *extra)
+            with started(command, logs / f"bench-server-tf-{port}.log") as ready:
+                cells += measure(
+                    serving(ready), model.name, spec, texts, batching, runtime="tf", concurrencies=(32,)
+                )
     return cells
 
 
@@ -177,38 +234,77 @@ class Verdict:
     target: str
     passed: bool
     evidence: str
+    out_of_reach: bool = False  # above what the machine's CPUs allow (bench/cpu_budget.py)
+
+    @property
+    def label(self) -> str:
+        return (
+            "PASS" if self.passed else "FAIL, out of reach on this machine" if self.out_of_reach else "FAIL"
+        )
+
+
+def cheapest_ms_per_text(times: dict[int, float]) -> float:
+    """In-process tokenize+inference cost per text at the batch size where it is lowest."""
+    return min(ms / batch for batch, ms in times.items())
+
+
+def costliest_model(in_process: dict[str, dict[int, float]]) -> str:
+    return max(in_process, key=lambda m: in_process[m][1])
+
+
+def find_cell(cells: list[Cell], target: str, batching: str, concurrency: int, runtime: str = "onnx") -> Cell:
+    return next(
+        c
+        for c in cells
+        if (c.target, c.batching, c.concurrency, c.protocol, c.runtime)
+        == (target, batching, concurrency, "seqserve", runtime)
+    )
+
+
+def echo_budget(cells: list[Cell]) -> CpuBudget:
+    echo = find_cell(cells, "echo", "-", 32, runtime="-")
+    return CpuBudget.from_echo(
+        echo.summary.requests_per_s, echo.summary.client_cpu_percent, echo.server_cpu_percent
+    )
 
 
 def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: list[Cell]) -> list[Verdict]:
-    def cell(target: str, batching: str, concurrency: int) -> Summary:
-        return next(
-            c.summary
-            for c in cells
-            if (c.target, c.batching, c.concurrency, c.protocol)
-            == (target, batching, concurrency, "seqserve")
-        )
+    def cell(target: str, batching: str, concurrency: int, runtime: str = "onnx") -> Summary:
+        return find_cell(cells, target, batching, concurrency, runtime).summary
 
-    echo = cell("echo", "-", 32).requests_per_s
+    budget = echo_budget(cells)
+    echo = budget.echo_calls_per_s
     results = []
     for model in models:
         served = cell(model, "on", 32).requests_per_s
+        ceiling = budget.ceiling_calls_per_s(cheapest_ms_per_text(in_process[model]))
         results.append(
             Verdict(
                 f"(a) {model}: calls/s at concurrency 32 ≥ {ECHO_SHARE:.0%} of the echo service",
                 served >= ECHO_SHARE * echo,
-                f"{served:.0f} vs echo {echo:.0f} calls/s = {served / echo:.0%}",
+                f"{served:.0f} vs echo {echo:.0f} calls/s = {served / echo:.0%}; the CPUs allow at most "
+                f"{ceiling:.0f} = {ceiling / echo:.0%}",
+                out_of_reach=ceiling < ECHO_SHARE * echo,
             )
         )
-    costliest = max(models, key=lambda m: in_process[m][1])
-    on, off = cell(costliest, "on", 32).texts_per_s, cell(costliest, "off", 32).texts_per_s
-    results.append(
-        Verdict(
-            f"(b) {costliest} (most expensive in process): batching on ≥ {BATCHING_GAIN:g}x the "
-            "texts/s of batching off at concurrency 32",
-            on >= BATCHING_GAIN * off,
-            f"{on:.0f} texts/s on vs {off:.0f} off = {on / off:.2f}x",
+    costliest = costliest_model(in_process)
+    batch_gain = in_process[costliest][1] * 32 / in_process[costliest][32]
+    notes = {
+        "onnx": f"; in process, ONNX Runtime's cost per text is {batch_gain:.2f}x lower at batch 32 than at 1"
+    }
+    for runtime in ("onnx", "tf"):
+        pair = [c for c in cells if c.target == costliest and c.runtime == runtime and c.concurrency == 32]
+        if not pair:  # no TensorFlow here
+            continue
+        on, off = (cell(costliest, batching, 32, runtime).texts_per_s for batching in ("on", "off"))
+        results.append(
+            Verdict(
+                f"(b) {costliest} (most expensive in process), runtime {runtime}: batching on ≥ "
+                f"{BATCHING_GAIN:g}x the texts/s of batching off at concurrency 32",
+                on >= BATCHING_GAIN * off,
+                f"{on:.0f} texts/s on vs {off:.0f} off = {on / off:.2f}x{notes.get(runtime, '')}",
+            )
         )
-    )
     for model in models:
         local = in_process[model][1]
         for batching in ("on", "off"):
@@ -219,7 +315,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
                     f"{IN_PROCESS_GAP_MS:g} ms of in-process tokenize+inference",
                     p50 - local <= IN_PROCESS_GAP_MS,
                     f"{p50:.2f} ms over gRPC vs {local:.2f} ms in process: +{p50 - local:.2f} ms "
-                    f"(echo service p50 {cell('echo', '-', 1).latency_ms['p50']:.2f} ms)",
+                    f"(echo service p50 {cell('echo', '-', 1, '-').latency_ms['p50']:.2f} ms)",
                 )
             )
     return results
@@ -254,36 +350,40 @@ def markdown(
         "",
         "## In process (tokenize + ONNX Runtime, median ms per batch)",
         "",
-        "| model | parameters | batch 1 | batch 32 | batch 32 per text |",
-        "|---|---:|---:|---:|---:|",
+        "| model | parameters | batch 1 | batch 32 | batch 32 per text | batch 32 gain per text |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for model in models:
         times = in_process[model.name]
         lines.append(
             f"| {model.name} | {model.config.parameter_count:,} | {_fmt(times[1])} | {_fmt(times[32])} "
-            f"| {_fmt(times[32] / 32, 3)} |"
+            f"| {_fmt(times[32] / 32, 3)} | {times[1] * 32 / times[32]:.2f}x |"
         )
     lines += [
         "",
         "## Over gRPC (client-side latency in ms; server batch = mean texts per executed batch)",
         "",
-        "| target | protocol | batching | concurrency | calls/s | texts/s | p50 | p99 | server p50 "
-        "| server batch | client CPU | errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "CPU is % of one CPU; CPU per call = (client + server CPU time) / successful calls.",
+        "",
+        "| target | runtime | protocol | batching | concurrency | calls/s | texts/s | p50 | p99 | server p50 "
+        "| server batch | client CPU | server CPU | CPU per call (ms) | errors |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in cells:
         s = c.summary
         server_p50 = s.server_ms.get("request", {}).get("p50", math.nan)
         errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
         lines.append(
-            f"| {c.target} | {c.protocol} | {c.batching} | {c.concurrency} | {s.requests_per_s:.0f} "
-            f"| {s.texts_per_s:.0f} "
+            f"| {c.target} | {c.runtime} | {c.protocol} | {c.batching} | {c.concurrency} "
+            f"| {s.requests_per_s:.0f} | {s.texts_per_s:.0f} "
             f"| {_fmt(s.latency_ms['p50'])} | {_fmt(s.latency_ms['p99'])} | {_fmt(server_p50)} "
-            f"| {_fmt(s.server_mean_batch_size)} | {s.client_cpu_percent:.0f}% | {errors} |"
+            f"| {_fmt(s.server_mean_batch_size)} | {s.client_cpu_percent:.0f}% | {c.server_cpu_percent:.0f}% "
+            f"| {_fmt(c.cpu_ms_per_call, 3)} | {errors} |"
         )
     lines += protocol_cost(cells)
+    lines += cpu_ceilings(models, in_process, cells)
     lines += ["", "## Targets", ""]
-    lines += [f"- **{'PASS' if v.passed else 'FAIL'}** {v.target}: {v.evidence}" for v in results]
+    lines += [f"- **{v.label}** {v.target}: {v.evidence}" for v in results]
     return "\n".join(lines) + "\n"
 
 
@@ -305,6 +405,36 @@ def protocol_cost(cells: list[Cell]) -> list[str]:
             f"| {c.target} | {c.concurrency} | {base.requests_per_s:.0f} | {c.summary.requests_per_s:.0f} "
             f"| {c.summary.requests_per_s / base.requests_per_s:.2f} | {_fmt(base.latency_ms['p50'])} "
             f"| {_fmt(c.summary.latency_ms['p50'])} |"
+        )
+    return rows
+
+
+def cpu_ceilings(
+    models: list[ModelFiles], in_process: dict[str, dict[int, float]], cells: list[Cell]
+) -> list[str]:
+    """Each model's concurrency-32 throughput against the most its CPUs allow (bench/cpu_budget.py)."""
+    budget = echo_budget(cells)
+    rows = [
+        "",
+        f"## What {budget.cpus} CPUs allow (batching on, concurrency 32)",
+        "",
+        f"The echo service's calls cost {budget.echo_cpu_ms_per_call:.3f} ms of CPU each (load generator + "
+        f"server). With the model's cheapest in-process cost per text on top, {budget.cpus} CPUs allow at "
+        "most the ceiling below, even for a server with no overhead of its own and a machine with no other "
+        "load (bench/cpu_budget.py).",
+        "",
+        "| model | compute per text (ms) | ceiling calls/s | ceiling / echo | calls/s | calls/s / ceiling "
+        "| CPU per call (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model in models:
+        compute = cheapest_ms_per_text(in_process[model.name])
+        served = find_cell(cells, model.name, "on", 32)
+        ceiling = budget.ceiling_calls_per_s(compute)
+        rows.append(
+            f"| {model.name} | {compute:.3f} | {ceiling:.0f} | {ceiling / budget.echo_calls_per_s:.0%} "
+            f"| {served.summary.requests_per_s:.0f} | {served.summary.requests_per_s / ceiling:.0%} "
+            f"| {_fmt(served.cpu_ms_per_call, 3)} |"
         )
     return rows
 
@@ -357,18 +487,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         port, metrics_port = free_port(), free_port()
         with started(
             serve_command(args.models, port, metrics_port, *extra), logs / f"bench-server-{port}.log"
-        ):
+        ) as ready:
             protocols = ("seqserve", "v2") if batching == "on" else ("seqserve",)
             for model in models:
                 for protocol in protocols:
-                    cells += measure(
-                        f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
-                        model.name, spec, args.texts, batching, protocol,
-                    )  # fmt: skip
+                    cells += measure(serving(ready), model.name, spec, args.texts, batching, protocol)
+    costliest = next(m for m in models if m.name == costliest_model(in_process))
+    cells += tensorflow_batching(costliest, args.models, spec, args.texts, logs)
     port = free_port()
     echo_command = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
-    with started(echo_command, logs / f"bench-echo-{port}.log"):
-        cells += measure(f"127.0.0.1:{port}", None, "echo", spec, args.texts, "-")
+    with started(echo_command, logs / f"bench-echo-{port}.log") as ready:
+        cells += measure(serving(ready), "echo", spec, args.texts, "-", runtime="-")
 
     results = verdicts([m.name for m in models], in_process, cells)
     report = markdown(args_list, load_before, models, in_process, cells, results, spec)
