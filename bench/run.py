@@ -390,7 +390,9 @@ def markdown(
 def protocol_cost(cells: list[Cell]) -> list[str]:
     """KServe V2 ModelInfer against the own Classify: same server, model, concurrency and batching."""
     own = {
-        (c.target, c.concurrency): c.summary for c in cells if c.protocol == "seqserve" and c.batching == "on"
+        (c.target, c.concurrency): c.summary
+        for c in cells
+        if (c.protocol, c.batching, c.runtime) == ("seqserve", "on", "onnx")
     }
     rows = [
         "",

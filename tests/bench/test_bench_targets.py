@@ -1,4 +1,4 @@
-from bench.run import Cell, costliest_model, verdicts
+from bench.run import Cell, costliest_model, protocol_cost, verdicts
 from seqserve.loadtest.report import Summary
 
 # echo: 4000 calls/s, client 80% + server 100% of a CPU -> 0.45 ms of CPU per call
@@ -67,3 +67,10 @@ def test_batching_target_judges_the_costliest_model_per_runtime_present() -> Non
     results = [v for v in verdicts(["light", "heavy"], IN_PROCESS, with_tf) if v.target.startswith("(b)")]
     assert [v.passed for v in results] == [False, True]
     assert "600 texts/s on vs 75 off = 8.00x" in results[1].evidence
+
+
+def test_v2_is_compared_with_classify_on_the_same_runtime() -> None:
+    cells = model_cells("heavy", 2000.0, 1300.0) + model_cells("heavy", 600.0, 75.0, runtime="tf")
+    cells.append(Cell("heavy", "on", 32, summary(1800.0), 100.0, protocol="v2"))
+    (row,) = [line for line in protocol_cost(cells) if line.startswith("| heavy | 32 |")]
+    assert row.split("|")[3:6] == [" 2000 ", " 1800 ", " 0.90 "]  # the ONNX Classify cell, not TF's 600
