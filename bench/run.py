@@ -5,8 +5,10 @@ For every model of the repository: tokenize+inference in this process at batch 1
 server's latency and throughput at concurrency 1 and 32 (one text per request), once with dynamic
 batching at the server's default queue delay and once with `--max-queue-delay-us 0`; with batching on,
 also through the KServe V2 ModelInfer (tritonclient's asyncio client) next to the own Classify, so the
-protocol's cost shows; then the no-op echo service. Each server is a separate process on free
-loopback ports, started and stopped here; its CPU time is read from /proc around every cell. When
+protocol's cost shows; and right after each model, the no-op echo service at concurrency 32, so that
+every model is compared with an echo measured under the same load from other processes. The three
+servers (batching on, off, echo) are separate processes on free loopback ports, started together here
+(an idle one costs nothing); their CPU time is read from /proc around every cell. When
 TensorFlow is installed, the most expensive model is also served with `--runtime tf`, batching on and
 off, to show what batching does for a runtime with a large per-call cost. The targets are computed
 from these same figures and printed PASS/FAIL, each throughput target next to the ceiling the CPUs
@@ -150,6 +152,11 @@ class Cell:
     server_cpu_percent: float  # of one CPU, over the cell's warm-up and measurement
     protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify) or "v2"
     runtime: str = "onnx"  # the server's --runtime ("-" for the echo service)
+    beside: str = ""  # echo cells: the model measured just before ("" = the reference at the start)
+
+    @property
+    def label(self) -> str:
+        return f"echo, beside {self.beside}" if self.beside else self.target
 
     @property
     def cpu_ms_per_call(self) -> float:
@@ -174,6 +181,7 @@ def measure(
     protocol: str = "seqserve",
     runtime: str = "onnx",
     concurrencies: Sequence[int] = CONCURRENCIES,
+    beside: str = "",
 ) -> list[Cell]:
     cells = []
     for concurrency in concurrencies:
@@ -182,7 +190,7 @@ def measure(
         cpu_before, started_at = process_cpu_seconds(server.pid), time.perf_counter()
         (summary,) = asyncio.run(run_loadtest(config))
         server_cpu = 100 * (process_cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started_at)
-        cells.append(Cell(model, batching, concurrency, summary, server_cpu, protocol, runtime))
+        cells.append(Cell(model, batching, concurrency, summary, server_cpu, protocol, runtime, beside))
         print(f"  {model:<18} {runtime:<4} {protocol:<8} batching {batching:<3} c={concurrency:<3} "
               f"{summary.requests_per_s:8.1f} req/s  p50 {summary.latency_ms['p50']:.2f} ms  "
               f"server CPU {server_cpu:.0f}%", flush=True)  # fmt: skip
@@ -256,13 +264,19 @@ def find_cell(cells: list[Cell], target: str, batching: str, concurrency: int, r
     return next(
         c
         for c in cells
-        if (c.target, c.batching, c.concurrency, c.protocol, c.runtime)
-        == (target, batching, concurrency, "seqserve", runtime)
+        if (c.target, c.batching, c.concurrency, c.protocol, c.runtime, c.beside)
+        == (target, batching, concurrency, "seqserve", runtime, "")
     )
 
 
-def echo_budget(cells: list[Cell]) -> CpuBudget:
-    echo = find_cell(cells, "echo", "-", 32, runtime="-")
+def echo_beside(cells: list[Cell], model: str) -> Cell:
+    """The echo at concurrency 32 measured right after `model`; the reference one if there is none."""
+    beside = [c for c in cells if c.target == "echo" and c.beside == model]
+    return beside[0] if beside else find_cell(cells, "echo", "-", 32, runtime="-")
+
+
+def echo_budget(cells: list[Cell], model: str) -> CpuBudget:
+    echo = echo_beside(cells, model)
     return CpuBudget.from_echo(
         echo.summary.requests_per_s, echo.summary.client_cpu_percent, echo.server_cpu_percent
     )
@@ -272,17 +286,18 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
     def cell(target: str, batching: str, concurrency: int, runtime: str = "onnx") -> Summary:
         return find_cell(cells, target, batching, concurrency, runtime).summary
 
-    budget = echo_budget(cells)
-    echo = budget.echo_calls_per_s
     results = []
     for model in models:
+        budget = echo_budget(cells, model)
+        echo = budget.echo_calls_per_s
         served = cell(model, "on", 32).requests_per_s
         ceiling = budget.ceiling_calls_per_s(cheapest_ms_per_text(in_process[model]))
         results.append(
             Verdict(
                 f"(a) {model}: calls/s at concurrency 32 ≥ {ECHO_SHARE:.0%} of the echo service",
                 served >= ECHO_SHARE * echo,
-                f"{served:.0f} vs echo {echo:.0f} calls/s = {served / echo:.0%}; the CPUs allow at most "
+                f"{served:.0f} vs echo {echo:.0f} calls/s (measured beside it) = {served / echo:.0%}; "
+                f"the CPUs allow at most "
                 f"{ceiling:.0f} = {ceiling / echo:.0%}",
                 out_of_reach=ceiling < ECHO_SHARE * echo,
             )
@@ -374,7 +389,7 @@ def markdown(
         server_p50 = s.server_ms.get("request", {}).get("p50", math.nan)
         errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
         lines.append(
-            f"| {c.target} | {c.runtime} | {c.protocol} | {c.batching} | {c.concurrency} "
+            f"| {c.label} | {c.runtime} | {c.protocol} | {c.batching} | {c.concurrency} "
             f"| {s.requests_per_s:.0f} | {s.texts_per_s:.0f} "
             f"| {_fmt(s.latency_ms['p50'])} | {_fmt(s.latency_ms['p99'])} | {_fmt(server_p50)} "
             f"| {_fmt(s.server_mean_batch_size)} | {s.client_cpu_percent:.0f}% | {c.server_cpu_percent:.0f}% "
@@ -415,26 +430,28 @@ def cpu_ceilings(
     models: list[ModelFiles], in_process: dict[str, dict[int, float]], cells: list[Cell]
 ) -> list[str]:
     """Each model's concurrency-32 throughput against the most its CPUs allow (bench/cpu_budget.py)."""
-    budget = echo_budget(cells)
+    cpus = os.cpu_count() or 1
     rows = [
         "",
-        f"## What {budget.cpus} CPUs allow (batching on, concurrency 32)",
+        f"## What {cpus} CPUs allow (batching on, concurrency 32)",
         "",
-        f"The echo service's calls cost {budget.echo_cpu_ms_per_call:.3f} ms of CPU each (load generator + "
-        f"server). With the model's cheapest in-process cost per text on top, {budget.cpus} CPUs allow at "
-        "most the ceiling below, even for a server with no overhead of its own and a machine with no other "
-        "load (bench/cpu_budget.py).",
+        "A call to the echo service costs the CPU time below (load generator + server, measured beside the "
+        f"model). With the model's cheapest in-process cost per text on top, {cpus} CPUs allow at most the "
+        "ceiling, even for a server with no overhead of its own on a machine with no other load "
+        "(bench/cpu_budget.py).",
         "",
-        "| model | compute per text (ms) | ceiling calls/s | ceiling / echo | calls/s | calls/s / ceiling "
-        "| CPU per call (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | echo CPU per call (ms) | compute per text (ms) | ceiling calls/s | echo calls/s "
+        "| ceiling / echo | calls/s | calls/s / ceiling | CPU per call (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model in models:
+        budget = echo_budget(cells, model.name)
         compute = cheapest_ms_per_text(in_process[model.name])
         served = find_cell(cells, model.name, "on", 32)
         ceiling = budget.ceiling_calls_per_s(compute)
         rows.append(
-            f"| {model.name} | {compute:.3f} | {ceiling:.0f} | {ceiling / budget.echo_calls_per_s:.0%} "
+            f"| {model.name} | {budget.echo_cpu_ms_per_call:.3f} | {compute:.3f} | {ceiling:.0f} "
+            f"| {budget.echo_calls_per_s:.0f} | {ceiling / budget.echo_calls_per_s:.0%} "
             f"| {served.summary.requests_per_s:.0f} | {served.summary.requests_per_s / ceiling:.0%} "
             f"| {_fmt(served.cpu_ms_per_call, 3)} |"
         )
@@ -485,21 +502,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     cells: list[Cell] = []
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    for batching, extra in (("on", ()), ("off", ("--max-queue-delay-us", "0"))):
-        port, metrics_port = free_port(), free_port()
-        with started(
-            serve_command(args.models, port, metrics_port, *extra), logs / f"bench-server-{port}.log"
-        ) as ready:
-            protocols = ("seqserve", "v2") if batching == "on" else ("seqserve",)
-            for model in models:
-                for protocol in protocols:
-                    cells += measure(serving(ready), model.name, spec, args.texts, batching, protocol)
+    with contextlib.ExitStack() as servers:
+
+        def start(command: list[str], name: str) -> Server:
+            return serving(servers.enter_context(started(command, logs / f"bench-{name}.log")))
+
+        on_port, off_port, echo_port = free_port(), free_port(), free_port()
+        batching_on = start(serve_command(args.models, on_port, free_port()), f"server-{on_port}")
+        batching_off = start(
+            serve_command(args.models, off_port, free_port(), "--max-queue-delay-us", "0"),
+            f"server-{off_port}",
+        )
+        echo = start(
+            [sys.executable, "-m", "bench.echo_server", "--port", str(echo_port)], f"echo-{echo_port}"
+        )
+        cells += measure(echo, "echo", spec, args.texts, "-", runtime="-")
+        for model in models:
+            for protocol in ("seqserve", "v2"):
+                cells += measure(batching_on, model.name, spec, args.texts, "on", protocol)
+            cells += measure(batching_off, model.name, spec, args.texts, "off")
+            cells += measure(
+                echo, "echo", spec, args.texts, "-", runtime="-", concurrencies=(32,), beside=model.name
+            )
     costliest = next(m for m in models if m.name == costliest_model(in_process))
     cells += tensorflow_batching(costliest, args.models, spec, args.texts, logs)
-    port = free_port()
-    echo_command = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
-    with started(echo_command, logs / f"bench-echo-{port}.log") as ready:
-        cells += measure(serving(ready), "echo", spec, args.texts, "-", runtime="-")
 
     results = verdicts([m.name for m in models], in_process, cells)
     report = markdown(args_list, load_before, models, in_process, cells, results, spec)

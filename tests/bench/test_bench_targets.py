@@ -74,3 +74,12 @@ def test_v2_is_compared_with_classify_on_the_same_runtime() -> None:
     cells.append(Cell("heavy", "on", 32, summary(1800.0), 100.0, protocol="v2"))
     (row,) = [line for line in protocol_cost(cells) if line.startswith("| heavy | 32 |")]
     assert row.split("|")[3:6] == [" 2000 ", " 1800 ", " 0.90 "]  # the ONNX Classify cell, not TF's 600
+
+
+def test_each_model_is_compared_with_the_echo_measured_beside_it() -> None:
+    cells = model_cells("light", 2800.0, 2000.0) + model_cells("heavy", 1600.0, 1300.0) + echo_cells()
+    # the machine got busier while "light" ran: the echo beside it did only 3500 calls/s
+    cells.append(Cell("echo", "-", 32, summary(3500.0, 0.5, 80.0), 100.0, runtime="-", beside="light"))
+    found = by_target(verdicts(["light", "heavy"], IN_PROCESS, cells))
+    assert "2800 vs echo 3500 calls/s (measured beside it) = 80%" in found["(a) light"].evidence
+    assert "1600 vs echo 4000 calls/s" in found["(a) heavy"].evidence  # none beside it: the reference
