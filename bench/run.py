@@ -54,6 +54,7 @@ from seqserve.v1 import model_config_pb2
 from serving.runtimes.onnx import OnnxRuntime
 from serving.server import READY_PREFIX
 from serving.settings import Settings
+from serving.tokenization import TokenEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCIES = (1, 32)
@@ -87,8 +88,8 @@ def find_models(repository: Path) -> list[ModelFiles]:
 
 
 def in_process_ms(model: ModelFiles, repository: Path, texts: list[str], batch: int, seconds: float) -> float:
-    """Median tokenize+inference time of one batch, with the server's own ONNX Runtime session setup."""
-    tokenizer = Tokenizer.from_file(str(repository / model.config.tokenizer.path))
+    """Median tokenize+inference time of one batch, with the server's own encoder and ONNX Runtime setup."""
+    encoder = TokenEncoder(Tokenizer.from_file(str(repository / model.config.tokenizer.path)))
     runtime = OnnxRuntime(
         model.version_dir / (model.config.export.onnx_file or "model.onnx"),
         model.config,
@@ -99,8 +100,7 @@ def in_process_ms(model: ModelFiles, repository: Path, texts: list[str], batch: 
     for run in range(100_000):
         chunk = [texts[(run * batch + i) % len(texts)] for i in range(batch)]
         started = time.perf_counter()
-        ids = np.array([e.ids for e in tokenizer.encode_batch(chunk)], dtype=np.int32)
-        runtime.run(ids)
+        runtime.run(encoder.encode(chunk))
         timings.append(time.perf_counter() - started)
         if time.perf_counter() > deadline:
             break
@@ -490,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "architecture) or `make serve` (a quick 3-epoch set)", file=sys.stderr)  # fmt: skip
         return 1
     load_before = os.getloadavg()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as `seqserve serve` runs them (serving/cli.py)
     texts = load_texts(args.texts)
     spec = LoadSpec(duration_s=args.duration, warmup_s=args.warmup, channels=args.channels)
     print(f"bench: {len(models)} models, load average {load_before[0]:.2f}", flush=True)

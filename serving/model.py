@@ -1,4 +1,4 @@
-"""A loaded model version: config + shared tokenizer + runtime + its own batcher and metrics.
+"""A loaded model version: config + shared token encoder + runtime + its own batcher and metrics.
 
 `predict_batch` is the callable the batcher runs in the thread pool: tokenize the whole batch once,
 run the runtime once. It is the only place where texts become numbers.
@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher
 from serving.metrics import ModelMetrics
 from serving.runtimes import ModelRuntimeError, Runtime
+from serving.tokenization import TokenEncoder
 
 WARM_UP_TEXT = "warm up"
 
@@ -24,7 +24,7 @@ WARM_UP_TEXT = "warm up"
 @dataclass
 class ServedModel:
     config: model_config_pb2.ModelConfig
-    tokenizer: Tokenizer
+    encoder: TokenEncoder
     runtime: Runtime
     metrics: ModelMetrics
     batcher: Batcher | None = None
@@ -42,9 +42,7 @@ class ServedModel:
         return self.config.labels
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
-        # encode_batch_fast: the same ids without character offsets, which serving never reads
-        encodings = self.tokenizer.encode_batch_fast(list(texts))
-        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int32)
+        ids = self.encoder.encode(texts)
         if ids.shape != (len(texts), self.config.max_length):
             raise ModelRuntimeError(
                 f"{self.name}: tokenizer produced ids of shape {ids.shape}, expected "

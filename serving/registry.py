@@ -193,11 +193,11 @@ class ModelRegistry:
         source = self._repository.read_version(name, version)
         config = source.config
         tokenizer_path = self._repository.resolve_file(config.tokenizer.path)
-        tokenizer = self._tokenizers.get(tokenizer_path, config.tokenizer.sha256)
+        encoder = self._tokenizers.get(tokenizer_path, config.tokenizer.sha256)
         runtime_name = config.serving.runtime or self._settings.runtime
         runtime = create_runtime(runtime_name, source.directory, config, self._settings.intra_op_threads)
         labels = ModelLabels(name, str(version), runtime.name)
-        model = ServedModel(config, tokenizer, runtime, self._metrics.for_model(labels))
+        model = ServedModel(config, encoder, runtime, self._metrics.for_model(labels))
         model.warm_up(sorted({1, self._batch_policy(config).max_batch_size}))
         return model
 

@@ -1,16 +1,19 @@
 """Tokenizers shared across models: each dataset's tokenizer.json is read once and checked by SHA-256.
 
 All models of a dataset (and all their versions) were trained with the same file, so they share one
-`tokenizers.Tokenizer`. A config whose recorded SHA-256 differs from the file on disk is refused: the
-model would see different token ids than it was trained on and answer nonsense without any error.
+`TokenEncoder` around one `tokenizers.Tokenizer`. A config whose recorded SHA-256 differs from the
+file on disk is refused: the model would see different token ids than it was trained on and answer
+nonsense without any error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 
@@ -18,23 +21,78 @@ class TokenizerMismatch(Exception):
     """The tokenizer file on disk is not the one the model was trained with."""
 
 
+class TokenEncoder:
+    """Texts -> int32 token ids, one row per text, exactly as the tokenizer's own truncation and padding.
+
+    Padding inside the tokenizer builds every padding token (string, masks, type id) of every text and
+    hands each id over as a Python int: for a headline padded to 256 tokens that is most of the cost.
+    When the tokenizer truncates and pads to one fixed length and adds no special tokens, the texts are
+    tokenized without either and cut and padded in NumPy instead, which gives the same ids in about half
+    the time. Any other tokenizer keeps its own path.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        padding, truncation = tokenizer.padding, tokenizer.truncation
+        fixed_length = (
+            tokenizer.post_processor is None
+            and padding is not None
+            and padding["length"] is not None
+            and padding["pad_to_multiple_of"] is None
+            and truncation is not None
+            and truncation["max_length"] == padding["length"]
+            and truncation["stride"] == 0
+        )
+        self._bare: Tokenizer | None = None
+        if fixed_length:
+            assert padding is not None and truncation is not None
+            self._length = int(padding["length"])
+            self._pad_id = int(padding["pad_id"])
+            self._pad_left = padding["direction"] == "left"
+            self._keep_end = truncation["direction"] == "left"
+            self._bare = Tokenizer.from_str(tokenizer.to_str())
+            self._bare.no_padding()
+            self._bare.no_truncation()
+
+    @property
+    def pads_itself(self) -> bool:
+        """True when this class cuts and pads (the fast path), False when the tokenizer does."""
+        return self._bare is not None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        # encode_batch_fast: the same ids without character offsets, which serving never reads
+        if self._bare is None:
+            return np.array([e.ids for e in self.tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
+        length = self._length
+        ids = np.full((len(texts), length), self._pad_id, dtype=np.int32)
+        for row, encoding in enumerate(self._bare.encode_batch_fast(list(texts))):
+            tokens = encoding.ids
+            if len(tokens) > length:
+                tokens = tokens[-length:] if self._keep_end else tokens[:length]
+            if self._pad_left:
+                ids[row, length - len(tokens) :] = tokens
+            else:
+                ids[row, : len(tokens)] = tokens
+        return ids
+
+
 class TokenizerStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loaded: dict[Path, tuple[str, Tokenizer]] = {}
+        self._loaded: dict[Path, tuple[str, TokenEncoder]] = {}
 
-    def get(self, path: Path, expected_sha256: str) -> Tokenizer:
+    def get(self, path: Path, expected_sha256: str) -> TokenEncoder:
         with self._lock:
             if path not in self._loaded:
                 data = path.read_bytes()
-                tokenizer = Tokenizer.from_str(data.decode("utf-8"))
-                self._loaded[path] = (hashlib.sha256(data).hexdigest(), tokenizer)
-            sha256, tokenizer = self._loaded[path]
+                encoder = TokenEncoder(Tokenizer.from_str(data.decode("utf-8")))
+                self._loaded[path] = (hashlib.sha256(data).hexdigest(), encoder)
+            sha256, encoder = self._loaded[path]
         if sha256 != expected_sha256.lower():
             raise TokenizerMismatch(
                 f"{path} has SHA-256 {sha256}, but the model was trained with {expected_sha256}"
             )
-        return tokenizer
+        return encoder
 
     def __len__(self) -> int:
         return len(self._loaded)

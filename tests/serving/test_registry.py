@@ -98,7 +98,7 @@ def test_all_versions_share_one_tokenizer_and_latest_answers_by_default(reposito
         assert registry.resolve("sarcasm-gru").version == 2
         assert registry.resolve("sarcasm-gru", 1).version == 1
         tokenizers = {
-            id(registry.resolve(n, v).tokenizer)
+            id(registry.resolve(n, v).encoder)
             for n, v in [("sarcasm-gru", 1), ("sarcasm-gru", 2), ("sarcasm-flatten", 1)]
         }
         assert len(tokenizers) == 1
