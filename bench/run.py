@@ -386,14 +386,12 @@ def markdown(
     ]
     for c in cells:
         s = c.summary
-        server_p50 = s.server_ms.get("request", {}).get("p50", math.nan)
-        errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
         lines.append(
             f"| {c.label} | {c.runtime} | {c.protocol} | {c.batching} | {c.concurrency} "
             f"| {s.requests_per_s:.0f} | {s.texts_per_s:.0f} "
-            f"| {_fmt(s.latency_ms['p50'])} | {_fmt(s.latency_ms['p99'])} | {_fmt(server_p50)} "
+            f"| {_fmt(s.latency_ms['p50'])} | {_fmt(s.latency_ms['p99'])} | {_fmt(s.server_request_p50_ms)} "
             f"| {_fmt(s.server_mean_batch_size)} | {s.client_cpu_percent:.0f}% | {c.server_cpu_percent:.0f}% "
-            f"| {_fmt(c.cpu_ms_per_call, 3)} | {errors} |"
+            f"| {_fmt(c.cpu_ms_per_call, 3)} | {s.errors_text} |"
         )
     lines += protocol_cost(cells)
     lines += cpu_ceilings(models, in_process, cells)

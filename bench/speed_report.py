@@ -264,12 +264,10 @@ def _served_table(run: SpeedRun) -> list[str]:
     for runtime, cells in run.served.items():
         for cell in cells:
             s = cell.summary
-            server = s.server_ms.get("request", {}).get("p50", math.nan)
-            errors = ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none"
             lines.append(
                 f"| {RUNTIME_TITLES[runtime]} | {cell.target} | {cell.concurrency} | {s.requests_per_s:.0f} "
-                f"| {s.latency_ms['p50']:.2f} | {s.latency_ms['p99']:.2f} | {server:.2f} "
-                f"| {s.server_mean_batch_size:.2f} | {errors} |"
+                f"| {s.latency_ms['p50']:.2f} | {s.latency_ms['p99']:.2f} | {s.server_request_p50_ms:.2f} "
+                f"| {s.server_mean_batch_size:.2f} | {s.errors_text} |"
             )
     return lines
 

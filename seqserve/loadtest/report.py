@@ -35,6 +35,16 @@ class Summary:
     def as_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
 
+    @property
+    def errors_text(self) -> str:
+        """Failed requests by gRPC status code, e.g. "UNAVAILABLE 3", or "none"."""
+        return ", ".join(f"{code} {n}" for code, n in self.errors.items()) or "none"
+
+    @property
+    def server_request_p50_ms(self) -> float:
+        """The server's own p50 request duration; NaN without a server-side view."""
+        return self.server_ms.get("request", {}).get("p50", math.nan)
+
 
 def summarize(run: ModelRun) -> Summary:
     outcome = run.outcome
@@ -100,7 +110,7 @@ def format_table(summaries: Sequence[Summary]) -> str:
             (
                 s.model, s.load, str(s.sent), str(s.ok), f"{s.requests_per_s:.1f}", f"{s.texts_per_s:.1f}",
                 *(_ms(s.latency_ms[q]) for q in QUANTILES), _ms(s.latency_ms["max"]),
-                ", ".join(f"{code} {n}" for code, n in s.errors.items()) or "none",
+                s.errors_text,
                 f"{s.client_cpu_percent:.0f}%",
             )
             for s in summaries
