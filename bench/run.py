@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -52,7 +51,7 @@ from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
 from serving.runtimes.onnx import OnnxRuntime
-from serving.server import READY_PREFIX
+from serving.server import read_ready_line
 from serving.settings import Settings
 from serving.tokenization import TokenEncoder
 
@@ -133,14 +132,11 @@ def started(command: list[str], log_path: Path) -> Iterator[dict]:
 
 
 def _wait_ready(process: subprocess.Popen[str], log_path: Path) -> dict:
-    deadline = time.monotonic() + START_TIMEOUT_S
     assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith(READY_PREFIX):
-            return json.loads(line[len(READY_PREFIX) :])
-        if time.monotonic() > deadline:
-            break
-    raise RuntimeError(f"{process.args} did not become ready; see {log_path}")
+    ready = read_ready_line(process.stdout, START_TIMEOUT_S)
+    if ready is None:
+        raise RuntimeError(f"{process.args} did not become ready; see {log_path}")
+    return ready
 
 
 @dataclass(frozen=True)

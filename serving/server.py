@@ -23,6 +23,8 @@ import shlex
 import shutil
 import signal
 import sys
+import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +47,20 @@ from serving.settings import Settings
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "seqserve-ready "
+
+
+def read_ready_line(lines: Iterable[str], timeout_s: float) -> dict | None:
+    """For whoever starts a server: its ready line's JSON from its stdout, or None if it ended or
+    `timeout_s` passed first (checked between lines)."""
+    deadline = time.monotonic() + timeout_s
+    for line in lines:
+        if line.startswith(READY_PREFIX):
+            return json.loads(line[len(READY_PREFIX) :])
+        if time.monotonic() > deadline:
+            break
+    return None
+
+
 # After the last RPC has left the closed gate, it stays closed this long (within the grace period)
 # before the transport stops: a client whose next request is already on its way hears UNAVAILABLE
 # "shutting down" instead of having it cancelled by the stopping transport.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +15,7 @@ from typing import Self
 import grpc
 
 from seqserve.v1 import classifier_pb2_grpc
-from serving.server import READY_PREFIX
+from serving.server import read_ready_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90.0
@@ -53,13 +51,10 @@ class ServerProcess:
         self.stub = classifier_pb2_grpc.ClassifierStub(self.channel)
 
     def _wait_ready(self) -> dict:
-        deadline = time.monotonic() + START_TIMEOUT_S
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(READY_PREFIX):
-                return json.loads(line[len(READY_PREFIX) :])
-            if time.monotonic() > deadline:
-                break
+        ready = read_ready_line(self.process.stdout, START_TIMEOUT_S)
+        if ready is not None:
+            return ready
         self.process.kill()
         self.process.wait(10)
         self._log.close()
