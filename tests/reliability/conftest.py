@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,14 @@ import pytest
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 NORMAL_TEXT = "area man passionate defender of what he imagines constitution to be"
+WAIT_S = 30.0  # how long a test waits for the server to reach a state before it fails
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def call_code(call: Callable[[], Any]) -> tuple[grpc.StatusCode, Any]:

@@ -22,13 +22,12 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from seqserve.v1 import classifier_pb2, model_config_pb2
 from serving.settings import SettingsError, build_settings
 from tests.conftest import TINY_MAX_LENGTH
-from tests.reliability.conftest import NORMAL_TEXT, assert_answers_normally, call_code
+from tests.reliability.conftest import NORMAL_TEXT, WAIT_S, assert_answers_normally, call_code, wait_until
 from tests.serving.metrics_text import samples, value
 from tests.serving.server_process import ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, add_slow_model, slow_onnx
 
 POLL = "0.2"
-WAIT_S = 30.0
 
 
 def edit_config(version_dir: Path, change: Callable[[model_config_pb2.ModelConfig], None]) -> None:
@@ -57,13 +56,6 @@ def publish(
     if change is not None:
         change(staging)
     staging.rename(repository / name / str(version))
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class ClientLoop:

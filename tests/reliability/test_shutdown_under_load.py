@@ -15,7 +15,7 @@ import time
 import grpc
 
 from seqserve.v1 import classifier_pb2
-from tests.reliability.conftest import NORMAL_TEXT, call_code
+from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
@@ -23,11 +23,7 @@ from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
 CLIENTS = 6
 
 
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+STATE_WAIT_S = 20.0  # how long a test waits for the server to reach a state before it fails
 
 
 def test_sigterm_under_load_loses_no_request(tiny_model_repository, tmp_path):
@@ -53,7 +49,7 @@ def test_sigterm_under_load_loses_no_request(tiny_model_repository, tmp_path):
         threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
         for thread in threads:
             thread.start()
-        wait_until(lambda: len(outcomes) >= 200, "load before the signal")
+        wait_until(lambda: len(outcomes) >= 200, "load before the signal", STATE_WAIT_S)
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(20)
         for thread in threads:
@@ -91,6 +87,7 @@ def test_an_open_stream_answers_what_it_read_then_ends_and_does_not_hold_shutdow
             wait_until(
                 lambda: value(server.metrics_text(), "seqserve_requests_in_flight", model=SLOW_MODEL) == 2,
                 "the slow requests in flight",
+                STATE_WAIT_S,
             )
             signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
@@ -125,6 +122,7 @@ def test_a_second_signal_stops_at_once(tiny_model_repository, tmp_path):
         wait_until(
             lambda: value(server.metrics_text(), "seqserve_requests_in_flight", model=SLOW_MODEL) == 40,
             "queued",
+            STATE_WAIT_S,
         )
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
