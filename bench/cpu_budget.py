@@ -13,17 +13,16 @@ benchmark (other processes get none) and that batching reaches the in-process pe
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads, from /proc (Linux)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces; fields follow ")"
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), counted from 1
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+def cpu_ms_per_call(client_cpu_percent: float, server_cpu_percent: float, calls_per_s: float) -> float:
+    """CPU time of client and server together per call (percentages of one CPU); NaN without calls."""
+    if not calls_per_s:
+        return math.nan
+    return (client_cpu_percent + server_cpu_percent) / 100 / calls_per_s * 1e3
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,8 @@ class CpuBudget:
 
     @classmethod
     def from_echo(cls, calls_per_s: float, client_cpu_percent: float, server_cpu_percent: float) -> CpuBudget:
-        cpu_ms_per_call = (client_cpu_percent + server_cpu_percent) / 100 / calls_per_s * 1e3
-        return cls(os.cpu_count() or 1, calls_per_s, cpu_ms_per_call)
+        cost = cpu_ms_per_call(client_cpu_percent, server_cpu_percent, calls_per_s)
+        return cls(os.cpu_count() or 1, calls_per_s, cost)
 
     def ceiling_calls_per_s(self, compute_ms_per_text: float) -> float:
         """One text per call: the most calls/s the CPUs allow at the echo's cost plus this compute."""

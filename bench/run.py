@@ -44,7 +44,8 @@ import numpy as np
 from google.protobuf import text_format
 from tokenizers import Tokenizer
 
-from bench.cpu_budget import CpuBudget, process_cpu_seconds
+from bench.cpu_budget import CpuBudget, cpu_ms_per_call
+from bench.proc import process_cpu_seconds
 from seqserve.loadtest.cli import DEFAULT_TEXTS, LoadTestConfig, run_loadtest
 from seqserve.loadtest.report import Summary
 from seqserve.loadtest.runner import LoadSpec
@@ -157,8 +158,8 @@ class Cell:
     @property
     def cpu_ms_per_call(self) -> float:
         """Client + server CPU per successful call."""
-        busy = (self.summary.client_cpu_percent + self.server_cpu_percent) / 100
-        return busy / self.summary.requests_per_s * 1e3 if self.summary.requests_per_s else math.nan
+        s = self.summary
+        return cpu_ms_per_call(s.client_cpu_percent, self.server_cpu_percent, s.requests_per_s)
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
                 f"(a) {model}: calls/s at concurrency 32 ≥ {ECHO_SHARE:.0%} of the echo service",
                 served >= ECHO_SHARE * echo,
                 f"{served:.0f} vs echo {echo:.0f} calls/s (measured beside it) = {served / echo:.0%}; "
-                f"the CPUs allow at most "
-                f"{ceiling:.0f} = {ceiling / echo:.0%}",
+                f"the CPUs allow at most {ceiling:.0f} = {ceiling / echo:.0%}",
                 out_of_reach=ceiling < ECHO_SHARE * echo,
             )
         )
@@ -304,8 +304,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
         "onnx": f"; in process, ONNX Runtime's cost per text is {batch_gain:.2f}x lower at batch 32 than at 1"
     }
     for runtime in ("onnx", "tf"):
-        pair = [c for c in cells if c.target == costliest and c.runtime == runtime and c.concurrency == 32]
-        if not pair:  # no TensorFlow here
+        if not any(c.target == costliest and c.runtime == runtime for c in cells):  # no TensorFlow here
             continue
         on, off = (cell(costliest, batching, 32, runtime).texts_per_s for batching in ("on", "off"))
         results.append(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.proc import status_kib
 from bench.run import free_port, serve_command, started
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.report import Summary, summarize
@@ -60,8 +61,8 @@ def child_memory_kib() -> dict[int, tuple[int, int]]:
     children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
     memory = {}
     for pid in map(int, children):
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-        memory[pid] = (int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]))
+        rss, peak = status_kib(pid, "VmRSS", "VmHWM")
+        memory[pid] = (rss, peak)
     return memory
 
 

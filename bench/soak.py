@@ -34,6 +34,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from bench.proc import rss_bytes
 from bench.run import free_port, serve_command, started
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.texts import load_texts
@@ -42,13 +43,6 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 RSS_TARGET = 0.05
 MAX_WINDOW_S = 60.0
 TIMEOUT_S = 10.0
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 @dataclass

@@ -1,37 +1,8 @@
 import math
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from bench.cpu_budget import CpuBudget, process_cpu_seconds
-
-
-def test_process_cpu_seconds_counts_a_busy_child_and_not_a_sleeping_one() -> None:
-    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 2: pass\ntime.sleep(30)"
-    busy = subprocess.Popen([sys.executable, "-c", spin])
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        deadline = time.monotonic() + 20
-        while process_cpu_seconds(busy.pid) < 1.5 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process_cpu_seconds(busy.pid) >= 1.5
-        assert process_cpu_seconds(idle.pid) < 1.0  # interpreter start-up only
-    finally:
-        busy.kill()
-        idle.kill()
-        busy.wait()
-        idle.wait()
-
-
-def test_process_cpu_seconds_reads_this_process_like_the_os_does() -> None:
-    before = process_cpu_seconds(os.getpid())
-    t = time.process_time()
-    while time.process_time() - t < 0.3:
-        pass
-    assert process_cpu_seconds(os.getpid()) - before == pytest.approx(0.3, abs=0.1)
+from bench.cpu_budget import CpuBudget
 
 
 def test_echo_cost_per_call_adds_client_and_server_cpu() -> None:

@@ -39,14 +39,6 @@ def assert_answers_normally(stub: classifier_pb2_grpc.ClassifierStub, model: str
     assert abs(sum(s.score for s in response.predictions[0].scores) - 1) < 1e-4
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 @pytest.fixture
 def own_repository(tiny_model_repository: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny repository that a test may change (add, break or delete versions)."""

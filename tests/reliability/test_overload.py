@@ -12,8 +12,9 @@ import time
 import grpc
 import numpy as np
 
+from bench.proc import rss_bytes
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
-from tests.reliability.conftest import assert_answers_normally, rss_bytes
+from tests.reliability.conftest import assert_answers_normally
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import value
 from tests.serving.reference import reference_probabilities
