@@ -32,27 +32,27 @@ class TokenEncoder:
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
+        self._tokenizer = tokenizer
+        self._bare: Tokenizer | None = None
         padding, truncation = tokenizer.padding, tokenizer.truncation
-        fixed_length = (
+        if padding is None or truncation is None:
+            return
+        one_fixed_length = (
             tokenizer.post_processor is None
-            and padding is not None
             and padding["length"] is not None
             and padding["pad_to_multiple_of"] is None
-            and truncation is not None
             and truncation["max_length"] == padding["length"]
             and truncation["stride"] == 0
         )
-        self._bare: Tokenizer | None = None
-        if fixed_length:
-            assert padding is not None and truncation is not None
-            self._length = int(padding["length"])
-            self._pad_id = int(padding["pad_id"])
-            self._pad_left = padding["direction"] == "left"
-            self._keep_end = truncation["direction"] == "left"
-            self._bare = Tokenizer.from_str(tokenizer.to_str())
-            self._bare.no_padding()
-            self._bare.no_truncation()
+        if not one_fixed_length:
+            return
+        self._length = int(padding["length"])
+        self._pad_id = int(padding["pad_id"])
+        self._pad_left = padding["direction"] == "left"
+        self._keep_end = truncation["direction"] == "left"
+        self._bare = Tokenizer.from_str(tokenizer.to_str())
+        self._bare.no_padding()
+        self._bare.no_truncation()
 
     @property
     def pads_itself(self) -> bool:
@@ -62,7 +62,7 @@ class TokenEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         # encode_batch_fast: the same ids without character offsets, which serving never reads
         if self._bare is None:
-            return np.array([e.ids for e in self.tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
+            return np.array([e.ids for e in self._tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
         length = self._length
         ids = np.full((len(texts), length), self._pad_id, dtype=np.int32)
         for row, encoding in enumerate(self._bare.encode_batch_fast(list(texts))):
