@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eseqserve/v1/model_config.proto\x12\x0bseqserve.v1\",\n\x0cTokenizerRef\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\x84\x02\n\x0fTrainingSummary\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x16\n\x0etrain_examples\x18\x02 \x01(\x05\x12\x1b\n\x13validation_examples\x18\x03 \x01(\x05\x12\x16\n\x0etrain_accuracy\x18\x04 \x01(\x01\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x06 \x01(\x01\x12 \n\x18\x62\x65st_validation_accuracy\x18\x07 \x01(\x01\x12\x1a\n\x12mean_epoch_seconds\x18\x08 \x01(\x01\x12\x12\n\ntrained_at\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x05\"\xc7\x01\n\rExportSummary\x12\x11\n\tonnx_file\x18\x01 \x01(\t\x12\x17\n\x0fsaved_model_dir\x18\x02 \x01(\t\x12\x12\n\ninput_name\x18\x03 \x01(\t\x12\x13\n\x0boutput_name\x18\x04 \x01(\t\x12\x12\n\nonnx_opset\x18\x05 \x01(\x05\x12\x16\n\x0eonnx_converter\x18\x06 \x01(\t\x12\x1c\n\x14parity_max_abs_error\x18\x07 \x01(\x01\x12\x17\n\x0fparity_examples\x18\x08 \x01(\x05\"q\n\x0eServingOptions\x12\x0f\n\x07runtime\x18\x01 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\x12\x1f\n\x12max_queue_delay_us\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_max_queue_delay_us\"\xf6\x02\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x12\n\nmax_length\x18\x06 \x01(\x05\x12,\n\x0boutput_kind\x18\x07 \x01(\x0e\x32\x17.seqserve.v1.OutputKind\x12,\n\ttokenizer\x18\x08 \x01(\x0b\x32\x19.seqserve.v1.TokenizerRef\x12\x17\n\x0fparameter_count\x18\t \x01(\x03\x12.\n\x08training\x18\n \x01(\x0b\x32\x1c.seqserve.v1.TrainingSummary\x12*\n\x06\x65xport\x18\x0b \x01(\x0b\x32\x1a.seqserve.v1.ExportSummary\x12,\n\x07serving\x18\x0c \x01(\x0b\x32\x1b.seqserve.v1.ServingOptions*[\n\nOutputKind\x12\x1b\n\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13OUTPUT_KIND_SIGMOID\x10\x01\x12\x17\n\x13OUTPUT_KIND_SOFTMAX\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eseqserve/v1/model_config.proto\x12\x0bseqserve.v1\",\n\x0cTokenizerRef\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\x9e\x03\n\x0fTrainingSummary\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x16\n\x0etrain_examples\x18\x02 \x01(\x05\x12\x1b\n\x13validation_examples\x18\x03 \x01(\x05\x12\x16\n\x0etrain_accuracy\x18\x04 \x01(\x01\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x06 \x01(\x01\x12 \n\x18\x62\x65st_validation_accuracy\x18\x07 \x01(\x01\x12\x1a\n\x12mean_epoch_seconds\x18\x08 \x01(\x01\x12\x12\n\ntrained_at\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x05\x12\x17\n\x0fpublished_epoch\x18\x0b \x01(\x05\x12\x15\n\rtest_examples\x18\x0c \x01(\x05\x12\x15\n\rtest_accuracy\x18\r \x01(\x01\x12\x11\n\ttest_loss\x18\x0e \x01(\x01\x12\r\n\x05seeds\x18\x0f \x03(\x05\x12\x12\n\nsplit_seed\x18\x10 \x01(\x05\x12\x1b\n\x13validation_fraction\x18\x11 \x01(\x01\"B\n\rSequenceInput\x12\x17\n\x0fvariable_length\x18\x01 \x01(\x08\x12\x18\n\x10trailing_padding\x18\x02 \x01(\x05\"\xc7\x01\n\rExportSummary\x12\x11\n\tonnx_file\x18\x01 \x01(\t\x12\x17\n\x0fsaved_model_dir\x18\x02 \x01(\t\x12\x12\n\ninput_name\x18\x03 \x01(\t\x12\x13\n\x0boutput_name\x18\x04 \x01(\t\x12\x12\n\nonnx_opset\x18\x05 \x01(\x05\x12\x16\n\x0eonnx_converter\x18\x06 \x01(\t\x12\x1c\n\x14parity_max_abs_error\x18\x07 \x01(\x01\x12\x17\n\x0fparity_examples\x18\x08 \x01(\x05\"q\n\x0eServingOptions\x12\x0f\n\x07runtime\x18\x01 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\x12\x1f\n\x12max_queue_delay_us\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_max_queue_delay_us\"\xa4\x03\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x12\n\nmax_length\x18\x06 \x01(\x05\x12,\n\x0boutput_kind\x18\x07 \x01(\x0e\x32\x17.seqserve.v1.OutputKind\x12,\n\ttokenizer\x18\x08 \x01(\x0b\x32\x19.seqserve.v1.TokenizerRef\x12\x17\n\x0fparameter_count\x18\t \x01(\x03\x12.\n\x08training\x18\n \x01(\x0b\x32\x1c.seqserve.v1.TrainingSummary\x12*\n\x06\x65xport\x18\x0b \x01(\x0b\x32\x1a.seqserve.v1.ExportSummary\x12,\n\x07serving\x18\x0c \x01(\x0b\x32\x1b.seqserve.v1.ServingOptions\x12,\n\x08sequence\x18\r \x01(\x0b\x32\x1a.seqserve.v1.SequenceInput*[\n\nOutputKind\x12\x1b\n\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13OUTPUT_KIND_SIGMOID\x10\x01\x12\x17\n\x13OUTPUT_KIND_SOFTMAX\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seqserve.v1.model_config_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTKIND']._serialized_start=1050
-  _globals['_OUTPUTKIND']._serialized_end=1141
+  _globals['_OUTPUTKIND']._serialized_start=1318
+  _globals['_OUTPUTKIND']._serialized_end=1409
   _globals['_TOKENIZERREF']._serialized_start=47
   _globals['_TOKENIZERREF']._serialized_end=91
   _globals['_TRAININGSUMMARY']._serialized_start=94
-  _globals['_TRAININGSUMMARY']._serialized_end=354
-  _globals['_EXPORTSUMMARY']._serialized_start=357
-  _globals['_EXPORTSUMMARY']._serialized_end=556
-  _globals['_SERVINGOPTIONS']._serialized_start=558
-  _globals['_SERVINGOPTIONS']._serialized_end=671
-  _globals['_MODELCONFIG']._serialized_start=674
-  _globals['_MODELCONFIG']._serialized_end=1048
+  _globals['_TRAININGSUMMARY']._serialized_end=508
+  _globals['_SEQUENCEINPUT']._serialized_start=510
+  _globals['_SEQUENCEINPUT']._serialized_end=576
+  _globals['_EXPORTSUMMARY']._serialized_start=579
+  _globals['_EXPORTSUMMARY']._serialized_end=778
+  _globals['_SERVINGOPTIONS']._serialized_start=780
+  _globals['_SERVINGOPTIONS']._serialized_end=893
+  _globals['_MODELCONFIG']._serialized_start=896
+  _globals['_MODELCONFIG']._serialized_end=1316
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ class TokenizerRef(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class TrainingSummary(_message.Message):
-    __slots__ = ("epochs", "train_examples", "validation_examples", "train_accuracy", "validation_accuracy", "validation_loss", "best_validation_accuracy", "mean_epoch_seconds", "trained_at", "seed")
+    __slots__ = ("epochs", "train_examples", "validation_examples", "train_accuracy", "validation_accuracy", "validation_loss", "best_validation_accuracy", "mean_epoch_seconds", "trained_at", "seed", "published_epoch", "test_examples", "test_accuracy", "test_loss", "seeds", "split_seed", "validation_fraction")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TRAIN_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,13 @@ class TrainingSummary(_message.Message):
     MEAN_EPOCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_AT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TEST_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TEST_LOSS_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_SEED_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     train_examples: int
     validation_examples: int
@@ -46,7 +53,22 @@ class TrainingSummary(_message.Message):
     mean_epoch_seconds: float
     trained_at: str
     seed: int
-    def __init__(self, epochs: _Optional[int] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., train_accuracy: _Optional[float] = ..., validation_accuracy: _Optional[float] = ..., validation_loss: _Optional[float] = ..., best_validation_accuracy: _Optional[float] = ..., mean_epoch_seconds: _Optional[float] = ..., trained_at: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    published_epoch: int
+    test_examples: int
+    test_accuracy: float
+    test_loss: float
+    seeds: _containers.RepeatedScalarFieldContainer[int]
+    split_seed: int
+    validation_fraction: float
+    def __init__(self, epochs: _Optional[int] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., train_accuracy: _Optional[float] = ..., validation_accuracy: _Optional[float] = ..., validation_loss: _Optional[float] = ..., best_validation_accuracy: _Optional[float] = ..., mean_epoch_seconds: _Optional[float] = ..., trained_at: _Optional[str] = ..., seed: _Optional[int] = ..., published_epoch: _Optional[int] = ..., test_examples: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., seeds: _Optional[_Iterable[int]] = ..., split_seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ...) -> None: ...
+
+class SequenceInput(_message.Message):
+    __slots__ = ("variable_length", "trailing_padding")
+    VARIABLE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TRAILING_PADDING_FIELD_NUMBER: _ClassVar[int]
+    variable_length: bool
+    trailing_padding: int
+    def __init__(self, variable_length: _Optional[bool] = ..., trailing_padding: _Optional[int] = ...) -> None: ...
 
 class ExportSummary(_message.Message):
     __slots__ = ("onnx_file", "saved_model_dir", "input_name", "output_name", "onnx_opset", "onnx_converter", "parity_max_abs_error", "parity_examples")
@@ -79,7 +101,7 @@ class ServingOptions(_message.Message):
     def __init__(self, runtime: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("name", "version", "architecture", "dataset", "labels", "max_length", "output_kind", "tokenizer", "parameter_count", "training", "export", "serving")
+    __slots__ = ("name", "version", "architecture", "dataset", "labels", "max_length", "output_kind", "tokenizer", "parameter_count", "training", "export", "serving", "sequence")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +114,7 @@ class ModelConfig(_message.Message):
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     architecture: str
@@ -104,4 +127,5 @@ class ModelConfig(_message.Message):
     training: TrainingSummary
     export: ExportSummary
     serving: ServingOptions
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., dataset: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., tokenizer: _Optional[_Union[TokenizerRef, _Mapping]] = ..., parameter_count: _Optional[int] = ..., training: _Optional[_Union[TrainingSummary, _Mapping]] = ..., export: _Optional[_Union[ExportSummary, _Mapping]] = ..., serving: _Optional[_Union[ServingOptions, _Mapping]] = ...) -> None: ...
+    sequence: SequenceInput
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., dataset: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., tokenizer: _Optional[_Union[TokenizerRef, _Mapping]] = ..., parameter_count: _Optional[int] = ..., training: _Optional[_Union[TrainingSummary, _Mapping]] = ..., export: _Optional[_Union[ExportSummary, _Mapping]] = ..., serving: _Optional[_Union[ServingOptions, _Mapping]] = ..., sequence: _Optional[_Union[SequenceInput, _Mapping]] = ...) -> None: ...
