@@ -17,7 +17,7 @@ SERVE_EPOCHS ?= 2
 GRPC_PORT ?= 8500
 METRICS_PORT ?= 8502
 
-.PHONY: setup protos train report serve test lint bench claims prometheus soak clean image image-sizes scale-out
+.PHONY: setup protos train report serve test lint bench claims prometheus soak clean image image-sizes scale-out bench-peers
 
 setup: $(VENV)/.installed
 
@@ -91,4 +91,20 @@ soak: setup
 	nice -n 5 $(BIN)/python -m bench.soak --models $(MODELS) --seconds $(SOAK_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .ruff_cache
+
+# seqserve against KServe's Python ModelServer on the same ONNX files and the same client
+# (bench/peers.py): reports/peers.md. The peer lives in its own virtualenv, kept for reruns.
+# PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement.
+KSERVE_VENV := .venv-kserve
+PEERS_ROUNDS ?= 3
+PEERS_SECONDS ?= 2.5
+$(KSERVE_VENV)/.installed: bench/kserve_peer_requirements.txt
+	@echo "==> creating $(KSERVE_VENV) with KServe (the peer of make bench-peers)"
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --progress-bar on -r bench/kserve_peer_requirements.txt
+	touch $@
+
+bench-peers: setup $(KSERVE_VENV)/.installed
+	$(BIN)/python -m bench.peers --models $(MODELS) --kserve-python $(KSERVE_VENV)/bin/python \
+		--texts $(DATA_DIR)/sarcasm/sarcasm.json --rounds $(PEERS_ROUNDS) --duration $(PEERS_SECONDS)

@@ -1,7 +1,8 @@
-"""A no-op seqserve.v1.Classifier: the transport's ceiling for the serving benchmark.
+"""A no-op seqserve.v1.Classifier and KServe V2 ModelInfer: the transport's floor for the benchmarks.
 
 Same grpc.aio server, same message limits, same loopback address and ready line as `seqserve serve`,
-and replies of the same size and shape (one two-label prediction per text), but no validation,
+and replies of the same size and shape (one two-label prediction per text; V2: FP32 `probabilities`
+[N, 2] in raw contents, on the same tritonclient stubs as the server's V2 handler), but no validation,
 queueing, tokenization or inference: each reply is built once per text count and then reused. What the
 load generator measures against it is what the gRPC stack plus the load generator alone can do.
 
@@ -18,6 +19,8 @@ import signal
 from collections.abc import Sequence
 
 import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.server import READY_PREFIX
@@ -51,12 +54,36 @@ class EchoClassifier(classifier_pb2_grpc.ClassifierServicer):
         return classifier_pb2.ListModelsResponse(models=[classifier_pb2.ModelInfo(name=ECHO_MODEL)])
 
 
+class EchoInference(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """ModelReady and ModelInfer of KServe V2, for any model name."""
+
+    def __init__(self) -> None:
+        self._replies: dict[int, service_pb2.ModelInferResponse] = {}
+
+    async def ModelReady(
+        self, request: service_pb2.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelReadyResponse:
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    async def ModelInfer(
+        self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
+        count = int(request.inputs[0].shape[0]) if request.inputs and request.inputs[0].shape else 0
+        if count not in self._replies:
+            reply = service_pb2.ModelInferResponse(model_name=ECHO_MODEL, model_version="1")
+            reply.outputs.add(name="probabilities", datatype="FP32", shape=[count, len(LABELS)])
+            reply.raw_output_contents.append(np.full((count, len(LABELS)), 0.5, "<f4").tobytes())
+            self._replies[count] = reply
+        return self._replies[count]
+
+
 async def serve(host: str, port: int) -> None:
     limit = Settings().max_message_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     )
     classifier_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()

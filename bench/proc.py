@@ -27,3 +27,17 @@ def rss_bytes(pid: int) -> int:
     """Resident set size of a process."""
     (rss_kib,) = status_kib(pid, "VmRSS")
     return rss_kib * 1024
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (a server and its workers), parents before children."""
+    tree = [pid]
+    for parent in tree:  # grows while it is walked
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            tree.extend(int(child) for child in (task / "children").read_text().split())
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants, all threads."""
+    return sum(process_cpu_seconds(member) for member in process_tree(pid))

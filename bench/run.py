@@ -124,12 +124,17 @@ def started(command: list[str], log_path: Path) -> Iterator[dict]:
         try:
             yield _wait_ready(process, log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if the process is still there 30 s later."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def _wait_ready(process: subprocess.Popen[str], log_path: Path) -> dict:
@@ -451,6 +456,13 @@ def cpu_ceilings(
     return rows
 
 
+def write_report(path: Path, report: str) -> None:
+    """Write a benchmark's markdown report and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report)
+    print("\n" + report + f"\nwritten to {path}")
+
+
 def _loads(loads: Sequence[float]) -> str:
     return " ".join(f"{x:.2f}" for x in loads)
 
@@ -522,10 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells += tensorflow_batching(costliest, args.models, spec, args.texts, logs)
 
     results = verdicts([m.name for m in models], in_process, cells)
-    report = markdown(args_list, load_before, models, in_process, cells, results, spec)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(report)
-    print("\n" + report + f"\nwritten to {args.report}")
+    write_report(args.report, markdown(args_list, load_before, models, in_process, cells, results, spec))
     return 0
 
 
