@@ -65,8 +65,8 @@ from seqserve.loadtest.runner import LoadSpec
 from seqserve.v1 import model_config_pb2
 from serving.runtimes import Runtime, create_runtime
 from serving.settings import RUNTIMES, Settings
-from training.report import load_runs
 from training.repository import CONFIG_FILE, read_config
+from training.runs import load_models
 
 BATCHES = (1, 8, 32, 128)
 CONTROL_BATCH = 32  # or the measured batch size nearest to it
@@ -191,13 +191,15 @@ def time_inference(
 
 
 def training_timings(models: Path, dataset: str) -> dict[str, TrainingTiming]:
-    """Seconds per epoch of the newest version of each model, without the first (graph-tracing) epoch."""
+    """Seconds per epoch of the run each newest version published, without the first (graph-tracing) epoch."""
     timings = {}
-    for architecture, run in load_runs(models).get(dataset, {}).items():
-        seconds = run.history["seconds"]
+    for architecture, model in load_models(models).get(dataset, {}).items():
+        seconds = model.published.history["seconds"]
         used = seconds[1:] if len(seconds) > 1 else seconds
         epochs = f"2-{len(seconds)}" if len(seconds) > 1 else "1"
-        timings[architecture] = TrainingTiming(architecture, run.name, run.version, epochs, Spread.of(used))
+        timings[architecture] = TrainingTiming(
+            architecture, model.name, model.version, epochs, Spread.of(used)
+        )
     return timings
 
 

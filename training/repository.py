@@ -20,6 +20,8 @@ from seqserve.v1 import model_config_pb2
 
 CONFIG_FILE = "config.pbtxt"
 HISTORY_FILE = "history.json"
+# Every run of the training job that published the version (format: models/README.md).
+RUNS_FILE = "runs.json"
 _STAGING_PREFIX = ".staging-"
 
 
@@ -93,10 +95,20 @@ def read_history(version_dir: Path) -> dict[str, list[float]]:
     return json.loads((version_dir / HISTORY_FILE).read_text(encoding="utf-8"))
 
 
-def latest_versions(models: Path) -> Iterator[tuple[Path, model_config_pb2.ModelConfig]]:
-    """(version directory, config) of the newest version of every model, by model name."""
+def read_runs(version_dir: Path) -> dict | None:
+    """The version's runs.json, or None for a version written before the file existed."""
+    path = version_dir / RUNS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def model_versions(models: Path) -> Iterator[list[tuple[Path, model_config_pb2.ModelConfig]]]:
+    """Every model's published versions as (version directory, config), oldest first, by model name."""
     for model_dir in sorted(path for path in models.iterdir() if path.is_dir() and path.name != "tokenizers"):
-        versions = existing_versions(model_dir)
-        if versions and (model_dir / str(versions[-1]) / CONFIG_FILE).is_file():
-            version_dir = model_dir / str(versions[-1])
-            yield version_dir, read_config(version_dir / CONFIG_FILE)
+        versions = [model_dir / str(version) for version in existing_versions(model_dir)]
+        published = [
+            (version_dir, read_config(version_dir / CONFIG_FILE))
+            for version_dir in versions
+            if (version_dir / CONFIG_FILE).is_file()
+        ]
+        if published:
+            yield published
