@@ -1,7 +1,8 @@
-"""A loaded model version: config + shared token encoder + runtime + its own batcher and metrics.
+"""A loaded model version: config + shared token encoder + its padding + runtime + batcher and metrics.
 
-`predict_batch` is the callable the batcher runs in the thread pool: tokenize the whole batch once,
-run the runtime once. It is the only place where texts become numbers.
+`predict_batch` is the callable the batcher runs in the thread pool: tokenize the whole batch once
+(padded as far as this model needs, serving.sequence), run the runtime once. It is the only place where
+texts become numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher
 from serving.metrics import ModelMetrics
 from serving.runtimes import ModelRuntimeError, Runtime
+from serving.sequence import SequencePadding
 from serving.tokenization import TokenEncoder
 
 WARM_UP_TEXT = "warm up"
@@ -25,6 +27,7 @@ WARM_UP_TEXT = "warm up"
 class ServedModel:
     config: model_config_pb2.ModelConfig
     encoder: TokenEncoder
+    padding: SequencePadding
     runtime: Runtime
     metrics: ModelMetrics
     batcher: Batcher | None = None
@@ -42,8 +45,9 @@ class ServedModel:
         return self.config.labels
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.encoder.encode(texts)
-        if ids.shape != (len(texts), self.config.max_length):
+        ids = self.encoder.encode(texts, self.padding)
+        # the fast path pads to self.padding by construction; a tokenizer padding itself is checked
+        if not self.encoder.pads_itself and ids.shape != (len(texts), self.config.max_length):
             raise ModelRuntimeError(
                 f"{self.name}: tokenizer produced ids of shape {ids.shape}, expected "
                 f"({len(texts)}, {self.config.max_length}); its padding/truncation must be max_length"

@@ -23,6 +23,7 @@ from serving.metrics import ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.repository import ModelRepository, validate_model_name
 from serving.runtimes import create_runtime
+from serving.sequence import SequencePadding, check_graph_axis, check_tokenizer_length
 from serving.settings import Settings
 from serving.tokenization import TokenizerStore
 
@@ -189,15 +190,19 @@ class ModelRegistry:
         return model
 
     def _build(self, name: str, version: int) -> ServedModel:
-        """Blocking part of a load (runs in the executor): files, tokenizer, runtime, warm-up."""
+        """Blocking part of a load (runs in the executor): files, tokenizer, runtime, the sequence
+        contract (serving.sequence), warm-up."""
         source = self._repository.read_version(name, version)
         config = source.config
         tokenizer_path = self._repository.resolve_file(config.tokenizer.path)
         encoder = self._tokenizers.get(tokenizer_path, config.tokenizer.sha256)
+        padding = SequencePadding.of(config)
+        check_tokenizer_length(config, encoder.length)
         runtime_name = config.serving.runtime or self._settings.runtime
         runtime = create_runtime(runtime_name, source.directory, config, self._settings.intra_op_threads)
+        check_graph_axis(config, runtime.fixed_sequence_length, runtime.source)
         labels = ModelLabels(name, str(version), runtime.name)
-        model = ServedModel(config, encoder, runtime, self._metrics.for_model(labels))
+        model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
         model.warm_up(sorted({1, self._batch_policy(config).max_batch_size}))
         return model
 

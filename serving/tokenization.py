@@ -3,7 +3,8 @@
 All models of a dataset (and all their versions) were trained with the same file, so they share one
 `TokenEncoder` around one `tokenizers.Tokenizer`. A config whose recorded SHA-256 differs from the
 file on disk is refused: the model would see different token ids than it was trained on and answer
-nonsense without any error.
+nonsense without any error. The tokenizer is shared, the padding is each model's own: `encode` takes
+the model's `SequencePadding` (serving.sequence).
 """
 
 from __future__ import annotations
@@ -16,19 +17,25 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from serving.sequence import SequencePadding
+
 
 class TokenizerMismatch(Exception):
     """The tokenizer file on disk is not the one the model was trained with."""
 
 
 class TokenEncoder:
-    """Texts -> int32 token ids, one row per text, exactly as the tokenizer's own truncation and padding.
+    """Texts -> int32 token ids, one row per text: the tokenizer's own truncation and padding, padded only
+    as far as the model needs (serving.sequence).
 
     Padding inside the tokenizer builds every padding token (string, masks, type id) of every text and
     hands each id over as a Python int: for a headline padded to 256 tokens that is most of the cost.
     When the tokenizer truncates and pads to one fixed length and adds no special tokens, the texts are
     tokenized without either and cut and padded in NumPy instead, which gives the same ids in about half
-    the time. Any other tokenizer keeps its own path.
+    the time; and when it pads on the right with id 0, a variable-length model's batch stops after the
+    columns its `SequencePadding` asks for (all of the cut columns are padding). Any other tokenizer keeps
+    its own path and every model gets its full rows: they are right for a variable-length graph too,
+    only not shorter.
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
@@ -50,6 +57,7 @@ class TokenEncoder:
         self._pad_id = int(padding["pad_id"])
         self._pad_left = padding["direction"] == "left"
         self._keep_end = truncation["direction"] == "left"
+        self._trims = not self._pad_left and self._pad_id == 0
         self._bare = Tokenizer.from_str(tokenizer.to_str())
         self._bare.no_padding()
         self._bare.no_truncation()
@@ -59,18 +67,27 @@ class TokenEncoder:
         """True when this class cuts and pads (the fast path), False when the tokenizer does."""
         return self._bare is not None
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    @property
+    def length(self) -> int | None:
+        """The one length the tokenizer truncates and pads to (None: it decides per batch)."""
+        return self._length if self._bare is not None else None
+
+    def encode(self, texts: Sequence[str], padding: SequencePadding) -> np.ndarray:
         # encode_batch_fast: the same ids without character offsets, which serving never reads
         if self._bare is None:
             return np.array([e.ids for e in self._tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
         length = self._length
-        ids = np.full((len(texts), length), self._pad_id, dtype=np.int32)
-        for row, encoding in enumerate(self._bare.encode_batch_fast(list(texts))):
+        rows = []
+        for encoding in self._bare.encode_batch_fast(list(texts)):
             tokens = encoding.ids
             if len(tokens) > length:
                 tokens = tokens[-length:] if self._keep_end else tokens[:length]
+            rows.append(tokens)
+        width = padding.width(max(map(len, rows), default=0)) if self._trims else length
+        ids = np.full((len(texts), width), self._pad_id, dtype=np.int32)
+        for row, tokens in enumerate(rows):
             if self._pad_left:
-                ids[row, length - len(tokens) :] = tokens
+                ids[row, width - len(tokens) :] = tokens
             else:
                 ids[row, : len(tokens)] = tokens
         return ids

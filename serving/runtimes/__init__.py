@@ -20,9 +20,13 @@ _MODULES = {"onnx": "serving.runtimes.onnx", "tf": "serving.runtimes.tf"}
 
 class Runtime(Protocol):
     name: str
+    source: str  # the graph it runs, for messages: "model.onnx", "saved_model signature serving_default"
+    # the graph's length of input_ids' axis 1: an int when it is fixed, None when any length is taken
+    fixed_sequence_length: int | None
 
     def run(self, ids: np.ndarray) -> np.ndarray:
-        """int32 token ids [n, max_length] -> float32 probabilities [n, len(labels)]."""
+        """int32 token ids [n, L] (L = max_length, or less for a variable-length graph) -> float32
+        probabilities [n, len(labels)]."""
         ...
 
 

@@ -49,6 +49,10 @@ class OnnxRuntime:
                 f"{config.name}: {path} has {len(inputs)} inputs; expected one (token ids)"
             )
         self._input_name = inputs[0].name
+        self.source = path.name
+        shape = inputs[0].shape  # symbolic or unknown dimensions are strings or None
+        axis = shape[1] if len(shape) == 2 else None
+        self.fixed_sequence_length = axis if isinstance(axis, int) else None
         outputs = [output.name for output in self._session.get_outputs()]
         wanted = config.export.output_name
         self._output_name = wanted if wanted in outputs else outputs[0]

@@ -43,7 +43,9 @@ class TensorFlowRuntime:
         _, input_specs = self._signature.structured_input_signature
         if len(input_specs) != 1:
             raise ModelRuntimeError(f"{config.name}: {SIGNATURE} has {len(input_specs)} inputs; expected one")
-        self._input_name = next(iter(input_specs))
+        self._input_name, spec = next(iter(input_specs.items()))
+        self.source = f"{path.name} signature {SIGNATURE}"
+        self.fixed_sequence_length = spec.shape[1] if spec.shape.rank == 2 else None
         outputs = list(self._signature.structured_outputs)
         wanted = config.export.output_name
         self._output_name = wanted if wanted in outputs else outputs[0]
