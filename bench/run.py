@@ -42,19 +42,17 @@ from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
-from tokenizers import Tokenizer
 
 from bench.cpu_budget import CpuBudget, cpu_ms_per_call
+from bench.in_process import load_in_process
 from bench.proc import process_cpu_seconds
 from seqserve.loadtest.cli import DEFAULT_TEXTS, LoadTestConfig, run_loadtest
 from seqserve.loadtest.report import Summary
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
-from serving.runtimes.onnx import OnnxRuntime
 from serving.server import read_ready_line
 from serving.settings import Settings
-from serving.tokenization import TokenEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCIES = (1, 32)
@@ -88,19 +86,15 @@ def find_models(repository: Path) -> list[ModelFiles]:
 
 
 def in_process_ms(model: ModelFiles, repository: Path, texts: list[str], batch: int, seconds: float) -> float:
-    """Median tokenize+inference time of one batch, with the server's own encoder and ONNX Runtime setup."""
-    encoder = TokenEncoder(Tokenizer.from_file(str(repository / model.config.tokenizer.path)))
-    runtime = OnnxRuntime(
-        model.version_dir / (model.config.export.onnx_file or "model.onnx"),
-        model.config,
-        Settings().intra_op_threads,
-    )
+    """Median tokenize+inference time of one batch, with the server's own encoder, padding and ONNX Runtime
+    setup."""
+    served = load_in_process(model.version_dir, model.config, repository)
     timings = []
     deadline = time.perf_counter() + seconds
     for run in range(100_000):
         chunk = [texts[(run * batch + i) % len(texts)] for i in range(batch)]
         started = time.perf_counter()
-        runtime.run(encoder.encode(chunk))
+        served.predict(chunk)
         timings.append(time.perf_counter() - started)
         if time.perf_counter() > deadline:
             break

@@ -1,8 +1,10 @@
-"""Request texts from the real sarcasm file and from a file of lines."""
+"""Request texts from the real sarcasm file, a file of lines and a folder inside a tar archive."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import pytest
 
@@ -29,6 +31,22 @@ def test_lines_file_skips_blank_lines(tmp_path):
     (tmp_path / "bad.json").write_text('[{"label": 1}]')
     with pytest.raises(TextSourceError, match="headline"):
         load_texts(tmp_path / "bad.json")
+
+
+def test_a_folder_inside_a_tar_archive_gives_its_txt_files(tmp_path):
+    archive = tmp_path / "reviews.tar.gz"
+    files = {"r/test/pos/1.txt": "great<br />film", "r/test/neg/2.txt": "dull", "r/train/pos/3.txt": "no",
+             "r/test/README": "not a text", "r/test/neg/4.txt": "  "}  # fmt: skip
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    assert sorted(load_texts(archive / "r" / "test")) == ["dull", "great<br />film"]
+    assert len(load_texts(archive)) == 3
+    with pytest.raises(TextSourceError):
+        load_texts(archive / "r" / "none")
 
 
 def test_cycle_hands_out_consecutive_batches_and_wraps():
