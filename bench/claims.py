@@ -1,16 +1,19 @@
 """The speed claims about the model zoo, checked in one run on this machine: `make claims`.
 
 1. In process: every architecture on ONNX Runtime and on the TensorFlow SavedModel, through the serving
-   runtime classes with the server's default settings, at every batch size and at two input lengths:
-   the dataset's (the trained models) and a longer one (untrained networks of the same architectures,
-   see bench/fresh_networks.py). All subjects of one (length, batch) are timed in interleaved rounds.
+   runtime classes with the server's default settings, at every batch size and for texts of several
+   lengths, each batch padded for each model as the server pads it (serving.sequence): texts of 8, 16,
+   32, 64 and max_length tokens and the dataset's real texts (sarcasm headlines, IMDB test reviews) on
+   the trained models, and texts of a longer length on untrained networks of the same architectures
+   (bench/fresh_networks.py). All subjects of one (text length, batch) are timed in interleaved rounds.
 2. Training: seconds per epoch from each trained version's history.json.
 3. Served: each model over gRPC at concurrency 1 and 32 with the ONNX and the TensorFlow runtime
    (bench.run's server start-up and the seqserve loadtest engine).
 Then every claim is judged by bench.speed_verdicts for training and for each runtime; the tables,
 verdicts and plots go to reports/speed.md.
 
-    .venv/bin/python -m bench.claims [--models models] [--dataset sarcasm] [--long-length 512]
+    .venv/bin/python -m bench.claims [--models models] [--dataset sarcasm] [--long-length 512] \
+        [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from bench.dataset_texts import DATA_DIR, dataset_texts
 from bench.fresh_networks import fresh_name
 from bench.inference_timing import TimingBudget, interleaved_timings, random_ids
 from bench.run import (
@@ -49,6 +53,7 @@ from bench.run import (
 )
 from bench.speed_report import (
     CLOCKS,
+    REAL_TEXTS,
     Setting,
     SpeedRun,
     TrainingTiming,
@@ -60,15 +65,19 @@ from bench.speed_report import (
     write_json,
 )
 from bench.speed_verdicts import Spread
-from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.runner import LoadSpec
+from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
 from serving.runtimes import Runtime, create_runtime
+from serving.sequence import SequencePadding
 from serving.settings import RUNTIMES, Settings
+from serving.tokenization import TokenEncoder
 from training.repository import CONFIG_FILE, read_config
 from training.runs import load_models
 
 BATCHES = (1, 8, 32, 128)
+TEXT_LENGTHS = (8, 16, 32, 64)  # tokens per text, besides max_length and the real texts
+REAL_BATCHES = 4  # different batches of real texts per timed call
 CONTROL_BATCH = 32  # or the measured batch size nearest to it
 UNTRAINED = " (untrained)"
 EXPORT_TIMEOUT_S = 900
@@ -81,6 +90,7 @@ class Subject:
     runtime: str
     trained: bool
     model: Runtime
+    padding: SequencePadding
 
     @property
     def key(self) -> str:
@@ -103,7 +113,13 @@ def load_subjects(
     """Both runtimes of every architecture, made by the server's own factory and settings."""
     threads = Settings().intra_op_threads
     return [
-        Subject(architecture, runtime, trained, create_runtime(runtime, directory, config, threads))
+        Subject(
+            architecture,
+            runtime,
+            trained,
+            create_runtime(runtime, directory, config, threads),
+            SequencePadding.of(config),
+        )
         for runtime in RUNTIMES
         for architecture, (directory, config) in version_dirs.items()
     ]
@@ -138,13 +154,44 @@ def export_untrained(
     }
 
 
+@dataclass(frozen=True)
+class RealTexts:
+    """The dataset's own texts and the server's encoder for its tokenizer."""
+
+    texts: Sequence[str]
+    encoder: TokenEncoder
+
+    def batches(self, batch: int) -> list[list[str]]:
+        return [list(self.texts[i * batch : (i + 1) * batch]) for i in range(REAL_BATCHES)]
+
+
+def setting_ids(
+    setting: Setting, padding: SequencePadding, vocab_size: int, real: RealTexts
+) -> list[np.ndarray]:
+    """The batches one timed call runs for a subject, padded as the server pads them for it."""
+    if setting.tokens == REAL_TEXTS:
+        return [real.encoder.encode(texts, padding) for texts in real.batches(setting.batch)]
+    return [random_ids(setting.batch, setting.tokens, padding.width(setting.tokens), vocab_size)]
+
+
+def _run_each(model: Runtime, batches: Sequence[np.ndarray]) -> None:
+    for ids in batches:
+        model.run(ids)
+
+
 def time_setting(
-    subjects: Sequence[Subject], ids: np.ndarray, budget: TimingBudget
+    subjects: Sequence[Subject], setting: Setting, vocab_size: int, real: RealTexts, budget: TimingBudget
 ) -> dict[str, dict[str, Spread]]:
-    """Interleaved timings of every subject on the same ids; clock -> subject key -> ms per batch."""
-    samples = interleaved_timings({s.key: partial(s.model.run, ids) for s in subjects}, budget)
+    """Interleaved timings of every subject on the same texts; clock -> subject key -> ms per batch."""
+    batches = {s.key: setting_ids(setting, s.padding, vocab_size, real) for s in subjects}
+    samples = interleaved_timings(
+        {s.key: partial(_run_each, s.model, batches[s.key]) for s in subjects}, budget
+    )
     return {
-        clock: {key: Spread.of([1e3 * x for x in values]) for key, values in by_subject.items()}
+        clock: {
+            key: Spread.of([1e3 * x / len(batches[key]) for x in values])
+            for key, values in by_subject.items()
+        }
         for clock, by_subject in (("wall", samples.wall), ("cpu", samples.cpu))
     }
 
@@ -157,6 +204,13 @@ Inference = dict[str, dict[str, dict[Setting, dict[str, Spread]]]]
 Control = dict[str, dict[str, dict[str, tuple[Spread, Spread]]]]
 
 
+def plan(dataset_length: int, long_length: int, batches: Sequence[int]) -> list[Setting]:
+    """Every setting, in the order they are timed: the trained models' text lengths, then the long one."""
+    tokens = [t for t in TEXT_LENGTHS if t < dataset_length] + [dataset_length, REAL_TEXTS]
+    trained = [Setting(dataset_length, batch, t) for t in tokens for batch in batches]
+    return trained + [Setting(long_length, batch, long_length) for batch in batches]
+
+
 def time_inference(
     trained: Sequence[Subject],
     untrained: dict[int, list[Subject]],
@@ -164,29 +218,30 @@ def time_inference(
     long_length: int,
     batches: Sequence[int],
     vocab_size: int,
+    real: RealTexts,
     budget: TimingBudget,
 ) -> tuple[Inference, Control]:
     """Every setting in turn: (clock -> runtime -> setting -> architecture -> ms, clock -> runtime ->
-    architecture -> (trained, untrained) ms at the dataset length and `control_batch(batches)`)."""
+    architecture -> (trained, untrained) ms for texts of the dataset length at `control_batch(batches)`)."""
     inference: Inference = {clock: {runtime: {} for runtime in RUNTIMES} for clock in CLOCKS}
     control: Control = {clock: {runtime: {} for runtime in RUNTIMES} for clock in CLOCKS}
-    for max_length, subjects in ((dataset_length, trained), (long_length, untrained[long_length])):
-        for batch in batches:
-            is_control = (max_length, batch) == (dataset_length, control_batch(batches))
-            extra = untrained[dataset_length] if is_control else []
-            started_at = time.monotonic()
-            by_clock = time_setting([*subjects, *extra], random_ids(batch, max_length, vocab_size), budget)
-            setting = Setting(max_length, batch)
-            for clock, timings in by_clock.items():
-                for subject in subjects:
-                    by_setting = inference[clock][subject.runtime]
-                    by_setting.setdefault(setting, {})[subject.architecture] = timings[subject.key]
-                for subject in extra:
-                    reference = timings[replace(subject, trained=True).key]
-                    control[clock][subject.runtime][subject.architecture] = (reference, timings[subject.key])
-            rounds = min(t.count for t in by_clock["wall"].values())
-            print(f"  length {max_length:<4} batch {batch:<4} {len(extra) + len(subjects)} subjects, "
-                  f">= {rounds} rounds, {time.monotonic() - started_at:.0f} s", flush=True)  # fmt: skip
+    control_setting = Setting(dataset_length, control_batch(batches), dataset_length)
+    for setting in plan(dataset_length, long_length, batches):
+        subjects = trained if setting.max_length == dataset_length else untrained[long_length]
+        extra = untrained[dataset_length] if setting == control_setting else []
+        started_at = time.monotonic()
+        by_clock = time_setting([*subjects, *extra], setting, vocab_size, real, budget)
+        for clock, timings in by_clock.items():
+            for subject in subjects:
+                by_setting = inference[clock][subject.runtime]
+                by_setting.setdefault(setting, {})[subject.architecture] = timings[subject.key]
+            for subject in extra:
+                reference = timings[replace(subject, trained=True).key]
+                control[clock][subject.runtime][subject.architecture] = (reference, timings[subject.key])
+        rounds = min(t.count for t in by_clock["wall"].values())
+        print(f"  {setting.text:<11} (max length {setting.max_length:<4}) batch {setting.batch:<4} "
+              f"{len(extra) + len(subjects)} subjects, >= {rounds} rounds, "
+              f"{time.monotonic() - started_at:.0f} s", flush=True)  # fmt: skip
     return inference, control
 
 
@@ -229,6 +284,7 @@ def header(
     elapsed_s: float,
     budget: TimingBudget,
     spec: LoadSpec,
+    texts: Path,
 ) -> list[str]:
     cores = os.cpu_count() or 1
     busiest = max(load[0] for _, load in loads)
@@ -243,7 +299,8 @@ def header(
         f"- in process: {settings.intra_op_threads} intra-op thread(s) and 1 inter-op thread per runtime "
         f"(the server's defaults); per setting, up to {budget.max_rounds} interleaved rounds (at least "
         f"{budget.min_rounds}, stopping after {budget.seconds_per_subject:g} s per subject); "
-        "random token ids",
+        f"texts of N tokens as N random non-zero ids; real texts: {REAL_BATCHES} batches from `{texts}` "
+        "per call, each padded for each model as the server pads it",
         f"- served: {spec.warmup_s:g} s warm-up + {spec.duration_s:g} s measured per model and concurrency, "
         f"{spec.channels} channels, server defaults (max queue delay {settings.max_queue_delay_us} µs, "
         f"{settings.inference_threads} inference threads), one server process per runtime",
@@ -274,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="served: measured s per cell")
     parser.add_argument("--warmup", type=float, default=1.0, help="served: warm-up s per cell")
     parser.add_argument("--channels", type=int, default=LoadSpec().channels, help="served: gRPC channels")
-    parser.add_argument("--texts", type=Path, default=DEFAULT_TEXTS, help="served: request texts")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="the datasets' texts [%(default)s]")
+    parser.add_argument("--texts", type=Path, help="real texts [the dataset's in --data-dir]")
     parser.add_argument("--report", type=Path, default=Path("reports/speed.md"), help="markdown output")
     args = parser.parse_args(args_list)
 
@@ -297,7 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     dataset_length = lengths.pop()
     first = next(iter(models.values())).config
-    vocab_size = Tokenizer.from_file(str(args.models / first.tokenizer.path)).get_vocab_size()
+    tokenizer = Tokenizer.from_file(str(args.models / first.tokenizer.path))
+    vocab_size = tokenizer.get_vocab_size()
+    texts = args.texts or dataset_texts(args.dataset, args.data_dir)
+    real = RealTexts(load_texts(texts), TokenEncoder(tokenizer))
     num_outputs = 1 if first.output_kind == model_config_pb2.OUTPUT_KIND_SIGMOID else len(first.labels)
     batches = tuple(int(b) for b in args.batches.split(","))
     budget = TimingBudget(args.max_rounds, args.min_rounds, args.seconds_per_subject)
@@ -316,11 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads.append(("in-process timing", os.getloadavg()))
         print("claims: timing in process", flush=True)
         inference, control = time_inference(
-            trained, untrained, dataset_length, args.long_length, batches, vocab_size, budget
+            trained, untrained, dataset_length, args.long_length, batches, vocab_size, real, budget
         )
     loads.append(("served", os.getloadavg()))
     print("claims: serving", flush=True)
-    served = serve_and_measure(args.models, [m.name for m in models.values()], spec, args.texts)
+    served = serve_and_measure(args.models, [m.name for m in models.values()], spec, texts)
     loads.append(("end", os.getloadavg()))
 
     run = SpeedRun(
@@ -334,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_batch=control_batch(batches),
         training=training_timings(args.models, args.dataset),
         served=served,
-        header=header(args_list, loads, time.monotonic() - run_started, budget, spec),
+        header=header(args_list, loads, time.monotonic() - run_started, budget, spec, texts),
     )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     plots = plot(run, args.report.parent)

@@ -71,6 +71,10 @@ def interleaved_timings(subjects: Mapping[str, Callable[[], object]], budget: Ti
     return samples
 
 
-def random_ids(batch: int, max_length: int, vocab_size: int, seed: int = 0) -> np.ndarray:
-    """Token ids for timing; these networks' cost does not depend on the ids' values (no masking)."""
-    return np.random.default_rng(seed).integers(1, vocab_size, (batch, max_length), dtype=np.int32)
+def random_ids(batch: int, tokens: int, width: int, vocab_size: int, seed: int = 0) -> np.ndarray:
+    """Ids of texts of `tokens` tokens each, padded with id 0 to `width` columns: random non-zero ids, as
+    the cost does not depend on which tokens a text has, only on how many (variable-length graphs stop
+    at the padding) and on the width."""
+    ids = np.zeros((batch, width), dtype=np.int32)
+    ids[:, :tokens] = np.random.default_rng(seed).integers(1, vocab_size, (batch, tokens), dtype=np.int32)
+    return ids

@@ -11,13 +11,18 @@ from pathlib import Path
 from bench.run import Cell
 from bench.speed_verdicts import (
     CLAIMS,
+    DOES_NOT_HOLD,
     FASTER_RATIO,
+    HOLDS,
+    MIXED,
     MUCH_FASTER_RATIO,
     ClaimVerdict,
+    Finding,
     Judgement,
     Spread,
     assess,
     judge,
+    overall,
 )
 
 ARCHITECTURE_ORDER = ("flatten", "gap", "rnn", "lstm", "lstm2", "gru", "conv")
@@ -28,16 +33,34 @@ CLOCKS = {"wall": "latency", "cpu": "CPU time"}
 MARKS = {Judgement.SUPPORTS: "✓", Judgement.CONTRADICTS: "✗", Judgement.UNCLEAR: "~"}
 
 
+REAL_TEXTS = 0  # Setting.tokens of batches of the dataset's own texts
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One in-process measurement setting: every architecture and both runtimes were interleaved in it."""
+    """One in-process measurement setting: every architecture and both runtimes were interleaved in it.
+
+    Each text of a batch has `tokens` tokens (or REAL_TEXTS), padded for each model as the server pads
+    it (serving.sequence): a variable-length graph only as far as it needs, a fixed one to `max_length`,
+    the models' input length.
+    """
 
     max_length: int
     batch: int
+    tokens: int
+
+    @property
+    def full(self) -> bool:
+        """Every text fills max_length: no model runs shorter than the fixed ones."""
+        return self.tokens == self.max_length
+
+    @property
+    def text(self) -> str:
+        return "real texts" if self.tokens == REAL_TEXTS else f"{self.tokens} tokens"
 
     @property
     def label(self) -> str:
-        return f"L{self.max_length} b{self.batch}"
+        return f"{'real' if self.tokens == REAL_TEXTS else f'{self.tokens} tok'} b{self.batch}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,39 @@ def claim_verdicts(run: SpeedRun) -> dict[str, list[ClaimVerdict]]:
     return {
         context: [assess(claim, settings) for claim in CLAIMS] for context, settings in contexts(run).items()
     }
+
+
+def setting_texts(run: SpeedRun) -> dict[str, str]:
+    """Setting label -> the text length it measured ("8 tokens", "real texts")."""
+    return {
+        s.label: s.text
+        for by_runtime in run.inference.values()
+        for settings in by_runtime.values()
+        for s in settings
+    }
+
+
+def where_it_holds(verdict: ClaimVerdict, texts: Mapping[str, str]) -> str:
+    """The verdict per text length, e.g. "holds: 8 tokens, 16 tokens; mixed: real texts"."""
+    groups: dict[str, list[Finding]] = {}
+    for finding in verdict.findings:
+        groups.setdefault(texts.get(finding.setting, finding.setting), []).append(finding)
+    by_verdict: dict[str, list[str]] = {}
+    for group, findings in groups.items():
+        by_verdict.setdefault(overall(findings), []).append(group)
+    return "; ".join(
+        f"{v}: {', '.join(by_verdict[v])}" for v in (HOLDS, MIXED, DOES_NOT_HOLD) if v in by_verdict
+    )
+
+
+def where_table(run: SpeedRun, verdicts: Mapping[str, list[ClaimVerdict]]) -> list[str]:
+    texts = setting_texts(run)
+    names = [name for name in verdicts if name != "training"]
+    lines = ["| claim | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for index, claim in enumerate(CLAIMS):
+        cells = [where_it_holds(verdicts[name][index], texts) or "not measured" for name in names]
+        lines.append(f"| {claim.text} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _x(value: float) -> str:
@@ -146,11 +202,13 @@ def _claim_details(verdicts: Mapping[str, list[ClaimVerdict]], index: int) -> li
     return lines
 
 
-def _inference_table(run: SpeedRun, clock: str, runtime: str, max_length: int) -> list[str]:
+def _inference_table(
+    run: SpeedRun, clock: str, runtime: str, settings: Sequence[Setting], title: str
+) -> list[str]:
+    """Architecture rows, one column per setting (titled by `title`): ms and the ratio to REFERENCE."""
     by_setting = run.inference[clock][runtime]
-    settings = [s for s in by_setting if s.max_length == max_length]
     lines = [
-        "| architecture | " + " | ".join(f"batch {s.batch}" for s in settings) + " |",
+        "| architecture | " + " | ".join(title.format(s=s) for s in settings) + " |",
         "|---|" + "---:|" * len(settings),
     ]
     worst = (0.0, "")
@@ -162,7 +220,7 @@ def _inference_table(run: SpeedRun, clock: str, runtime: str, max_length: int) -
             ratio = spread.median / timings[REFERENCE].median if REFERENCE in timings else math.nan
             cells.append(f"{_ms(spread.median)} ({ratio:.2f}x)")
             if spread.relative_iqr > worst[0]:
-                worst = (spread.relative_iqr, f"{architecture} at batch {setting.batch}")
+                worst = (spread.relative_iqr, f"{architecture} at {title.format(s=setting)}")
         lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -173,7 +231,7 @@ def _inference_table(run: SpeedRun, clock: str, runtime: str, max_length: int) -
 
 def _runtime_ratio_table(run: SpeedRun) -> list[str]:
     """TensorFlow's median over ONNX Runtime's, per clock: "latency / CPU time" in each cell."""
-    settings = list(run.inference["wall"]["onnx"])
+    settings = [s for s in run.inference["wall"]["onnx"] if s.full]
     lines = [
         "| architecture | " + " | ".join(s.label for s in settings) + " |",
         "|---|" + "---:|" * len(settings),
@@ -285,7 +343,15 @@ def render(run: SpeedRun, plots: Sequence[Path]) -> str:
         "real speed-up below the needed ratio). A claim **holds** in a column when every comparison in "
         "every setting supports it, **does not hold** when none does, and is **mixed** otherwise. Speed-up "
         "= the claimed-slower model's median ÷ the claimed-faster one's (above 1: the claim's direction). "
-        "Inference settings: every batch size at both lengths; training: per-epoch wall time.",
+        "Inference settings: every batch size at every text length; training: per-epoch wall time.",
+        "",
+        "### Where each claim holds, by text length",
+        "",
+        "The same findings, judged separately for the texts of each length (every batch size): a claim "
+        "can hold for short texts and not for long ones, where variable-length graphs stop at the "
+        "padding and fixed-length ones (Flatten) always read max_length.",
+        "",
+        *where_table(run, verdicts),
         "",
     ]
     for index, claim in enumerate(CLAIMS):
@@ -298,17 +364,31 @@ def render(run: SpeedRun, plots: Sequence[Path]) -> str:
         "",
         "Median milliseconds per batch of `runtime.run(ids)` (the serving runtime classes, created by "
         "`serving.runtimes.create_runtime` with the server's default settings), and in parentheses the "
-        f"ratio to `{REFERENCE}` in the same setting. Length {run.dataset_length} = the trained "
-        f"{run.dataset} models; length {run.long_length} = untrained networks of the same architectures "
-        "(bench/fresh_networks.py). *Latency* is wall-clock time per call, what a caller waits; *CPU "
-        "time* is the CPU this process used per call, which other processes' load inflates far less.",
+        f"ratio to `{REFERENCE}` in the same setting. The ids are padded for each model as the server "
+        "pads them: a variable-length graph to its batch's longest text (plus a Conv1D's trailing "
+        "padding), a fixed-length one to max_length. Texts of N tokens are N random non-zero ids; real "
+        f"texts are batches of the {run.dataset} dataset's texts through the server's encoder. Up to "
+        f"{run.dataset_length} tokens: the trained {run.dataset} models; {run.long_length} tokens: "
+        "untrained networks of the same architectures (bench/fresh_networks.py). *Latency* is "
+        "wall-clock time per call, what a caller waits; *CPU time* is the CPU this process used per "
+        "call, which other processes' load inflates far less.",
         "",
     ]
     for clock, measure in CLOCKS.items():
-        for runtime in run.inference[clock]:
+        for runtime, by_setting in run.inference[clock].items():
+            by_length = [
+                s for s in by_setting if s.max_length == run.dataset_length and s.batch == run.control_batch
+            ]
+            lines += [
+                f"### {RUNTIME_TITLES[runtime]} {measure}, batch {run.control_batch}, by text length",
+                "",
+            ]
+            lines += _inference_table(run, clock, runtime, by_length, "{s.text}")
+            lines.append("")
             for max_length in (run.dataset_length, run.long_length):
-                lines += [f"### {RUNTIME_TITLES[runtime]} {measure}, length {max_length}", ""]
-                lines += _inference_table(run, clock, runtime, max_length)
+                full = [s for s in by_setting if s.max_length == max_length and s.full]
+                lines += [f"### {RUNTIME_TITLES[runtime]} {measure}, texts of {max_length} tokens", ""]
+                lines += _inference_table(run, clock, runtime, full, "batch {s.batch}")
                 lines.append("")
     lines += ["### TensorFlow ÷ ONNX Runtime (median per batch; latency / CPU time)", ""]
     lines += _runtime_ratio_table(run)
@@ -380,7 +460,7 @@ def plot(run: SpeedRun, directory: Path) -> list[Path]:
         lengths = (run.dataset_length, run.long_length)
         figure, axes = plt.subplots(1, len(lengths), figsize=(6.5 * len(lengths), 4.5), sharey=True)
         for axis, max_length in zip(axes, lengths, strict=True):
-            chosen = [s for s in settings if s.max_length == max_length]
+            chosen = [s for s in settings if s.max_length == max_length and s.full]
             batches = [s.batch for s in chosen]
             for architecture in run.architectures:
                 spreads = [settings[s][architecture] for s in chosen]

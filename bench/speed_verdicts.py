@@ -151,13 +151,14 @@ def assess(claim: Claim, settings: Mapping[str, Mapping[str, Spread]]) -> ClaimV
         for comparison in claim.comparisons
         if comparison.fast in timings and comparison.slow in timings
     )
+    return ClaimVerdict(claim, overall(findings), findings)
+
+
+def overall(findings: Sequence[Finding]) -> str:
+    """Holds when every finding supports the claim, does not hold when none does, mixed otherwise."""
     supported = sum(f.judgement is Judgement.SUPPORTS for f in findings)
     if not findings:
-        verdict = NOT_MEASURED
-    elif supported == len(findings):
-        verdict = HOLDS
-    elif supported == 0:
-        verdict = DOES_NOT_HOLD
-    else:
-        verdict = MIXED
-    return ClaimVerdict(claim, verdict, findings)
+        return NOT_MEASURED
+    if supported == len(findings):
+        return HOLDS
+    return DOES_NOT_HOLD if supported == 0 else MIXED

@@ -1,14 +1,21 @@
-"""bench.claims' in-process plan: which subjects are timed in which setting, with stand-in runtimes."""
+"""bench.claims' in-process plan: which subjects are timed in which setting, padded as the server pads
+them, with stand-in runtimes."""
 
 from __future__ import annotations
 
 import numpy as np
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers.models import WordLevel
 
-from bench.claims import Subject, control_batch, time_inference
+from bench.claims import REAL_BATCHES, RealTexts, Subject, control_batch, time_inference
 from bench.inference_timing import TimingBudget
-from bench.speed_report import Setting
+from bench.speed_report import REAL_TEXTS, Setting
+from serving.sequence import SequencePadding
+from serving.tokenization import TokenEncoder
 
 QUICK = TimingBudget(max_rounds=3, min_rounds=2, seconds_per_subject=0)
+# architecture -> (variable length, trailing padding)
+SEQUENCES = {"lstm": (True, 0), "conv": (True, 5), "flatten": (False, 0)}
 
 
 class ShapeRecorder:
@@ -24,12 +31,21 @@ class ShapeRecorder:
         return np.zeros((len(ids), 2), dtype=np.float32)
 
 
-def _subjects(trained: bool) -> list[Subject]:
+def _subjects(trained: bool, max_length: int = 120) -> list[Subject]:
     return [
-        Subject(architecture, runtime, trained, ShapeRecorder())
+        Subject(architecture, runtime, trained, ShapeRecorder(), SequencePadding(max_length, *sequence))
         for runtime in ("onnx", "tf")
-        for architecture in ("lstm", "conv")
+        for architecture, sequence in SEQUENCES.items()
     ]
+
+
+def _real_texts() -> RealTexts:
+    tokenizer = Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1, "cat": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.enable_truncation(max_length=120)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=120)
+    # batches of 1 hold a text of 3 or of 1 token, batches of 8 both
+    return RealTexts(["cat dog cat", "cat"] * (4 * REAL_BATCHES), TokenEncoder(tokenizer))
 
 
 def test_control_batch_is_32_or_the_nearest_measured_batch() -> None:
@@ -38,20 +54,27 @@ def test_control_batch_is_32_or_the_nearest_measured_batch() -> None:
     assert control_batch((16, 48)) == 16  # a tie goes to the smaller batch
 
 
-def test_trained_models_run_at_the_dataset_length_untrained_at_both_and_control_without_batch_32() -> None:
-    trained, control_untrained, long_untrained = _subjects(True), _subjects(False), _subjects(False)
+def test_every_text_length_is_padded_as_each_model_needs_and_control_runs_full_texts_only() -> None:
+    trained, control_untrained, long_untrained = _subjects(True), _subjects(False), _subjects(False, 512)
     inference, control = time_inference(
-        trained, {120: control_untrained, 512: long_untrained}, 120, 512, (1, 8), 50, QUICK
+        trained, {120: control_untrained, 512: long_untrained}, 120, 512, (1, 8), 50, _real_texts(), QUICK
     )
-    assert all(s.model.shapes == {(1, 120), (8, 120)} for s in trained)
-    assert all(s.model.shapes == {(8, 120)} for s in control_untrained)  # the batch nearest 32
+    widths = {"lstm": (8, 16, 32, 64, 120), "conv": (13, 21, 37, 69, 120), "flatten": (120,)}
+    real = {
+        "lstm": {(1, 3), (1, 1), (8, 3)},
+        "conv": {(1, 8), (1, 6), (8, 8)},
+        "flatten": {(1, 120), (8, 120)},
+    }
+    for subject in trained:
+        fixed = {(b, w) for b in (1, 8) for w in widths[subject.architecture]}
+        assert subject.model.shapes == fixed | real[subject.architecture]
+    assert all(s.model.shapes == {(8, 120)} for s in control_untrained)  # the batch nearest 32, full texts
     assert all(s.model.shapes == {(1, 512), (8, 512)} for s in long_untrained)
     for clock in ("wall", "cpu"):
         assert set(inference[clock]["onnx"]) == {
-            Setting(120, 1),
-            Setting(120, 8),
-            Setting(512, 1),
-            Setting(512, 8),
+            *(Setting(120, b, t) for b in (1, 8) for t in (8, 16, 32, 64, 120, REAL_TEXTS)),
+            Setting(512, 1, 512),
+            Setting(512, 8, 512),
         }
-        assert set(inference[clock]["tf"][Setting(512, 8)]) == {"lstm", "conv"}
-        assert set(control[clock]["tf"]) == {"lstm", "conv"}
+        assert set(inference[clock]["tf"][Setting(512, 8, 512)]) == set(SEQUENCES)
+        assert set(control[clock]["tf"]) == set(SEQUENCES)

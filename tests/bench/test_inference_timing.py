@@ -39,8 +39,9 @@ def test_each_round_starts_with_the_next_subject() -> None:
     ]  # fmt: skip
 
 
-def test_random_ids_are_valid_token_ids_and_repeatable() -> None:
-    ids = random_ids(8, 120, 50)
-    assert ids.shape == (8, 120) and ids.dtype == np.int32
-    assert ids.min() >= 1 and ids.max() < 50  # 0 is padding
-    assert np.array_equal(ids, random_ids(8, 120, 50))
+def test_random_ids_are_valid_token_ids_then_padding_and_repeatable() -> None:
+    ids = random_ids(8, 16, 21, 50)
+    assert ids.shape == (8, 21) and ids.dtype == np.int32
+    assert ids[:, :16].min() >= 1 and ids.max() < 50  # 0 is padding
+    assert (ids[:, 16:] == 0).all()
+    assert np.array_equal(ids, random_ids(8, 16, 21, 50))

@@ -1,4 +1,5 @@
-"""The speed report: verdicts per context come from that context's timings; training from history.json."""
+"""The speed report: verdicts per context come from that context's timings, and per text length where
+the claim holds; training from history.json."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.claims import training_timings
-from bench.speed_report import Setting, SpeedRun, TrainingTiming, claim_verdicts, render
-from bench.speed_verdicts import CLAIMS, DOES_NOT_HOLD, HOLDS, Spread
+from bench.speed_report import (
+    REAL_TEXTS,
+    Setting,
+    SpeedRun,
+    TrainingTiming,
+    claim_verdicts,
+    render,
+    setting_texts,
+    where_it_holds,
+)
+from bench.speed_verdicts import CLAIMS, DOES_NOT_HOLD, HOLDS, MIXED, Spread
 from seqserve.v1 import model_config_pb2
 from training.repository import CONFIG_FILE, HISTORY_FILE, write_config
 
@@ -21,7 +31,7 @@ def exact(value: float) -> Spread:
 
 
 def speed_run(training: dict[str, float], onnx: dict[str, float], tf: dict[str, float]) -> SpeedRun:
-    setting = Setting(120, 32)
+    setting = Setting(120, 32, 120)
     return SpeedRun(
         dataset="sarcasm",
         dataset_length=120,
@@ -108,3 +118,28 @@ def test_control_names_only_untrained_networks_that_cost_clearly_more_or_less() 
     )
     same = replace(run, control={"wall": {}, "cpu": {"onnx": pairs | {"rnn": (exact(1.0), exact(1.0))}}})
     assert "no untrained network's cost differs" in render(same, [])
+
+
+def test_where_a_claim_holds_is_judged_for_each_text_length() -> None:
+    base = dict.fromkeys(ARCHITECTURES, 2.0)
+    by_length = {  # LSTM stops at the padding of short texts and is the cheapest there
+        Setting(120, 32, 8): base | {"lstm": 1.0},
+        Setting(120, 32, 120): base | {"lstm": 9.0},
+        Setting(120, 32, REAL_TEXTS): base | {"lstm": 3.0, "flatten": 4.0},  # faster than Flatten only
+    }
+    timings = {s: {a: exact(v) for a, v in t.items()} for s, t in by_length.items()}
+    run = replace(
+        speed_run(base, base, base),
+        inference={clock: {"onnx": timings, "tf": timings} for clock in ("wall", "cpu")},
+    )
+    lstm_claim = next(i for i, claim in enumerate(CLAIMS) if claim.text.startswith("LSTM is slower"))
+    verdict = claim_verdicts(run)["ONNX Runtime CPU time"][lstm_claim]
+    assert verdict.verdict == MIXED
+    assert (
+        where_it_holds(verdict, setting_texts(run))
+        == "holds: 120 tokens; mixed: real texts; does not hold: 8 tokens"
+    )
+    assert (
+        f"| {CLAIMS[lstm_claim].text} | holds: 120 tokens; mixed: real texts; does not hold: 8 tokens |"
+        in render(run, [])
+    )
