@@ -63,11 +63,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench.run --models $(MODELS)
+	$(BIN)/python -m bench.variable_length --models $(MODELS) --data-dir $(DATA_DIR)
 
 # The speed claims about the architectures (in-process ONNX Runtime vs TensorFlow, training s/epoch,
 # served latency), judged from one fresh run: reports/speed.md and its plots.
 claims: setup
-	$(BIN)/python -m bench.claims --models $(MODELS) --dataset $(DATASET)
+	$(BIN)/python -m bench.claims --models $(MODELS) --dataset $(DATASET) --data-dir $(DATA_DIR)
 
 # The server's container image (Dockerfile): IMAGE_TARGET=runtime (ONNX only) or runtime-tf; the model
 # repository MODELS is baked in at /models.

@@ -205,10 +205,14 @@ Control = dict[str, dict[str, dict[str, tuple[Spread, Spread]]]]
 
 
 def plan(dataset_length: int, long_length: int, batches: Sequence[int]) -> list[Setting]:
-    """Every setting, in the order they are timed: the trained models' text lengths, then the long one."""
-    tokens = [t for t in TEXT_LENGTHS if t < dataset_length] + [dataset_length, REAL_TEXTS]
-    trained = [Setting(dataset_length, batch, t) for t in tokens for batch in batches]
-    return trained + [Setting(long_length, batch, long_length) for batch in batches]
+    """Every setting, in the order they are timed: the trained models' texts of every length (the
+    shorter ones and the real texts at batch 1 and the control batch only, to keep the run short),
+    then texts of the long length."""
+    few = sorted({min(batches), control_batch(batches)})
+    shorter = [t for t in TEXT_LENGTHS if t < dataset_length] + [REAL_TEXTS]
+    trained = [Setting(dataset_length, batch, t) for t in shorter for batch in few]
+    full = [Setting(length, batch, length) for length in (dataset_length, long_length) for batch in batches]
+    return trained + full
 
 
 def time_inference(

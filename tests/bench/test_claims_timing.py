@@ -7,7 +7,7 @@ import numpy as np
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from bench.claims import REAL_BATCHES, RealTexts, Subject, control_batch, time_inference
+from bench.claims import REAL_BATCHES, RealTexts, Subject, control_batch, plan, time_inference
 from bench.inference_timing import TimingBudget
 from bench.speed_report import REAL_TEXTS, Setting
 from serving.sequence import SequencePadding
@@ -78,3 +78,18 @@ def test_every_text_length_is_padded_as_each_model_needs_and_control_runs_full_t
         }
         assert set(inference[clock]["tf"][Setting(512, 8, 512)]) == set(SEQUENCES)
         assert set(control[clock]["tf"]) == set(SEQUENCES)
+
+
+def test_shorter_texts_are_timed_at_batch_1_and_the_control_batch_full_ones_at_every_batch() -> None:
+    settings = plan(120, 512, (1, 8, 32, 128))
+    shorter = {(s.batch, s.tokens) for s in settings if not s.full}
+    assert shorter == {(b, t) for b in (1, 32) for t in (8, 16, 32, 64, REAL_TEXTS)}
+    assert {(s.max_length, s.batch) for s in settings if s.full} == {
+        (m, b) for m in (120, 512) for b in (1, 8, 32, 128)
+    }
+    assert plan(40, 512, (1,))[:4] == [
+        Setting(40, 1, 8),
+        Setting(40, 1, 16),
+        Setting(40, 1, 32),
+        Setting(40, 1, REAL_TEXTS),
+    ]
