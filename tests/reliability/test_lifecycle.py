@@ -156,6 +156,12 @@ def int64_input(version_dir: Path) -> None:
     onnx.save(model, version_dir / "model.onnx")
 
 
+def variable_length_claimed(version_dir: Path) -> None:
+    """A graph of fixed length whose config says it takes any length."""
+    onnx.save(slow_onnx(TINY_MAX_LENGTH, matmuls=1), version_dir / "model.onnx")
+    edit_config(version_dir, lambda config: setattr(config.sequence, "variable_length", True))
+
+
 def three_labels(version_dir: Path) -> None:
     def change(config: model_config_pb2.ModelConfig) -> None:
         config.labels.append("ironic")
@@ -172,6 +178,7 @@ BROKEN = [
     ("sarcasm-garbage", 1, garbage_model, "cannot load"),
     ("sarcasm-labels", 1, three_labels, "3 labels"),
     ("sarcasm-int64", 1, int64_input, "tensor(int64)"),
+    ("sarcasm-varlen", 1, variable_length_claimed, f"takes input_ids of fixed length {TINY_MAX_LENGTH}"),
 ]
 
 
