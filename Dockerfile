@@ -46,7 +46,10 @@ RUN apt-get update \
     && groupadd --system --gid 10001 seqserve \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin seqserve
 COPY deploy/docker/healthcheck.py /opt/seqserve-healthcheck.py
-ENV SEQSERVE_MODEL_REPOSITORY=/models \
+# SEQSERVE_WORKERS: server processes on the one gRPC port; give one per CPU the container gets
+# (deploy/k8s sets 2 with 2 CPUs requested).
+ENV SEQSERVE_WORKERS=1 \
+    SEQSERVE_MODEL_REPOSITORY=/models \
     SEQSERVE_HOST=0.0.0.0 \
     SEQSERVE_PORT=8500 \
     SEQSERVE_METRICS_PORT=8502 \

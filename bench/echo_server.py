@@ -23,7 +23,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
-from serving.server import READY_PREFIX
+from serving.announce import READY_PREFIX
 from serving.settings import Settings
 
 LABELS = ("not_sarcastic", "sarcastic")

@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=".venv-kserve/bin/python",
         help="the peer virtualenv's python [%(default)s]",
     )
-    add("--workers", default="1", help="seqserve server processes, one server per count [%(default)s]")
+    add("--workers", default="1,2", help="seqserve server processes, one server per count [%(default)s]")
     add("--rounds", type=int, default=3, help="interleaved rounds [%(default)s]")
     add("--duration", type=float, default=2.5, help="measured seconds per measurement [%(default)s]")
     add("--warmup", type=float, default=0.5, help="warm-up seconds per measurement [%(default)s]")

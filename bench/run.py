@@ -51,7 +51,7 @@ from seqserve.loadtest.report import Summary
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
-from serving.server import read_ready_line
+from serving.announce import read_ready_line
 from serving.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -13,15 +13,22 @@ class InvalidNumber(argparse.ArgumentTypeError, ValueError):
     """A number outside the range the option accepts."""
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidNumber(f"{text!r} is not a whole number") from None
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise InvalidNumber(f"{value} is not positive")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise InvalidNumber(f"{value} is negative")
     return value

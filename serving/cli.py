@@ -21,6 +21,10 @@ def serve_main(argv: Sequence[str]) -> int:
     # The batches here are small and the event-loop thread is busy: tokenizers' own thread pool then
     # waits on the GIL and makes encode_batch 5-40x slower than encoding on the calling thread.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if settings.workers > 1:
+        from serving.workers import supervise  # imports no gRPC: workers are spawned from a clean process
+
+        return supervise(settings)
     from serving.server import serve  # after logging, so import-time log lines are formatted
 
     return asyncio.run(serve(settings))

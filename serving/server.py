@@ -18,21 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shlex
-import shutil
 import signal
 import sys
-import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.guard import RequestGuard
 from serving.handlers.kserve_v2 import KSERVE_V2_SERVICE, KServeV2Servicer, add_kserve_v2_servicer_to_server
@@ -44,32 +41,16 @@ from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
 
+if TYPE_CHECKING:
+    from serving.workers import WorkerLink
+
 log = logging.getLogger(__name__)
-
-READY_PREFIX = "seqserve-ready "
-
-
-def read_ready_line(lines: Iterable[str], timeout_s: float) -> dict | None:
-    """For whoever starts a server: its ready line's JSON from its stdout, or None if it ended or
-    `timeout_s` passed first (checked between lines)."""
-    deadline = time.monotonic() + timeout_s
-    for line in lines:
-        if line.startswith(READY_PREFIX):
-            return json.loads(line[len(READY_PREFIX) :])
-        if time.monotonic() > deadline:
-            break
-    return None
-
 
 # After the last RPC has left the closed gate, it stays closed this long (within the grace period)
 # before the transport stops: a client whose next request is already on its way hears UNAVAILABLE
 # "shutting down" instead of having it cancelled by the stopping transport.
 GATE_LINGER_S = 0.5
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:
@@ -83,17 +64,12 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
-def client_command() -> str:
-    """`seqserve` as the person who started the server can paste it: bare only if it is on PATH."""
-    if shutil.which("seqserve"):
-        return "seqserve"
-    script = Path(sys.executable).parent / "seqserve"
-    return str(script.relative_to(Path.cwd())) if script.is_relative_to(Path.cwd()) else str(script)
-
-
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, link: WorkerLink | None = None) -> None:
+        """`link`: this server is one of `--workers` processes (serving.workers); the supervisor serves
+        /metrics and says when every worker is ready."""
         self.settings = settings
+        self.link = link
         self.metrics = ServerMetrics()
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
@@ -110,6 +86,8 @@ class Server:
         limits = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # workers share their port; a lone server refuses a port another process holds
+            ("grpc.so_reuseport", int(link is not None)),
         ]
         self.guard = RequestGuard()
         self.grpc_server = grpc.aio.server(interceptors=[self.guard], options=limits)
@@ -122,9 +100,12 @@ class Server:
         await self.health.set(name, SERVING if ready else NOT_SERVING)
 
     async def start(self) -> None:
-        self._metrics_http, self.metrics_port = self.metrics.serve_http(
-            self.settings.effective_metrics_host, self.settings.metrics_port
-        )
+        if self.link is None:
+            self._metrics_http, self.metrics_port = self.metrics.serve_http(
+                self.settings.effective_metrics_host, self.settings.metrics_port
+            )
+        else:
+            self.link.serve_metrics(self.metrics.registry)
         classifier_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.service, self.registry, self.stopping), self.grpc_server
         )
@@ -138,11 +119,11 @@ class Server:
         )
         for service in ("", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE):
             await self.health.set(service, NOT_SERVING)
-        address = _address(self.settings.host, self.settings.port)
+        listen = address(self.settings.host, self.settings.port)
         if self.settings.tls:
-            self.port = self.grpc_server.add_secure_port(address, server_credentials(self.settings))
+            self.port = self.grpc_server.add_secure_port(listen, server_credentials(self.settings))
         else:
-            self.port = self.grpc_server.add_insecure_port(address)
+            self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
         log.info("listening, loading models", extra={"grpc_address": self.grpc_address})
         await self.registry.load_all()
@@ -155,6 +136,8 @@ class Server:
                     else "the repository is empty"
                 )
             )
+        if self.link is not None and not await self.link.ready(self.port, self.served_models()):
+            return  # shutdown began before every worker was ready
         for service in ("", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE):
             await self.health.set(service, SERVING)
         if self.settings.poll_interval > 0:
@@ -163,41 +146,11 @@ class Server:
 
     @property
     def grpc_address(self) -> str:
-        return _address(self.settings.host, self.port)
+        return address(self.settings.host, self.port)
 
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{_address(self.settings.effective_metrics_host, self.metrics_port)}/metrics"
-
-    def announce(self) -> None:
-        """Tell people (and, in the last line, programs) where the server is and how to use it."""
+    def served_models(self) -> dict[str, list[int]]:
         snapshot = self.registry.snapshot
-        models = {name: sorted(snapshot.models[name].versions) for name in snapshot.names()}
-        example = snapshot.names()[0]
-        transport = "gRPC (TLS)" if self.settings.tls else "gRPC"
-        print(
-            f"seqserve: {transport} on {self.grpc_address}  (seqserve.v1.Classifier, "
-            f"{KSERVE_V2_SERVICE} (KServe V2), grpc.health.v1, reflection)"
-        )
-        print(f"seqserve: metrics at {self.metrics_url}")
-        listing = ", ".join(f"{name} v{','.join(map(str, versions))}" for name, versions in models.items())
-        print(f"seqserve: models {listing}")
-        print("seqserve: try")
-        tls = " --tls-ca CA.pem" if self.settings.tls else ""
-        if self.settings.tls_client_ca:
-            tls += " --tls-cert CLIENT.pem --tls-key CLIENT.key"
-        print(
-            f"  {client_command()} classify --address {self.grpc_address}{tls} --model {example} "
-            + shlex.quote("Local man wins award for most average day ever")
-        )
-        ready = {
-            "grpc_address": self.grpc_address,
-            "tls": self.settings.tls,
-            "metrics_url": self.metrics_url,
-            "models": models,
-            "pid": os.getpid(),
-        }
-        print(READY_PREFIX + json.dumps(ready), flush=True)
+        return {name: sorted(snapshot.models[name].versions) for name in snapshot.names()}
 
     async def _drain_then_stop(self, grace: float) -> None:
         """Let the RPCs inside the closed gate finish (within `grace`), then stop the transport."""
@@ -239,7 +192,7 @@ class Server:
         return not forced_stop
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, link: WorkerLink | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop_requested, force = asyncio.Event(), asyncio.Event()
 
@@ -248,14 +201,17 @@ async def serve(settings: Settings) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    server = Server(settings)
+    if link is not None:
+        link.watch(stop_requested)
+    server = Server(settings, link)
     try:
         await server.start()
     except Exception as error:
         log.error("start-up failed", extra={"error": str(error)})
         await server.stop()
         return 1
-    server.announce()
+    if link is None:
+        announce(settings, server.port, server.metrics_port, server.served_models())
     await stop_requested.wait()
     graceful = await server.stop(force)
     log.info("stopped", extra={"graceful": graceful})

@@ -48,6 +48,7 @@ class Settings:
     load_versions: int = 1
     inference_threads: int = 2
     intra_op_threads: int = 1
+    workers: int = 1
     grace_period_s: float = 10.0
     poll_interval: float = 0.0  # seconds; 0 = the repository is read only at start-up
     model_control: str = "none"
@@ -67,6 +68,11 @@ class Settings:
             raise SettingsError(
                 "--poll-interval and --model-control explicit exclude each other: either the repository "
                 "or the clients decide which models are loaded"
+            )
+        if self.workers > 1 and self.model_control == "explicit":
+            raise SettingsError(
+                "--workers above 1 and --model-control explicit exclude each other: a load or unload request "
+                "reaches one worker process only"
             )
 
     @property
@@ -122,6 +128,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
     "inference_threads": (positive_int, "threads running tokenization and inference"),
     "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
+    "workers": (
+        positive_int,
+        "server processes sharing the gRPC port (SO_REUSEPORT), each with every model; /metrics sums them",
+    ),
     "grace_period_s": (
         non_negative_float,
         "seconds to finish in-flight requests on SIGTERM/SIGINT; a second signal stops at once",

@@ -12,7 +12,8 @@ from seqserve.numbers import non_negative_float, non_negative_int, positive_int
 @pytest.mark.parametrize(
     ("parse", "text", "message"),
     [(positive_int, "0", "0 is not positive"), (non_negative_int, "-1", "-1 is negative"),
-     (non_negative_float, "-0.5", "-0.5 is negative")],
+     (non_negative_float, "-0.5", "-0.5 is negative"), (positive_int, "two", "'two' is not a whole number"),
+     (non_negative_int, "1.5", "'1.5' is not a whole number")],
 )  # fmt: skip
 def test_out_of_range_values_are_refused_with_a_message_for_people(parse, text, message, capsys):
     parser = argparse.ArgumentParser(prog="seqserve")

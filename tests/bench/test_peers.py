@@ -11,7 +11,7 @@ from bench.peers import FLOOR, KSERVE, Cell, Figures, Measurement, medians, scra
 from bench.proc import process_tree
 from bench.run import REPO_ROOT, find_models
 from seqserve.loadtest.report import Summary
-from serving.server import read_ready_line
+from serving.announce import read_ready_line
 
 
 def summary(requests_per_s: float, p50_ms: float = 1.0) -> Summary:

@@ -106,6 +106,10 @@ def test_resources_have_requests_within_limits() -> None:
     assert float(resources["requests"]["cpu"]) <= float(resources["limits"]["cpu"])
 
 
+def test_one_worker_process_per_requested_cpu() -> None:
+    assert SETTINGS.workers == float(CONTAINER["resources"]["requests"]["cpu"]) > 1
+
+
 def test_pod_runs_as_the_images_non_root_user() -> None:
     security = POD["spec"]["securityContext"]
     assert security["runAsNonRoot"] is True

@@ -15,7 +15,7 @@ from typing import Self
 import grpc
 
 from seqserve.v1 import classifier_pb2_grpc
-from serving.server import read_ready_line
+from serving.announce import read_ready_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from seqserve.cli import main
-from serving.server import client_command
+from serving.announce import client_command
 from tests.serving.reference import reference_probabilities
 from tests.serving.server_process import REPO_ROOT
 

@@ -1,0 +1,269 @@
+"""`--workers N`: N server processes on one gRPC port, and the small supervisor that starts them.
+
+Python gRPC serves every RPC of a process on one event loop, so one process uses about one core. With
+N workers the kernel spreads incoming connections over N listening sockets bound to the same port
+(SO_REUSEPORT). Each worker is a whole server: it loads the repository, batches, polls for hot reload,
+and drains on shutdown. The supervisor holds no gRPC object, model or runtime:
+
+- it reserves the port first (bound with SO_REUSEPORT, never listening; with `--port 0` the kernel
+  picks it), so every worker binds the same one;
+- it spawns each worker as a fresh interpreter (`python -m serving.workers`, its settings sent over a
+  pipe), never a fork, so gRPC's rule against forking a process with gRPC state holds whatever the
+  supervisor imported; and so that the supervisor stays small (whole server ≈ N workers' memory), it
+  imports no gRPC, no metrics library and not multiprocessing's process machinery;
+- each worker reports when its models are loaded; health turns SERVING in no worker before every
+  worker is ready, and only then the server is announced (one ready line, with every pid);
+- it serves the one /metrics, merging every worker's exposition at scrape time (serving.metrics_merge);
+- SIGTERM/SIGINT are passed on to every worker, which drains as a single server does (a second signal
+  stops them at once); the supervisor exits when all have, 0 if every one stopped gracefully;
+- a worker that exits on its own (a crash, a failed start-up) stops the others gracefully and the
+  supervisor exits 1, so that the orchestrator restarts the whole server: a server with fewer workers
+  than asked would look healthy and serve less. A worker whose supervisor is gone drains and exits.
+
+Workers run in their own process group, so a Ctrl-C in a terminal reaches only the supervisor, which
+passes it on once.
+
+    python -m serving.workers CONTROL_FD METRICS_FD     (run by the supervisor only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import http.server
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING
+
+from serving.announce import announce
+from serving.logs import configure_logging
+from serving.metrics_merge import CONTENT_TYPE, merge
+from serving.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+# Control messages; the very first one, supervisor -> worker, is the worker's Settings.
+READY = "ready"  # worker -> supervisor, with its port and models
+SERVE = "serve"  # supervisor -> worker: every worker is ready, turn SERVING
+METRICS_TIMEOUT_S = 5.0
+
+
+class WorkerLink:
+    """A worker's end of its two pipes to the supervisor: control messages, and metrics on request."""
+
+    def __init__(self, control: Connection, metrics: Connection) -> None:
+        self._control = control
+        self._metrics = metrics
+        self._go = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def serve_metrics(self, registry: CollectorRegistry) -> None:
+        """Answer every request on the metrics pipe with this worker's exposition, in a daemon thread."""
+        from prometheus_client import generate_latest
+
+        def answer() -> None:
+            with contextlib.suppress(EOFError, OSError):  # the supervisor is gone
+                while True:
+                    self._metrics.recv_bytes()
+                    self._metrics.send_bytes(generate_latest(registry))
+
+        threading.Thread(target=answer, name="metrics-link", daemon=True).start()
+
+    def watch(self, stop: asyncio.Event) -> None:
+        """Read control messages on the running loop. `stop` is the worker's shutdown: set here when
+        the supervisor is gone, and it ends a wait in `ready`."""
+        self._stop = stop
+        asyncio.get_running_loop().add_reader(self._control.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            message = self._control.recv()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+            log.warning("the supervisor is gone; shutting down")
+            self._stop.set()
+            return
+        if message == SERVE:
+            self._go.set()
+
+    async def ready(self, port: int, models: dict[str, list[int]]) -> bool:
+        """Report this worker ready, then wait until every worker is (True) or shutdown began (False)."""
+        self._control.send((READY, {"port": port, "models": models, "pid": os.getpid()}))
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._go, self._stop)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        return self._go.is_set() and not self._stop.is_set()
+
+
+def worker_main(control_fd: int, metrics_fd: int) -> int:
+    """A spawned worker process: one whole server that reports to the supervisor."""
+    control, metrics = Connection(control_fd), Connection(metrics_fd)
+    settings: Settings = control.recv()
+    configure_logging(settings.log_level, settings.log_format)
+    from serving.server import serve  # gRPC is imported in the workers only
+
+    return asyncio.run(serve(settings, WorkerLink(control, metrics)))
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT and never listening: the port every worker
+    binds too, chosen by the kernel when `port` is 0. Kept open while the workers run."""
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    reservation = socket.socket(family, kind, proto)
+    reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reservation.bind(sockaddr)
+    return reservation
+
+
+@dataclasses.dataclass
+class Worker:
+    process: subprocess.Popen
+    control: Connection  # closes (EOF) when the worker exits
+    metrics: Connection
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    info: dict | None = None
+
+
+def start_worker(settings: Settings) -> Worker:
+    control, control_child = Pipe()
+    metrics, metrics_child = Pipe()
+    fds = (control_child.fileno(), metrics_child.fileno())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.workers", *map(str, fds)], pass_fds=fds, process_group=0
+    )
+    control_child.close()
+    metrics_child.close()
+    control.send(settings)
+    return Worker(process, control, metrics)
+
+
+def scrape(workers: list[Worker]) -> str:
+    """Every running worker's exposition, merged."""
+    texts = []
+    for worker in workers:
+        with worker.lock, contextlib.suppress(EOFError, OSError):  # an exited worker counts no more
+            worker.metrics.send_bytes(b"")
+            if worker.metrics.poll(METRICS_TIMEOUT_S):
+                texts.append(worker.metrics.recv_bytes().decode())
+    return merge(texts)
+
+
+def serve_metrics(host: str, port: int, workers: list[Worker]) -> http.server.ThreadingHTTPServer:
+    """/metrics of the whole server, in a daemon thread."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "only /metrics is here")
+                return
+            body = scrape(workers).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a scrape every few seconds is not worth a log line
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.workers: list[Worker] = []
+        self.signals = 0
+        self.failed = False
+
+    def run(self) -> int:
+        reservation = reserve_port(self.settings.host, self.settings.port)
+        port = reservation.getsockname()[1]
+        http = serve_metrics(self.settings.effective_metrics_host, self.settings.metrics_port, self.workers)
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
+        wake_write.setblocking(False)
+        signal.set_wakeup_fd(wake_write.fileno())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)  # counted from the wake-up socket
+        worker_settings = dataclasses.replace(self.settings, port=port)
+        self.workers.extend(start_worker(worker_settings) for _ in range(self.settings.workers))
+        try:
+            self._supervise(wake_read, port, http.server_address[1])
+        finally:
+            http.shutdown()
+            reservation.close()
+        return 1 if self.failed or any(w.process.returncode != 0 for w in self.workers) else 0
+
+    def _supervise(self, wake: socket.socket, port: int, metrics_port: int) -> None:
+        announced = False
+        while any(w.process.returncode is None for w in self.workers):
+            running = [w for w in self.workers if w.process.returncode is None]
+            for ready in wait([wake, *(w.control for w in running)]):
+                if ready is wake:
+                    self._signalled(len(wake.recv(64)))
+                    continue
+                worker = next(w for w in running if ready is w.control)
+                self._message(worker)
+            if not announced and not self.signals and all(w.info for w in self.workers):
+                for w in self.workers:
+                    w.control.send(SERVE)
+                models = self.workers[0].info["models"]  # type: ignore[index]
+                announce(self.settings, port, metrics_port, models, [w.process.pid for w in self.workers])
+                announced = True
+
+    def _message(self, worker: Worker) -> None:
+        try:
+            kind, info = worker.control.recv()
+        except (EOFError, OSError):  # the worker has exited
+            worker.process.wait()
+            self._exited(worker)
+            return
+        if kind == READY:
+            worker.info = info
+
+    def _signalled(self, count: int) -> None:
+        for _ in range(count):
+            self.signals += 1
+            log.info("passing the signal on to every worker", extra={"signals": self.signals})
+            self._signal_workers()
+
+    def _exited(self, worker: Worker) -> None:
+        if self.signals:
+            return
+        log.error(
+            "a worker exited; stopping the others",
+            extra={"pid": worker.process.pid, "exit_code": worker.process.returncode},
+        )
+        self.failed = True
+        self.signals = 1
+        self._signal_workers()
+
+    def _signal_workers(self) -> None:
+        for w in self.workers:
+            if w.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.process.pid, signal.SIGTERM)
+
+
+def supervise(settings: Settings) -> int:
+    return Supervisor(settings).run()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(int(sys.argv[1]), int(sys.argv[2])))

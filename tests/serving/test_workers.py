@@ -1,0 +1,137 @@
+"""`--workers 2` as a real subprocess: one port, one /metrics summing both, SIGTERM drains both, and a
+worker (or supervisor) that goes away takes the rest down with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
+from tests.serving.metrics_text import value
+from tests.serving.server_process import REPO_ROOT, ServerProcess
+
+CONNECTIONS = 40  # fresh connections, spread by the kernel over both workers' sockets
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def one_connection(address: str, call) -> object:
+    """Run `call(channel)` on a channel of its own: a new TCP connection, so a new pick of worker."""
+    with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        return call(channel)
+
+
+def test_two_workers_serve_one_port_and_one_metrics_page_sums_them(tiny_model_repository, tmp_path):
+    with ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server:
+        workers = server.ready["workers"]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        assert server.ready["pid"] not in workers
+
+        def classify_and_check(channel: grpc.Channel) -> None:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            ready = service_pb2_grpc.GRPCInferenceServiceStub(channel).ServerReady(
+                service_pb2.ServerReadyRequest(), timeout=10
+            )
+            assert ready.ready
+            request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT, "x"])
+            assert (
+                len(classifier_pb2_grpc.ClassifierStub(channel).Classify(request, timeout=10).predictions)
+                == 2
+            )
+
+        for _ in range(CONNECTIONS):
+            one_connection(server.address, classify_and_check)
+        text = server.metrics_text()
+        # with 40 connections, both workers served some (all on one: p = 2^-39); only the sum is exact
+        assert value(text, "seqserve_requests_total", model="sarcasm-gru", code="OK") == CONNECTIONS
+        assert value(text, "seqserve_texts_total", model="sarcasm-gru", code="OK") == 2 * CONNECTIONS
+        assert value(text, "seqserve_request_duration_seconds_count", model="sarcasm-gru") == CONNECTIONS
+        assert value(text, "seqserve_batch_size_sum", model="sarcasm-gru") == 2 * CONNECTIONS
+        assert value(text, "seqserve_model_ready", model="sarcasm-gru") == 1  # ready in both: min, not sum
+        assert server.terminate() == 0
+        assert not any(alive(pid) for pid in workers)
+
+
+def test_sigterm_drains_every_worker_and_loses_no_request(tiny_model_repository, tmp_path):
+    with ServerProcess(
+        tiny_model_repository, tmp_path, "--workers", "2", "--log-level", "DEBUG", "--grace-period-s", "10"
+    ) as server:
+        outcomes: list[grpc.StatusCode] = []
+        lock = threading.Lock()
+
+        def client(index: int) -> None:
+            with grpc.insecure_channel(server.address, options=[("seqserve.test.client", index)]) as channel:
+                stub = classifier_pb2_grpc.ClassifierStub(channel)
+                deadline = time.monotonic() + 30
+                for n in range(100_000):
+                    request = classifier_pb2.ClassifyRequest(model="sarcasm-flatten", texts=[f"{index}/{n}"])
+                    code, _ = call_code(lambda r=request: stub.Classify(r, timeout=10))
+                    with lock:
+                        outcomes.append(code)
+                    if code != grpc.StatusCode.OK or time.monotonic() > deadline:
+                        return
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(outcomes) >= 200, "load before the signal")
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(30)
+        for thread in threads:
+            thread.join(20)
+    assert exit_code == 0
+    assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, set(outcomes)
+    # both workers log every request they accept; each of those was answered OK
+    log = server.log_path.read_text()
+    assert log.count('"msg": "classify"') == outcomes.count(grpc.StatusCode.OK)
+    assert log.count('"msg": "stopped", "graceful": true') == 2
+
+
+def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(tiny_model_repository, tmp_path):
+    with ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server:
+        first, second = server.ready["workers"]
+        os.kill(first, signal.SIGKILL)
+        assert server.process.wait(30) == 1
+        assert not alive(second)
+    assert '"msg": "a worker exited; stopping the others"' in server.log_path.read_text()
+
+
+def test_workers_whose_supervisor_is_killed_drain_and_exit(tiny_model_repository, tmp_path):
+    with ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server:
+        workers = server.ready["workers"]
+        server.process.kill()
+        wait_until(lambda: not any(alive(pid) for pid in workers), "the workers to exit", 30)
+    assert server.log_path.read_text().count('"msg": "the supervisor is gone; shutting down"') == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--workers", "0"], "--workers='0': 0 is not positive"),
+        (["--workers", "-2"], "--workers='-2': -2 is not positive"),
+        (["--workers", "two"], "--workers='two': 'two' is not a whole number"),
+        (["--workers", "2", "--model-control", "explicit"], "--workers above 1 and --model-control explicit"),
+    ],
+)
+def test_bad_worker_counts_are_refused_at_start_up(tmp_path, arguments, message):
+    command = [sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(tmp_path), *arguments]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
