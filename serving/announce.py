@@ -38,8 +38,16 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _scheme(settings: Settings) -> str:
+    return "https" if settings.tls else "http"
+
+
 def metrics_url(settings: Settings, port: int) -> str:
-    return f"http://{address(settings.effective_metrics_host, port)}/metrics"
+    return f"{_scheme(settings)}://{address(settings.effective_metrics_host, port)}/metrics"
+
+
+def rest_url(settings: Settings, port: int) -> str:
+    return f"{_scheme(settings)}://{address(settings.host, port)}"
 
 
 def client_command() -> str:
@@ -53,6 +61,7 @@ def client_command() -> str:
 def announce(
     settings: Settings,
     grpc_port: int,
+    rest_port: int,
     metrics_port: int,
     models: Mapping[str, Sequence[int]],
     workers: Sequence[int] = (),
@@ -62,6 +71,8 @@ def announce(
     transport = "gRPC (TLS)" if settings.tls else "gRPC"
     processes = f", {len(workers)} worker processes" if workers else ""
     print(f"seqserve: {transport} on {grpc_address}  ({SERVICES}){processes}")
+    rest = rest_url(settings, rest_port)
+    print(f"seqserve: KServe V2 REST at {rest}/v2, compare page at {rest}/")
     print(f"seqserve: metrics at {metrics_url(settings, metrics_port)}")
     listing = ", ".join(f"{name} v{','.join(map(str, versions))}" for name, versions in models.items())
     print(f"seqserve: models {listing}")
@@ -73,9 +84,16 @@ def announce(
         f"  {client_command()} classify --address {grpc_address}{tls} --model {next(iter(models))} "
         + shlex.quote("Local man wins award for most average day ever")
     )
+    example = next(iter(models))
+    curl_tls = " --cacert CA.pem" if settings.tls else ""
+    if settings.tls_client_ca:
+        curl_tls += " --cert CLIENT.pem --key CLIENT.key"
+    body = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Nice."]}]})
+    print(f"  curl{curl_tls} {rest}/v2/models/{example}/infer -d {shlex.quote(body)}")
     ready = {
         "grpc_address": grpc_address,
         "tls": settings.tls,
+        "rest_url": rest,
         "metrics_url": metrics_url(settings, metrics_port),
         "models": {name: list(versions) for name, versions in models.items()},
         "pid": os.getpid(),

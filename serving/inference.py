@@ -26,6 +26,8 @@ from serving.settings import Settings
 
 log = logging.getLogger(__name__)
 
+QUEUE_ROOM_POLL_S = 0.001
+
 
 class ServingError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
@@ -85,9 +87,12 @@ class InferenceService:
         `classify` would; an unknown model outranks the malformed message. Returns the error to send."""
         labels = UNRESOLVED
         try:
-            labels = self.lookup(name, version).metrics.labels
+            model = self.lookup(name, version)
         except ServingError as lookup_error:
             error = lookup_error
+        else:
+            labels = model.metrics.labels
+            model.metrics.statistics.request_done(False, 0.0)
         self._metrics.count_request(labels, error.code.name, 0)
         return error
 
@@ -97,6 +102,7 @@ class InferenceService:
         started = time.perf_counter()
         labels: ModelLabels = UNRESOLVED
         code = grpc.StatusCode.OK
+        model: ServedModel | None = None
         try:
             model = self.lookup(name, version)
             labels = model.metrics.labels
@@ -126,6 +132,10 @@ class InferenceService:
             raise
         finally:
             self._metrics.count_request(labels, code.name, len(texts))
+            if model is not None:
+                model.metrics.statistics.request_done(
+                    code == grpc.StatusCode.OK, time.perf_counter() - started
+                )
 
     async def _submit(
         self, model: ServedModel, texts: Sequence[str], time_remaining: float | None
@@ -150,6 +160,20 @@ class InferenceService:
         except Exception as error:
             log.exception("inference failed", extra={"model": model.name, "version": model.version})
             raise ServingError(grpc.StatusCode.INTERNAL, f"inference failed: {error}") from error
+
+    async def wait_for_queue_room(self, name: str, version: int = 0) -> None:
+        """Until the model's queue can take one more request, for callers that can make their client
+        wait (a stream that stops reading) instead of failing the request. Checks every millisecond
+        while the queue is full; returns at once for a model that is not loaded (its request fails)."""
+        while True:
+            try:
+                model = self._registry.resolve(name, version)
+            except (InvalidModelName, ModelNotFound):
+                return
+            batcher = model.batcher
+            if batcher is None or batcher.queued < batcher.policy.max_queue_size:
+                return
+            await asyncio.sleep(QUEUE_ROOM_POLL_S)
 
     async def compare(
         self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None

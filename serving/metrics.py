@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from serving.settings import Settings
+from serving.statistics import ModelStatistics
+
 MODEL_LABELS = ("model", "version", "runtime")
 UNKNOWN_MODEL = "_unknown"
 
@@ -100,14 +103,24 @@ class ServerMetrics:
         series[0].inc()
         series[1].inc(texts)
 
-    def serve_http(self, host: str, port: int) -> tuple[object, int]:
-        """Start the /metrics HTTP server in a daemon thread; returns (server, bound port)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve_http(self, host: str, port: int, tls: Settings) -> tuple[object, int]:
+        """Start the /metrics HTTP server in a daemon thread, with the server's TLS settings (the same
+        identity and client CA as every other port); returns (server, bound port)."""
+        server, _thread = start_http_server(
+            port,
+            addr=host,
+            registry=self.registry,
+            certfile=tls.tls_cert or None,
+            keyfile=tls.tls_key or None,
+            client_cafile=tls.tls_client_ca or None,
+            client_auth_required=bool(tls.tls_client_ca),
+        )
         return server, int(server.server_port)
 
 
 class ModelMetrics:
-    """The metrics of one model version, labels bound once; also the batcher's BatchObserver."""
+    """The metrics of one model version, labels bound once; also the batcher's BatchObserver. Its
+    `statistics` are the same events counted the way KServe V2 statistics report them."""
 
     def __init__(self, metrics: ServerMetrics, labels: ModelLabels) -> None:
         self._metrics = metrics
@@ -122,6 +135,7 @@ class ModelMetrics:
         self.tokenize_duration = metrics.tokenize_duration.labels(*values)
         self.inference_duration = metrics.inference_duration.labels(*values)
         self._ready = metrics.model_ready.labels(*values)
+        self.statistics = ModelStatistics()
 
     # BatchObserver
     def queue_depth(self, requests: int) -> None:
@@ -129,6 +143,7 @@ class ModelMetrics:
 
     def queue_wait(self, seconds: float) -> None:
         self._queue_wait.observe(seconds)
+        self.statistics.queued(seconds)
 
     def batch_formed(self, items: int) -> None:
         self._batch_size.observe(items)

@@ -59,9 +59,15 @@ class ServedModel:
         started = time.perf_counter()
         ids = self.tokenize(texts)
         tokenized = time.perf_counter()
-        probabilities = self.runtime.run(ids)
+        output = self.runtime.run(ids)
+        inferred = time.perf_counter()
+        probabilities = np.asarray(output, dtype=np.float32)
+        done = time.perf_counter()
         self.metrics.tokenize_duration.observe(tokenized - started)
-        self.metrics.inference_duration.observe(time.perf_counter() - tokenized)
+        self.metrics.inference_duration.observe(inferred - tokenized)
+        self.metrics.statistics.batch_ran(
+            len(texts), tokenized - started, inferred - tokenized, done - inferred
+        )
         return probabilities
 
     def warm_up(self, batch_sizes: Sequence[int]) -> None:

@@ -8,9 +8,13 @@ they read, then end with UNAVAILABLE); in-flight RPCs (and everything already qu
 within the grace period; then the transport stops and the process exits 0. A second signal during that
 stops the server at once (exit 1): running requests are cancelled.
 
-With `--tls-cert/--tls-key` the gRPC port speaks only TLS; with `--tls-client-ca` as well, only to
-clients presenting a certificate signed by that CA. /metrics stays plain HTTP on its own address
-(`--metrics-host`), so it can be bound to an interface only the monitoring system reaches.
+The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
+shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so
+it can be bound to an interface only the monitoring system reaches.
+
+With `--tls-cert/--tls-key` every port (gRPC, HTTP, /metrics) speaks only TLS, with the same identity;
+with `--tls-client-ca` as well, only to clients presenting a certificate signed by that CA (on the HTTP
+port the health checks excepted, see serving.http_server).
 """
 
 from __future__ import annotations
@@ -31,9 +35,17 @@ from grpc_reflection.v1alpha import reflection
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
+from serving.handlers.compare_page import ComparePage
 from serving.handlers.guard import RequestGuard
-from serving.handlers.kserve_v2 import KSERVE_V2_SERVICE, KServeV2Servicer, add_kserve_v2_servicer_to_server
+from serving.handlers.kserve_v2 import (
+    KSERVE_V2_SERVICE,
+    STREAM_INFER_METHOD,
+    KServeV2Servicer,
+    add_kserve_v2_servicer_to_server,
+)
+from serving.handlers.v2_rest import V2RestHandler
 from serving.health import NOT_SERVING, SERVING, HealthService
+from serving.http_server import HttpServer
 from serving.inference import InferenceService
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
@@ -89,9 +101,18 @@ class Server:
             # workers share their port; a lone server refuses a port another process holds
             ("grpc.so_reuseport", int(link is not None)),
         ]
-        self.guard = RequestGuard()
+        self.guard = RequestGuard(lenient_streams=frozenset({STREAM_INFER_METHOD}))
         self.grpc_server = grpc.aio.server(interceptors=[self.guard], options=limits)
+        self.http_server = HttpServer(
+            settings,
+            self.guard,
+            [
+                *V2RestHandler(self.service, self.registry, self.health, settings).routes(),
+                *ComparePage(self.service, self.metrics).routes(),
+            ],
+        )
         self.port = 0
+        self.rest_port = 0
         self.metrics_port = 0
         self._metrics_http: object | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -102,7 +123,7 @@ class Server:
     async def start(self) -> None:
         if self.link is None:
             self._metrics_http, self.metrics_port = self.metrics.serve_http(
-                self.settings.effective_metrics_host, self.settings.metrics_port
+                self.settings.effective_metrics_host, self.settings.metrics_port, self.settings
             )
         else:
             self.link.serve_metrics(self.metrics.registry)
@@ -110,7 +131,8 @@ class Server:
             ClassifierServicer(self.service, self.registry, self.stopping), self.grpc_server
         )
         add_kserve_v2_servicer_to_server(
-            KServeV2Servicer(self.service, self.registry, self.health, self.settings), self.grpc_server
+            KServeV2Servicer(self.service, self.registry, self.health, self.settings, self.stopping),
+            self.grpc_server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         reflection.enable_server_reflection(
@@ -125,7 +147,13 @@ class Server:
         else:
             self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
-        log.info("listening, loading models", extra={"grpc_address": self.grpc_address})
+        self.rest_port = await self.http_server.start(
+            self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
+        )
+        log.info(
+            "listening, loading models",
+            extra={"grpc_address": self.grpc_address, "rest_port": self.rest_port},
+        )
         await self.registry.load_all()
         if not self.registry.snapshot.models:
             raise RuntimeError(
@@ -163,7 +191,9 @@ class Server:
             )
         remaining = max(0.0, grace - (asyncio.get_running_loop().time() - started))
         await asyncio.sleep(min(GATE_LINGER_S, remaining))
-        await self.grpc_server.stop(max(0.0, remaining - GATE_LINGER_S))
+        await asyncio.gather(
+            self.grpc_server.stop(max(0.0, remaining - GATE_LINGER_S)), self.http_server.stop()
+        )
 
     async def stop(self, force: asyncio.Event | None = None) -> bool:
         """Graceful shutdown; when `force` is set meanwhile, stop at once. Returns True if graceful."""
@@ -182,7 +212,7 @@ class Server:
         if forced_stop:
             log.warning("second signal: stopping now, cancelling the requests still running")
             graceful.cancel()
-            await self.grpc_server.stop(None)
+            await asyncio.gather(self.grpc_server.stop(None), self.http_server.stop())
             self.executor.shutdown(wait=False, cancel_futures=True)
         else:
             await self.registry.close()
@@ -211,7 +241,7 @@ async def serve(settings: Settings, link: WorkerLink | None = None) -> int:
         await server.stop()
         return 1
     if link is None:
-        announce(settings, server.port, server.metrics_port, server.served_models())
+        announce(settings, server.port, server.rest_port, server.metrics_port, server.served_models())
     await stop_requested.wait()
     graceful = await server.stop(force)
     log.info("stopped", extra={"graceful": graceful})

@@ -36,6 +36,7 @@ class Settings:
     model_repository: Path = Path("models")
     host: str = "127.0.0.1"
     port: int = 8500
+    rest_port: int = 8501
     metrics_host: str = ""  # empty = same as host
     metrics_port: int = 8502
     runtime: str = "onnx"
@@ -52,7 +53,7 @@ class Settings:
     grace_period_s: float = 10.0
     poll_interval: float = 0.0  # seconds; 0 = the repository is read only at start-up
     model_control: str = "none"
-    tls_cert: str = ""  # PEM files; empty = plaintext gRPC
+    tls_cert: str = ""  # PEM files; empty = plaintext gRPC, REST and /metrics
     tls_key: str = ""
     tls_client_ca: str = ""  # PEM CA bundle; set = every client must present a certificate it signed
     log_level: str = "INFO"
@@ -113,6 +114,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "model_repository": (Path, "model repository root (see models/README.md)"),
     "host": (str, "gRPC listen address; 0.0.0.0 exposes the server to the network"),
     "port": (non_negative_int, "gRPC port (0 = any free port, printed at start)"),
+    "rest_port": (
+        non_negative_int,
+        "KServe V2 REST and compare page port, on --host (0 = any free port, printed at start)",
+    ),
     "metrics_host": (str, "Prometheus /metrics listen address (default: --host)"),
     "metrics_port": (non_negative_int, "Prometheus /metrics port (0 = any free port)"),
     "runtime": (_choice(RUNTIMES), "runtime for models whose config names none: onnx or tf"),
@@ -144,9 +149,16 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         _choice(MODEL_CONTROL_MODES),
         "none: KServe V2 load/unload requests are refused; explicit: clients may load and unload models",
     ),
-    "tls_cert": (str, "PEM certificate chain of the gRPC port; with --tls-key turns TLS on"),
+    "tls_cert": (
+        str,
+        "PEM certificate chain of the gRPC, REST and metrics ports; with --tls-key, TLS on all three",
+    ),
     "tls_key": (str, "PEM private key of --tls-cert"),
-    "tls_client_ca": (str, "PEM CA certificates; clients must present a certificate they signed (mTLS)"),
+    "tls_client_ca": (
+        str,
+        "PEM CA certificates; clients must present a certificate they signed (mTLS) on every port "
+        "(REST health checks excepted, for probes)",
+    ),
     "log_level": (_choice(LOG_LEVELS, upper=True), "DEBUG, INFO, WARNING or ERROR"),
     "log_format": (_choice(LOG_FORMATS), "json (one object per line) or text (key=value)"),
     "log_texts": (_bool, "include request texts in DEBUG logs (off: texts may be personal data)"),

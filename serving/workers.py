@@ -5,8 +5,8 @@ N workers the kernel spreads incoming connections over N listening sockets bound
 (SO_REUSEPORT). Each worker is a whole server: it loads the repository, batches, polls for hot reload,
 and drains on shutdown. The supervisor holds no gRPC object, model or runtime:
 
-- it reserves the port first (bound with SO_REUSEPORT, never listening; with `--port 0` the kernel
-  picks it), so every worker binds the same one;
+- it reserves the gRPC and REST ports first (bound with SO_REUSEPORT, never listening; with port 0 the
+  kernel picks it), so every worker binds the same ones;
 - it spawns each worker as a fresh interpreter (`python -m serving.workers`, its settings sent over a
   pipe), never a fork, so gRPC's rule against forking a process with gRPC state holds whatever the
   supervisor imported; and so that the supervisor stays small (whole server ≈ N workers' memory), it
@@ -47,6 +47,7 @@ from serving.announce import announce
 from serving.logs import configure_logging
 from serving.metrics_merge import CONTENT_TYPE, merge
 from serving.settings import Settings
+from serving.tls import server_context
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -160,8 +161,8 @@ def scrape(workers: list[Worker]) -> str:
     return merge(texts)
 
 
-def serve_metrics(host: str, port: int, workers: list[Worker]) -> http.server.ThreadingHTTPServer:
-    """/metrics of the whole server, in a daemon thread."""
+def serve_metrics(settings: Settings, workers: list[Worker]) -> http.server.ThreadingHTTPServer:
+    """/metrics of the whole server, in a daemon thread, with the server's TLS settings."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -178,7 +179,12 @@ def serve_metrics(host: str, port: int, workers: list[Worker]) -> http.server.Th
         def log_message(self, format: str, *args: object) -> None:
             pass  # a scrape every few seconds is not worth a log line
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server = http.server.ThreadingHTTPServer(
+        (settings.effective_metrics_host, settings.metrics_port), Handler
+    )
+    context = server_context(settings)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
@@ -193,24 +199,26 @@ class Supervisor:
 
     def run(self) -> int:
         reservation = reserve_port(self.settings.host, self.settings.port)
-        port = reservation.getsockname()[1]
-        http = serve_metrics(self.settings.effective_metrics_host, self.settings.metrics_port, self.workers)
+        rest_reservation = reserve_port(self.settings.host, self.settings.rest_port)
+        port, rest_port = reservation.getsockname()[1], rest_reservation.getsockname()[1]
+        http = serve_metrics(self.settings, self.workers)
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
         wake_write.setblocking(False)
         signal.set_wakeup_fd(wake_write.fileno())
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: None)  # counted from the wake-up socket
-        worker_settings = dataclasses.replace(self.settings, port=port)
+        worker_settings = dataclasses.replace(self.settings, port=port, rest_port=rest_port)
         self.workers.extend(start_worker(worker_settings) for _ in range(self.settings.workers))
         try:
-            self._supervise(wake_read, port, http.server_address[1])
+            self._supervise(wake_read, port, rest_port, http.server_address[1])
         finally:
             http.shutdown()
             reservation.close()
+            rest_reservation.close()
         return 1 if self.failed or any(w.process.returncode != 0 for w in self.workers) else 0
 
-    def _supervise(self, wake: socket.socket, port: int, metrics_port: int) -> None:
+    def _supervise(self, wake: socket.socket, port: int, rest_port: int, metrics_port: int) -> None:
         announced = False
         while any(w.process.returncode is None for w in self.workers):
             running = [w for w in self.workers if w.process.returncode is None]
@@ -224,7 +232,8 @@ class Supervisor:
                 for w in self.workers:
                     w.control.send(SERVE)
                 models = self.workers[0].info["models"]  # type: ignore[index]
-                announce(self.settings, port, metrics_port, models, [w.process.pid for w in self.workers])
+                pids = [w.process.pid for w in self.workers]
+                announce(self.settings, port, rest_port, metrics_port, models, pids)
                 announced = True
 
     def _message(self, worker: Worker) -> None:

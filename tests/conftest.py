@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pki import Pki, make_pki
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
 TINY_MAX_LENGTH = 40
@@ -31,3 +33,9 @@ def tiny_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if result.returncode != 0:
         pytest.fail(f"training the tiny repository failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return root
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Throw-away certificates: a CA, a server and a client certificate it signed, and strangers."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

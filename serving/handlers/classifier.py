@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import numpy as np
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.handlers.common import abort_with
+from serving.handlers.streams import StreamStopped, pipelined
 from serving.inference import Classification, InferenceService, ServingError
 from serving.model import ServedModel
 from serving.registry import ModelRegistry
-
-# Stream requests processed ahead of the reply being written; bounds memory per stream while
-# letting one stream's requests share batches.
-STREAM_PIPELINE_DEPTH = 16
 
 
 def predictions(labels: list[str], probabilities: np.ndarray) -> list[classifier_pb2.Prediction]:
@@ -41,6 +38,21 @@ def classify_response(result: Classification) -> classifier_pb2.ClassifyResponse
         model=model.name,
         version=model.version,
         predictions=predictions(list(model.labels), result.probabilities),
+    )
+
+
+def compare_response(results: list[Classification]) -> classifier_pb2.CompareResponse:
+    return classifier_pb2.CompareResponse(
+        results=[
+            classifier_pb2.ModelPredictions(
+                model=result.model.name,
+                version=result.model.version,
+                runtime=result.model.runtime.name,
+                predictions=predictions(list(result.model.labels), result.probabilities),
+                server_latency_seconds=result.server_seconds,
+            )
+            for result in results
+        ]
     )
 
 
@@ -91,59 +103,23 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[classifier_pb2.ClassifyResponse]:
-        """Requests run concurrently (and may share batches); replies are written in request order.
+        """Replies in request order (see serving.handlers.streams); the first error ends the stream
+        with its status, and a shutdown ends it with UNAVAILABLE after the replies to what it read."""
 
-        When the server begins to shut down, the stream reads no further request: the ones it read
-        are answered, then it ends with UNAVAILABLE, so a client knows that every request after the
-        last reply was not processed (and can send it elsewhere), and an idle stream does not hold the
-        server for its whole grace period."""
-        pending: asyncio.Queue[asyncio.Task[Classification] | None] = asyncio.Queue(STREAM_PIPELINE_DEPTH)
-        stopped = False
+        def start(request: classifier_pb2.ClassifyRequest) -> Awaitable[Classification]:
+            return self._service.classify(
+                request.model, request.version, list(request.texts), context.time_remaining()
+            )
 
-        async def read() -> None:
-            nonlocal stopped
-            stopping = asyncio.ensure_future(self._stopping.wait())
-            try:
-                while True:
-                    receiving = asyncio.ensure_future(anext(aiter(request_iterator), None))
-                    await asyncio.wait((receiving, stopping), return_when=asyncio.FIRST_COMPLETED)
-                    if not receiving.done():
-                        receiving.cancel()
-                        stopped = True
-                        return
-                    request = receiving.result()
-                    if request is None:
-                        return
-                    task = asyncio.ensure_future(
-                        self._service.classify(
-                            request.model, request.version, list(request.texts), context.time_remaining()
-                        )
-                    )
-                    await pending.put(task)
-            finally:
-                stopping.cancel()
-                await pending.put(None)
-
-        reader = asyncio.ensure_future(read())
         try:
-            while (task := await pending.get()) is not None:
+            async for work in pipelined(request_iterator, start, self._stopping):
                 try:
-                    result = await task
+                    result = await work
                 except ServingError as error:
                     await abort_with(context, error)
                 yield classify_response(result)
-            await reader
-            if stopped:
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "the server is shutting down: requests after the last reply were not processed",
-                )
-        finally:
-            reader.cancel()
-            while not pending.empty():
-                leftover = pending.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
+        except StreamStopped as stopped:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(stopped))
 
     async def Compare(
         self, request: classifier_pb2.CompareRequest, context: grpc.aio.ServicerContext
@@ -152,18 +128,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
             results = await self._service.compare(request.texts, request.models, context.time_remaining())
         except ServingError as error:
             await abort_with(context, error)
-        return classifier_pb2.CompareResponse(
-            results=[
-                classifier_pb2.ModelPredictions(
-                    model=result.model.name,
-                    version=result.model.version,
-                    runtime=result.model.runtime.name,
-                    predictions=predictions(list(result.model.labels), result.probabilities),
-                    server_latency_seconds=result.server_seconds,
-                )
-                for result in results
-            ]
-        )
+        return compare_response(results)
 
     async def ListModels(
         self, request: classifier_pb2.ListModelsRequest, context: grpc.aio.ServicerContext

@@ -12,7 +12,9 @@ DecodeError" and logs a traceback as if the server were broken. Every method's d
 so that a parse failure becomes a `MalformedRequest` value, which ends the RPC with INVALID_ARGUMENT
 before the servicer sees it. In a client stream, reading the bad message raises `MalformedStream`
 inside the servicer, which ends the stream as it ends it for any error (ClassifyStream first answers
-the requests it read before), and the stream's status is INVALID_ARGUMENT.
+the requests it read before), and the stream's status is INVALID_ARGUMENT. Streams named in
+`lenient_streams` (KServe V2 ModelStreamInfer, whose protocol answers a bad message with an error
+message and goes on) receive the `MalformedRequest` values themselves instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+SHUTTING_DOWN = "the server is shutting down; send the request to another one"
 # Methods the gate never closes for (prefix match).
 UNGATED = ("/grpc.health.v1.Health/",)
 
@@ -39,7 +42,7 @@ class MalformedStream(Exception):
     """A client stream reached a message that does not parse."""
 
 
-def _message(request: MalformedRequest) -> str:
+def malformed_message(request: MalformedRequest) -> str:
     return f"the request is not a valid protobuf message of this method's type: {request.error}"
 
 
@@ -59,7 +62,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
         if isinstance(request, MalformedRequest):
-            raise MalformedStream(_message(request))
+            raise MalformedStream(malformed_message(request))
         yield request
 
 
@@ -68,12 +71,13 @@ async def _refuse_malformed(request: Any, context: grpc.aio.ServicerContext, cli
     if client_stream:
         return _checked(request)
     if isinstance(request, MalformedRequest):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(request))
     return request
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
+    def __init__(self, lenient_streams: frozenset[str] = frozenset()) -> None:
+        self._lenient = lenient_streams
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # method -> its guarded handler
         self._closed = False
         self._active = 0
@@ -104,23 +108,30 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:  # unknown method: grpcio answers UNIMPLEMENTED
                 return handler
-            wrapped = self._wrapped[method] = self._guarded(handler, gated=not method.startswith(UNGATED))
+            wrapped = self._wrapped[method] = self._guarded(
+                handler, gated=not method.startswith(UNGATED), lenient=method in self._lenient
+            )
         return wrapped
 
-    async def _enter(self, context: grpc.aio.ServicerContext) -> None:
+    def admit(self) -> bool:
+        """Let one request in (False once the gate is closed); other protocols (REST) share the gate,
+        so one drain covers every port."""
         if self._closed:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the server is shutting down; send the request to another one"
-            )
+            return False
         self._active += 1
         self._idle.clear()
+        return True
 
-    def _leave(self) -> None:
+    async def _enter(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.admit():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+    def leave(self) -> None:
         self._active -= 1
         if self._active == 0:
             self._idle.set()
 
-    def _guarded(self, handler: grpc.RpcMethodHandler, gated: bool) -> grpc.RpcMethodHandler:
+    def _guarded(self, handler: grpc.RpcMethodHandler, gated: bool, lenient: bool) -> grpc.RpcMethodHandler:
         changes: dict[str, Any] = {"request_deserializer": _tolerant(handler.request_deserializer)}
         for kind, client_stream in (
             ("unary_unary", False),
@@ -130,7 +141,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         ):
             behaviour = getattr(handler, kind)
             if behaviour is not None:
-                changes[kind] = self._wrap(behaviour, client_stream, gated)
+                changes[kind] = self._wrap(behaviour, client_stream and not lenient, gated)
         return handler._replace(**changes)  # type: ignore[attr-defined]  # grpcio's handlers are namedtuples
 
     def _wrap(self, behaviour: Callable[..., Any], client_stream: bool, gated: bool) -> Callable[..., Any]:
@@ -147,7 +158,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
                 finally:
                     if gated:
-                        self._leave()
+                        self.leave()
 
             return stream
 
@@ -162,6 +173,6 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             finally:
                 if gated:
-                    self._leave()
+                    self.leave()
 
         return call

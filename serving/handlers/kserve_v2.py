@@ -1,219 +1,148 @@
 """The KServe V2 Open Inference Protocol (`inference.GRPCInferenceService`) on the server's gRPC port.
 
-Handlers know protocols, not models: this one turns V2 tensors into (model, version, texts), runs them
-through the same `InferenceService.classify` as seqserve.v1 (limits, batcher, metrics), and turns the
-probabilities back into tensors. The service stubs are the ones `tritonclient.grpc` ships, so the wire
-contract is exactly the one Triton's clients speak.
+Handlers know protocols, not models: this one turns V2 messages into the wire-neutral tensors of
+serving.handlers.v2_tensors and the documents of serving.handlers.v2_documents (which the REST handler
+shares), runs inference through the same `InferenceService.classify` as seqserve.v1 (limits, batcher,
+metrics), and puts the results back into messages. The service stubs are the ones `tritonclient.grpc`
+ships, so the wire contract is exactly the one Triton's clients speak.
 
-Tensors of every model:
-- input `text`, BYTES [N]: UTF-8 texts, in `contents.bytes_contents` or in `raw_input_contents`
-  (4-byte little-endian length before each element).
-- output `probabilities`, FP32 [N, number of labels]: one probability per label, in config order.
-- output `label`, BYTES [N]: the most probable label.
-Outputs go to `raw_output_contents`, as Triton answers over gRPC and as tritonclient's
-`InferResult.as_numpy` needs (it reads numeric outputs only from raw contents), unless every requested
-output sets the parameter `binary_data` to false (or the request sets `binary_data_output` to false):
-V2 puts either all outputs or none in raw contents.
+Texts come in `contents.bytes_contents` or in `raw_input_contents`. Outputs go to `raw_output_contents`,
+as Triton answers over gRPC and as tritonclient's `InferResult.as_numpy` needs (it reads numeric
+outputs only from raw contents), unless every requested output sets `binary_data` to false (or the
+request sets `binary_data_output` to false): a gRPC response holds either all outputs or none in raw
+contents, because raw contents are matched to outputs by position.
 
-The repository extension (index, load, unload) drives `ModelRegistry.load/unload`, which also keeps
-each model's grpc.health status in step. Load and unload change what the server serves, so they are
-refused (PERMISSION_DENIED) unless the server runs with `--model-control explicit`, as Triton's
-`--model-control-mode`. The index is always readable: it lists each failed version with its reason.
+`ModelStreamInfer` answers each request of a bidirectional stream in request order with its id; a
+request that fails (a malformed message included) gets an `error_message` and the stream goes on.
+While the model's queue is full the stream stops reading (backpressure through HTTP/2 flow control)
+instead of failing requests; on shutdown it answers what it read, then ends with UNAVAILABLE.
 
-Methods of the protocol that this server does not offer (model config, statistics, shared memory,
-tracing, log settings, streaming infer) answer UNIMPLEMENTED, naming the ones it does offer.
+Methods of the protocol that this server does not offer (shared memory, tracing, log settings) answer
+UNIMPLEMENTED, naming the ones it does offer.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import re
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
-import numpy as np
+from google.protobuf import json_format
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from serving.handlers.common import abort_with
-from serving.handlers.v2_bytes import BytesTensorError, decode_bytes_elements, encode_bytes_elements
+from serving.handlers.guard import MalformedRequest, malformed_message
+from serving.handlers.streams import StreamStopped, pipelined
+from serving.handlers.v2_documents import (
+    SERVER_NAME,
+    V2Repository,
+    model_config,
+    model_metadata,
+    model_statistics,
+    server_metadata,
+)
+from serving.handlers.v2_tensors import (
+    InputTensor,
+    OutputRequest,
+    decode_texts,
+    invalid,
+    output_tensors,
+    parse_version,
+    requested_outputs,
+)
 from serving.health import SERVING, HealthService
 from serving.inference import Classification, InferenceService, ServingError
-from serving.model import ServedModel
 from serving.registry import ModelRegistry
-from serving.repository import InvalidModelName, validate_model_name
 from serving.settings import Settings
 
 KSERVE_V2_SERVICE = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-SERVER_NAME = "seqserve"
-EXTENSIONS = ("model_repository",)
-TEXT_INPUT = "text"
-PROBABILITIES_OUTPUT = "probabilities"
-LABEL_OUTPUT = "label"
-OUTPUT_NAMES = (PROBABILITIES_OUTPUT, LABEL_OUTPUT)
-# Triton's platform names, so that V2 tooling recognises the model format.
-PLATFORMS = {"onnx": "onnxruntime_onnx", "tf": "tensorflow_savedmodel"}
-READY = "READY"
-UNAVAILABLE = "UNAVAILABLE"
-# Sent by tritonclient's unload_model; this server has no model dependencies, so it changes nothing.
-UNLOAD_PARAMETERS = frozenset({"unload_dependents"})
-_VERSION = re.compile(r"[0-9]+")
-
-TensorMetadata = service_pb2.ModelMetadataResponse.TensorMetadata
-TEXT_INPUT_METADATA = TensorMetadata(name=TEXT_INPUT, datatype="BYTES", shape=[-1])
-OUTPUTS_HELP = f"{PROBABILITIES_OUTPUT!r} (FP32 [N, labels]) and {LABEL_OUTPUT!r} (BYTES [N])"
+STREAM_INFER_METHOD = f"/{KSERVE_V2_SERVICE}/ModelStreamInfer"
 
 
-def _invalid(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def parameter_values(parameters: Any) -> dict[str, Any]:
+    """A map of InferParameter -> plain Python values (bool, int, str, float)."""
+    return {
+        name: getattr(parameter, parameter.WhichOneof("parameter_choice") or "bool_param")
+        for name, parameter in parameters.items()
+    }
 
 
-def parse_version(text: str) -> int:
-    """V2 carries versions as strings: '' is the latest version (0 for `lookup`), else a positive integer."""
-    if text == "":
-        return 0
-    if not _VERSION.fullmatch(text) or int(text) == 0:
-        raise _invalid(f"model version {text[:32]!r} is not a positive integer; empty means the latest")
-    return int(text)
-
-
-def decode_texts(
-    request: service_pb2.ModelInferRequest, check_count: Callable[[int], None] | None = None
-) -> list[str]:
-    """The `text` input tensor, from either kind of contents, as Python strings.
-
-    `check_count` sees the count the shape declares before any element is decoded, so that a message
-    of a million empty elements is refused as cheaply as one of ten."""
-    names = [tensor.name for tensor in request.inputs]
-    if TEXT_INPUT not in names:
-        raise _invalid(
-            f"missing input {TEXT_INPUT!r} (got {names}): send one BYTES tensor {TEXT_INPUT!r} of shape [N] "
-            "holding UTF-8 texts"
+def input_tensors(request: service_pb2.ModelInferRequest) -> list[InputTensor]:
+    """The request's inputs, with the checks that only gRPC's two places for contents need."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(
+            f"{len(raw)} raw_input_contents for {len(request.inputs)} input; raw contents hold one "
+            "entry per input"
         )
-    if len(names) != 1:
-        raise _invalid(f"inputs {names}: the model takes exactly one input, {TEXT_INPUT!r}")
-    tensor = request.inputs[0]
-    if tensor.datatype != "BYTES":
-        raise _invalid(f"input {TEXT_INPUT!r} has datatype {tensor.datatype!r}; expected BYTES (UTF-8 texts)")
-    shape = list(tensor.shape)
-    if len(shape) != 1 or shape[0] < 0:
-        raise _invalid(f"input {TEXT_INPUT!r} has shape {shape}; expected [N], one text per element")
-    count = shape[0]
-    if check_count is not None:
-        check_count(count)
-    if request.raw_input_contents:
-        if len(request.raw_input_contents) != len(request.inputs):
-            raise _invalid(
-                f"{len(request.raw_input_contents)} raw_input_contents for {len(request.inputs)} input; "
-                "raw contents hold one entry per input"
+    tensors = []
+    for index, tensor in enumerate(request.inputs):
+        if raw and tensor.HasField("contents"):
+            raise invalid(f"input {tensor.name!r} has both contents and raw_input_contents; send one of them")
+        tensors.append(
+            InputTensor(
+                name=tensor.name,
+                datatype=tensor.datatype,
+                shape=tensor.shape,
+                elements=lambda tensor=tensor: tensor.contents.bytes_contents,
+                raw=raw[index] if raw else None,
+                raw_source="raw_input_contents",
+                typed_source="contents.bytes_contents",
             )
-        if tensor.HasField("contents"):
-            raise _invalid(f"input {TEXT_INPUT!r} has both contents and raw_input_contents; send one of them")
-        try:
-            elements = decode_bytes_elements(request.raw_input_contents[0], count)
-        except BytesTensorError as error:
-            raise _invalid(f"raw_input_contents of input {TEXT_INPUT!r}: {error}") from None
-    else:
-        elements = list(tensor.contents.bytes_contents)
-        if len(elements) != count:
-            raise _invalid(
-                f"input {TEXT_INPUT!r} has {len(elements)} elements in contents.bytes_contents; "
-                f"its shape declares {count}"
-            )
-    texts = []
-    for index, element in enumerate(elements):
-        try:
-            texts.append(element.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise _invalid(
-                f"input {TEXT_INPUT!r} element {index} is not valid UTF-8 "
-                f"({error.reason} at byte {error.start})"
-            ) from None
-    return texts
+        )
+    return tensors
 
 
-def _bool_parameter(parameter: service_pb2.InferParameter, where: str) -> bool:
-    if parameter.WhichOneof("parameter_choice") != "bool_param":
-        raise _invalid(f"{where} must be a bool_param")
-    return parameter.bool_param
+def requested(request: service_pb2.ModelInferRequest) -> tuple[list[str], bool]:
+    """The outputs to return and whether all of them go to raw contents."""
+    outputs = [OutputRequest(o.name, parameter_values(o.parameters)) for o in request.outputs]
+    chosen = requested_outputs(outputs, parameter_values(request.parameters), binary_default=True)
+    if len({raw for _, raw in chosen}) > 1:
+        raise invalid("binary_data differs between outputs; raw_output_contents holds every output or none")
+    return [name for name, _ in chosen], chosen[0][1]
 
 
-def requested_outputs(request: service_pb2.ModelInferRequest) -> tuple[list[str], bool]:
-    """The output names to return, in request order (all when none are named), and whether they go raw."""
-    raw = True
-    if "binary_data_output" in request.parameters:
-        raw = _bool_parameter(request.parameters["binary_data_output"], "parameter binary_data_output")
-    if not request.outputs:
-        return list(OUTPUT_NAMES), raw
-    names: list[str] = []
-    raw_choices = set()
-    for output in request.outputs:
-        if output.name not in OUTPUT_NAMES:
-            raise _invalid(f"unknown output {output.name!r}; the model's outputs are {OUTPUTS_HELP}")
-        if output.name in names:
-            raise _invalid(f"output {output.name!r} is requested twice")
-        unsupported = sorted(set(output.parameters) - {"binary_data"})
-        if unsupported:
-            raise _invalid(f"output {output.name!r}: parameters {unsupported} are not supported")
-        if "binary_data" in output.parameters:
-            where = f"output {output.name!r} parameter binary_data"
-            raw_choices.add(_bool_parameter(output.parameters["binary_data"], where))
-        else:
-            raw_choices.add(raw)
-        names.append(output.name)
-    if len(raw_choices) > 1:
-        raise _invalid("binary_data differs between outputs; raw_output_contents holds every output or none")
-    return names, raw_choices.pop()
+def _version_or_latest(request: service_pb2.ModelInferRequest) -> int:
+    try:
+        return parse_version(request.model_version)
+    except ServingError:
+        return 0  # the request fails when it runs
 
 
 def infer_response(
     request: service_pb2.ModelInferRequest, result: Classification, outputs: list[str], raw: bool
 ) -> service_pb2.ModelInferResponse:
     model = result.model
-    probabilities = np.asarray(result.probabilities, dtype=np.float32)
-    labels = [model.labels[int(best)].encode("utf-8") for best in np.argmax(probabilities, axis=1)]
     response = service_pb2.ModelInferResponse(
         model_name=model.name, model_version=str(model.version), id=request.id
     )
-    for name in outputs:
-        tensor = response.outputs.add(name=name)
-        if name == PROBABILITIES_OUTPUT:
-            tensor.datatype = "FP32"
-            tensor.shape.extend(probabilities.shape)
-            if raw:
-                response.raw_output_contents.append(probabilities.astype("<f4").tobytes())
-            else:
-                tensor.contents.fp32_contents.extend(probabilities.ravel().tolist())
+    for tensor in output_tensors(result, outputs):
+        message = response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        if raw:
+            response.raw_output_contents.append(tensor.raw())
+        elif tensor.datatype == "FP32":
+            message.contents.fp32_contents.extend(tensor.values.ravel().tolist())
         else:
-            tensor.datatype = "BYTES"
-            tensor.shape.append(len(labels))
-            if raw:
-                response.raw_output_contents.append(encode_bytes_elements(labels))
-            else:
-                tensor.contents.bytes_contents.extend(labels)
+            message.contents.bytes_contents.extend(tensor.values)
     return response
-
-
-def model_metadata(model: ServedModel, versions: list[int]) -> service_pb2.ModelMetadataResponse:
-    return service_pb2.ModelMetadataResponse(
-        name=model.name,
-        versions=[str(version) for version in versions],
-        platform=PLATFORMS.get(model.runtime.name, model.runtime.name),
-        inputs=[TEXT_INPUT_METADATA],
-        outputs=[
-            TensorMetadata(name=PROBABILITIES_OUTPUT, datatype="FP32", shape=[-1, len(model.labels)]),
-            TensorMetadata(name=LABEL_OUTPUT, datatype="BYTES", shape=[-1]),
-        ],
-    )
 
 
 class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, service: InferenceService, registry: ModelRegistry, health: HealthService, settings: Settings
+        self,
+        service: InferenceService,
+        registry: ModelRegistry,
+        health: HealthService,
+        settings: Settings,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._service = service
         self._registry = registry
         self._health = health
         self._settings = settings
+        self._repository = V2Repository(registry, settings)
+        self._stopping = stopping or asyncio.Event()  # set when the server begins to shut down
 
     async def ServerLive(
         self, request: service_pb2.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -242,9 +171,7 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(
         self, request: service_pb2.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ServerMetadataResponse:
-        return service_pb2.ServerMetadataResponse(
-            name=SERVER_NAME, version=importlib.metadata.version(SERVER_NAME), extensions=EXTENSIONS
-        )
+        return json_format.ParseDict(server_metadata(), service_pb2.ServerMetadataResponse())
 
     async def ModelMetadata(
         self, request: service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
@@ -254,71 +181,102 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ServingError as error:
             await abort_with(context, error)
         # no await since the lookup: the snapshot still holds the model
-        return model_metadata(model, sorted(self._registry.snapshot.models[model.name].versions))
+        document = model_metadata(model, sorted(self._registry.snapshot.models[model.name].versions))
+        return json_format.ParseDict(document, service_pb2.ModelMetadataResponse())
+
+    async def ModelConfig(
+        self, request: service_pb2.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelConfigResponse:
+        try:
+            model = self._service.lookup(request.name, parse_version(request.version))
+        except ServingError as error:
+            await abort_with(context, error)
+        document = {"config": model_config(model, self._settings)}
+        return json_format.ParseDict(document, service_pb2.ModelConfigResponse())
+
+    async def ModelStatistics(
+        self, request: service_pb2.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelStatisticsResponse:
+        """One version, every version of a model (no version), or every model (no name)."""
+        try:
+            document = model_statistics(
+                self._service, self._registry, request.name, parse_version(request.version)
+            )
+        except ServingError as error:
+            await abort_with(context, error)
+        return json_format.ParseDict(document, service_pb2.ModelStatisticsResponse())
+
+    async def _infer(
+        self, request: service_pb2.ModelInferRequest, time_remaining: float | None
+    ) -> service_pb2.ModelInferResponse:
+        """One inference, or the ServingError to answer with (counted like `classify` counts)."""
+        version = 0
+        try:
+            version = parse_version(request.model_version)
+            texts = decode_texts(input_tensors(request), self._service.check_text_count)
+            outputs, raw = requested(request)
+        except ServingError as error:
+            raise self._service.refuse(request.model_name, version, error) from None
+        result = await self._service.classify(request.model_name, version, texts, time_remaining)
+        return infer_response(request, result, outputs, raw)
 
     async def ModelInfer(
         self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelInferResponse:
-        version = 0
         try:
-            version = parse_version(request.model_version)
-            texts = decode_texts(request, self._service.check_text_count)
-            outputs, raw = requested_outputs(request)
-        except ServingError as error:
-            await abort_with(context, self._service.refuse(request.model_name, version, error))
-        try:
-            result = await self._service.classify(
-                request.model_name, version, texts, context.time_remaining()
-            )
+            return await self._infer(request, context.time_remaining())
         except ServingError as error:
             await abort_with(context, error)
-        return infer_response(request, result, outputs, raw)
+            raise  # abort_with raised already
+
+    async def ModelStreamInfer(
+        self,
+        request_iterator: AsyncIterator[service_pb2.ModelInferRequest | MalformedRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        async def admitted() -> AsyncIterator[service_pb2.ModelInferRequest | MalformedRequest]:
+            async for request in request_iterator:
+                if not isinstance(request, MalformedRequest):
+                    await self._service.wait_for_queue_room(request.model_name, _version_or_latest(request))
+                yield request
+
+        async def answer(
+            request: service_pb2.ModelInferRequest | MalformedRequest,
+        ) -> service_pb2.ModelStreamInferResponse:
+            if isinstance(request, MalformedRequest):
+                return service_pb2.ModelStreamInferResponse(error_message=malformed_message(request))
+            try:
+                response = await self._infer(request, context.time_remaining())
+            except ServingError as error:
+                prefix = f"request {request.id!r}: " if request.id else ""
+                echo = service_pb2.ModelInferResponse(
+                    model_name=request.model_name, model_version=request.model_version, id=request.id
+                )
+                return service_pb2.ModelStreamInferResponse(
+                    error_message=f"{prefix}{error.code.name}: {error.message}", infer_response=echo
+                )
+            return service_pb2.ModelStreamInferResponse(infer_response=response)
+
+        try:
+            async for work in pipelined(admitted(), answer, self._stopping):
+                yield await work
+        except StreamStopped as stopped:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(stopped))
 
     async def RepositoryIndex(
         self, request: service_pb2.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.RepositoryIndexResponse:
-        """Every model of the repository: one READY entry per loaded version, one UNAVAILABLE entry with
-        its reason per version that failed to load, and one UNAVAILABLE "unloaded" entry for a model
-        with neither."""
         try:
-            self._check_repository(request.repository_name)
+            document = self._repository.index(request.repository_name, request.ready)
         except ServingError as error:
             await abort_with(context, error)
-        snapshot = self._registry.snapshot
-        ModelIndex = service_pb2.RepositoryIndexResponse.ModelIndex
-        models = []
-        for name in sorted(set(self._registry.repository_models()) | set(snapshot.names())):
-            entry = snapshot.models.get(name)
-            loaded = sorted(entry.versions) if entry is not None else []
-            failed = {v: why for v, why in self._registry.failed_versions(name).items() if v not in loaded}
-            models.extend(ModelIndex(name=name, version=str(v), state=READY) for v in loaded)
-            if request.ready:
-                continue
-            models.extend(
-                ModelIndex(name=name, version=str(v), state=UNAVAILABLE, reason=why)
-                for v, why in sorted(failed.items())
-            )
-            if not loaded and not failed:
-                models.append(ModelIndex(name=name, state=UNAVAILABLE, reason="unloaded"))
-        return service_pb2.RepositoryIndexResponse(models=models)
+        return json_format.ParseDict(document, service_pb2.RepositoryIndexResponse())
 
     async def RepositoryModelLoad(
         self, request: service_pb2.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.RepositoryModelLoadResponse:
-        """(Re)load a model from the repository files: new versions come in, removed ones go."""
         try:
-            self._check_model_control()
-            self._check_repository(request.repository_name)
-            if request.parameters:
-                raise _invalid(
-                    f"load parameters {sorted(request.parameters)} are not supported: models load from "
-                    "their files in the repository"
-                )
-            self._check_in_repository(request.model_name)
-            if await self._registry.load(request.model_name) is None:
-                why = self._unavailable_reason(request.model_name)
-                message = f"model {request.model_name!r} failed to load: {why}"
-                raise ServingError(grpc.StatusCode.INTERNAL, message)
+            await self._repository.load(request.repository_name, request.model_name, request.parameters)
         except ServingError as error:
             await abort_with(context, error)
         return service_pb2.RepositoryModelLoadResponse()
@@ -326,52 +284,11 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(
         self, request: service_pb2.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.RepositoryModelUnloadResponse:
-        """Unload every version; queued requests finish first, new ones get NOT_FOUND. Idempotent."""
         try:
-            self._check_model_control()
-            self._check_repository(request.repository_name)
-            unsupported = sorted(set(request.parameters) - UNLOAD_PARAMETERS)
-            if unsupported:
-                raise _invalid(f"unload parameters {unsupported} are not supported")
-            if request.model_name not in self._registry.snapshot.models:
-                self._check_in_repository(request.model_name)
-            await self._registry.unload(request.model_name)
+            await self._repository.unload(request.repository_name, request.model_name, request.parameters)
         except ServingError as error:
             await abort_with(context, error)
         return service_pb2.RepositoryModelUnloadResponse()
-
-    def _check_model_control(self) -> None:
-        if self._settings.model_control != "explicit":
-            raise ServingError(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"loading and unloading models is disabled (--model-control {self._settings.model_control}); "
-                "start the server with --model-control explicit to allow it",
-            )
-
-    @staticmethod
-    def _check_repository(name: str) -> None:
-        if name:
-            raise ServingError(
-                grpc.StatusCode.NOT_FOUND,
-                f"unknown repository {name[:64]!r}: this server has one model repository; leave "
-                "repository_name empty",
-            )
-
-    def _check_in_repository(self, name: str) -> None:
-        try:
-            validate_model_name(name)
-        except InvalidModelName as error:
-            raise _invalid(str(error)) from None
-        available = self._registry.repository_models()
-        if name not in available:
-            raise ServingError(
-                grpc.StatusCode.NOT_FOUND,
-                f"model {name!r} is not in the model repository; it holds: {', '.join(available) or 'none'}",
-            )
-
-    def _unavailable_reason(self, name: str) -> str:
-        failures = self._registry.failed_versions(name)
-        return "; ".join(f"version {v}: {why}" for v, why in sorted(failures.items())) or "unloaded"
 
 
 def _unimplemented(method: str) -> Callable[..., Awaitable[None]]:

@@ -333,8 +333,6 @@ def test_invalid_message_in_a_stream_is_invalid_argument_after_the_replies_befor
 @pytest.mark.parametrize(
     "method",
     [
-        "ModelConfig",
-        "ModelStatistics",
         "LogSettings",
         "TraceSetting",
         "SystemSharedMemoryStatus",
@@ -349,11 +347,19 @@ def test_v2_methods_not_offered_are_unimplemented(server, method):
     assert "ModelInfer" in error.value.details()
 
 
-def test_v2_stream_infer_is_unimplemented(server):
+def test_invalid_message_in_a_v2_stream_is_an_error_message_and_the_stream_goes_on(server):
     stream = server.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
-    with pytest.raises(grpc.RpcError) as error:
-        list(stream(iter([b""]), timeout=10))
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    request = service_pb2.ModelInferRequest(model_name="sarcasm-gru", id="good")
+    request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"fine")
+    good = request.SerializeToString()
+    replies = [
+        service_pb2.ModelStreamInferResponse.FromString(reply)
+        for reply in stream(iter([good, MALFORMED[0], b"\xff\xff", good]), timeout=10)
+    ]
+    assert [r.infer_response.id for r in replies] == ["good", "", "", "good"]
+    assert [bool(r.error_message) for r in replies] == [False, True, True, False]
+    assert "not a valid protobuf message" in replies[1].error_message
+    assert list(replies[3].infer_response.outputs[0].shape) == [1, 2]
 
 
 def test_a_shape_over_the_text_limit_is_refused_before_decoding(server):

@@ -1,121 +1,35 @@
-"""TLS and mutual TLS on the gRPC port (both protocols), and /metrics on an address of its own.
-
-Throw-away certificates are made here: a CA signing the server's certificate (for 127.0.0.1) and a
-client certificate, and a second, unrelated CA with a client certificate of its own.
+"""TLS and mutual TLS on every port: gRPC (both protocols), REST and /metrics, which may have an
+address of its own. Certificates: tests/pki.py.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
+import asyncio
+import http.client
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import tritonclient.http.aio as triton_http_aio
 from tritonclient.utils import InferenceServerException
 
 from seqserve.cli import main
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.settings import SettingsError, build_settings
+from tests.pki import Pem, Pki, client_context
 from tests.reliability.conftest import NORMAL_TEXT, assert_answers_normally
+from tests.serving.rest_client import call, text_tensor
 from tests.serving.server_process import ServerProcess, free_port
 
-
-@dataclass(frozen=True)
-class Pem:
-    cert: Path
-    key: Path
-
-
-def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Pem:
-    pem = Pem(directory / f"{stem}.crt", directory / f"{stem}.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return pem
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    elif not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Pem
-    server: Pem
-    client: Pem
-    stranger_ca: Pem
-    stranger: Pem  # a client certificate signed by the unrelated CA
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-
-    def authority(stem: str) -> tuple[Pem, x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(f"seqserve test {stem}", key, None, ca=True)
-        return _write(directory, stem, cert, key), cert, key
-
-    def leaf(
-        stem: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], server: bool = False
-    ) -> Pem:
-        key = ec.generate_private_key(ec.SECP256R1())
-        return _write(directory, stem, _certificate(stem, key, issuer, server=server), key)
-
-    ca, ca_cert, ca_key = authority("ca")
-    stranger_ca, stranger_cert, stranger_key = authority("stranger-ca")
-    return Pki(
-        ca=ca,
-        server=leaf("server", (ca_cert, ca_key), server=True),
-        client=leaf("client", (ca_cert, ca_key)),
-        stranger_ca=stranger_ca,
-        stranger=leaf("stranger", (stranger_cert, stranger_key)),
-    )
+# What a client sees when the handshake fails or a plaintext request meets a TLS port.
+REFUSED = (ssl.SSLError, urllib.error.URLError, ConnectionError, http.client.HTTPException)
 
 
 def tls_channel(address: str, root: Pem, client: Pem | None = None) -> grpc.Channel:
@@ -191,6 +105,64 @@ def test_mutual_tls_with_tritonclient(mtls_server, pki):
         assert "UNAVAILABLE" in str(error.value.status())
 
 
+def rest_status(url: str, context: ssl.SSLContext | None) -> int:
+    body = {"inputs": [text_tensor([NORMAL_TEXT])]}
+    return call(f"{url}/v2/models/sarcasm-gru/infer", body, context=context, timeout=5).status
+
+
+def metrics_status(url: str, context: ssl.SSLContext | None) -> int:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
+        assert b"seqserve_requests_total" in response.read()
+        return response.status
+
+
+@pytest.mark.parametrize("port", ["rest", "metrics"])
+def test_every_http_port_refuses_plaintext_and_foreign_clients_under_mutual_tls(mtls_server, pki, port):
+    url = mtls_server.rest_url if port == "rest" else mtls_server.metrics_url
+    status = rest_status if port == "rest" else metrics_status
+    assert url.startswith("https://")
+    assert status(url, client_context(pki.ca, pki.client)) == 200
+    for refused in (
+        lambda: status(url.replace("https://", "http://"), None),  # plaintext
+        lambda: status(url, client_context(pki.ca, pki.stranger)),  # certificate from a foreign CA
+        lambda: status(url, client_context(pki.stranger_ca, pki.client)),  # does not trust the server
+    ):
+        with pytest.raises(REFUSED):
+            refused()
+    if port == "metrics":
+        with pytest.raises(REFUSED):
+            status(url, client_context(pki.ca))  # no client certificate
+    assert_answers_normally(
+        classifier_pb2_grpc.ClassifierStub(tls_channel(mtls_server.address, pki.ca, pki.client))
+    )
+
+
+def test_rest_without_a_client_certificate_reaches_only_the_health_checks(mtls_server, pki):
+    """Kubernetes' HTTPS probes present no certificate (and verify none): they must see readiness."""
+    prober = ssl.create_default_context()
+    prober.check_hostname, prober.verify_mode = False, ssl.CERT_NONE
+    for path in ("/v2/health/live", "/v2/health/ready"):
+        assert call(mtls_server.rest_url + path, context=prober).status == 200
+    for path in ("/v2", "/v2/models/sarcasm-gru", "/"):
+        reply = call(mtls_server.rest_url + path, context=client_context(pki.ca))
+        assert reply.status == 403 and "--tls-client-ca" in reply.json()["error"]
+    assert rest_status(mtls_server.rest_url, client_context(pki.ca)) == 403
+
+
+def test_mutual_tls_with_tritonclient_http_asyncio(mtls_server, pki):
+    async def infer(context: ssl.SSLContext) -> np.ndarray:
+        url = urlsplit(mtls_server.rest_url).netloc
+        async with triton_http_aio.InferenceServerClient(url, ssl=True, ssl_context=context) as client:
+            text = triton_http_aio.InferInput("text", [1], "BYTES")
+            text.set_data_from_numpy(np.array([NORMAL_TEXT], dtype=object))
+            return (await client.infer("sarcasm-gru", [text])).as_numpy("probabilities")
+
+    assert asyncio.run(infer(client_context(pki.ca, pki.client))).shape == (1, 2)
+    with pytest.raises(InferenceServerException) as error:
+        asyncio.run(infer(client_context(pki.ca)))
+    assert error.value.status() == "403"
+
+
 def test_classify_command_speaks_mutual_tls(mtls_server, pki, capsys):
     base = [
         "classify",
@@ -224,10 +196,16 @@ def test_tls_without_client_certificates_and_metrics_on_their_own_address(
         assert probabilities.shape == (1, 2)
         with pytest.raises(InferenceServerException):
             v2_probabilities(server.address)  # plaintext
-        assert server.metrics_url == f"http://127.0.0.2:{metrics_port}/metrics"
-        assert "seqserve_requests_total" in server.metrics_text()
+        trusting = client_context(pki.ca)
+        assert rest_status(server.rest_url, trusting) == 200
+        with pytest.raises(REFUSED):
+            rest_status(server.rest_url.replace("https://", "http://"), None)
+        assert server.metrics_url == f"https://127.0.0.2:{metrics_port}/metrics"
+        assert metrics_status(server.metrics_url, trusting) == 200
+        with pytest.raises(REFUSED):
+            metrics_status(server.metrics_url.replace("https://", "http://"), None)
         with pytest.raises(urllib.error.URLError):  # not bound on the gRPC host
-            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+            urllib.request.urlopen(f"https://127.0.0.1:{metrics_port}/metrics", timeout=5, context=trusting)
 
 
 def test_plaintext_server_still_serves_plaintext(tiny_model_repository, tmp_path):

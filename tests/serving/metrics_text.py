@@ -18,3 +18,8 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 def value(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
     return sum(v for sample_labels, v in samples(text, name) if labels.items() <= sample_labels.items())
+
+
+def delta(before: str, after: str, name: str, **labels: str) -> float:
+    """How much `value` moved between two scrapes."""
+    return value(after, name, **labels) - value(before, name, **labels)

@@ -37,7 +37,8 @@ class ServerProcess:
         command = [
             sys.executable, "-m", "seqserve.cli", "serve",
             "--model-repository", str(repository), "--host", "127.0.0.1",
-            "--port", str(port), "--metrics-port", str(free_port()), *extra_args,
+            "--port", str(port), "--rest-port", str(free_port()), "--metrics-port", str(free_port()),
+            *extra_args,
         ]  # fmt: skip
         self._log = self.log_path.open("w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -47,6 +48,7 @@ class ServerProcess:
         self.ready = self._wait_ready()
         self.address = self.ready["grpc_address"]
         self.metrics_url = self.ready["metrics_url"]
+        self.rest_url = self.ready["rest_url"]
         self.channel = grpc.insecure_channel(self.address)
         self.stub = classifier_pb2_grpc.ClassifierStub(self.channel)
 

@@ -8,15 +8,18 @@ the same server, since both protocols must give the same answers.
 from __future__ import annotations
 
 import asyncio
+import queue
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
+import tritonclient.http as triton_http
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from hypothesis import given
@@ -25,9 +28,9 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor, serialize_byte_tensor
 
 from seqserve.v1 import classifier_pb2
-from serving.handlers.v2_bytes import BytesTensorError, decode_bytes_elements, encode_bytes_elements
+from serving.handlers.v2_tensors import BytesTensorError, decode_bytes_elements, encode_bytes_elements
 from tests.serving.conftest import SARCASM_TEXTS
-from tests.serving.metrics_text import value
+from tests.serving.metrics_text import delta, value
 from tests.serving.server_process import ServerProcess
 
 MODELS = ["sarcasm-flatten", "sarcasm-gru"]
@@ -99,7 +102,8 @@ def test_malformed_bytes_elements_are_refused(raw, count, message):
 def test_server_is_live_ready_and_describes_itself(client, server):
     assert client.is_server_live() and client.is_server_ready()
     metadata = client.get_server_metadata()
-    assert (metadata.name, list(metadata.extensions)) == ("seqserve", ["model_repository"])
+    assert metadata.name == "seqserve"
+    assert list(metadata.extensions) == ["model_repository", "statistics", "binary_tensor_data"]
     for name in MODELS:
         assert client.is_model_ready(name) and client.is_model_ready(name, "1")
         assert not client.is_model_ready(name, "2")
@@ -334,13 +338,10 @@ def test_v2_requests_are_counted_like_classify(server, client):
         v2_stub(server).ModelInfer(fp32_input(), timeout=10)
     after = server.metrics_text()
 
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
-
-    assert delta("seqserve_requests_total", code="OK", **GRU) == 1
-    assert delta("seqserve_texts_total", code="OK", **GRU) == len(SARCASM_TEXTS)
-    assert delta("seqserve_requests_total", code="INVALID_ARGUMENT", **GRU) == 1
-    assert delta("seqserve_batch_size_sum", **GRU) == len(SARCASM_TEXTS)
+    assert delta(before, after, "seqserve_requests_total", code="OK", **GRU) == 1
+    assert delta(before, after, "seqserve_texts_total", code="OK", **GRU) == len(SARCASM_TEXTS)
+    assert delta(before, after, "seqserve_requests_total", code="INVALID_ARGUMENT", **GRU) == 1
+    assert delta(before, after, "seqserve_batch_size_sum", **GRU) == len(SARCASM_TEXTS)
 
 
 # ---- repository extension: load and unload at run time -----------------------------------------
@@ -425,3 +426,117 @@ def test_repository_extension_refuses_what_it_cannot_do(own_server, method, requ
     assert message in error.value.details()
     ready = v2_stub(own_server).RepositoryIndex(service_pb2.RepositoryIndexRequest(ready=True), timeout=10)
     assert [(m.name, m.state) for m in ready.models] == [(name, "READY") for name in MODELS]
+
+
+# ---- model configuration, statistics and streaming -----------------------------------------------
+
+
+def test_model_config_describes_the_tensors_and_the_real_batching(client):
+    config = client.get_model_config("sarcasm-gru", as_json=True)["config"]
+    assert (config["name"], config["platform"], config["max_batch_size"]) == (
+        "sarcasm-gru",
+        "onnxruntime_onnx",
+        64,
+    )
+    assert config["input"] == [{"name": "text", "data_type": "TYPE_STRING", "dims": ["1"], "reshape": {}}]
+    assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [
+        ("probabilities", "TYPE_FP32", ["2"]),
+        ("label", "TYPE_STRING", ["1"]),
+    ]
+    assert config["dynamic_batching"] == {
+        "max_queue_delay_microseconds": "1000",
+        "default_queue_policy": {"max_queue_size": 1024},  # uint32: a JSON number
+    }
+    with pytest.raises(InferenceServerException) as error:
+        client.get_model_config("sarcasm-transformer")
+    assert error.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_statistics_count_requests_batches_and_failures(client):
+    def stats() -> service_pb2.ModelStatistics:
+        (entry,) = client.get_inference_statistics("sarcasm-flatten", "1").model_stats
+        return entry
+
+    before = stats()
+    client.infer("sarcasm-flatten", [text_input(MANY_TEXTS)])
+    with pytest.raises(InferenceServerException):
+        client.infer("sarcasm-flatten", [text_input([])])
+    after = stats()
+    assert (after.name, after.version) == ("sarcasm-flatten", "1")
+    assert after.inference_count - before.inference_count == len(MANY_TEXTS)
+    assert after.execution_count - before.execution_count == 1
+    success, fail = after.inference_stats.success, after.inference_stats.fail
+    assert success.count - before.inference_stats.success.count == 1
+    assert fail.count - before.inference_stats.fail.count == 1
+    assert success.ns > before.inference_stats.success.ns
+    by_size = {b.batch_size: b for b in after.batch_stats}
+    assert by_size[len(MANY_TEXTS)].compute_input.count >= 1
+    assert by_size[len(MANY_TEXTS)].compute_infer.ns > 0
+    every = client.get_inference_statistics().model_stats
+    assert sorted(s.name for s in every) == MODELS
+
+
+STREAM_REQUESTS = [
+    ("sarcasm-gru", SARCASM_TEXTS[:2], "a"),
+    ("sarcasm-transformer", ["x"], "unknown model"),
+    ("sarcasm-flatten", SARCASM_TEXTS, "b"),
+    ("sarcasm-gru", [], "no texts"),
+    ("sarcasm-flatten", SARCASM_TEXTS[1:2], "c"),
+]
+
+
+def check_stream_answers(answers: list[tuple[object, object]], server: ServerProcess) -> None:
+    """Answers in request order: results carry their ids, failures their id and reason."""
+    assert len(answers) == len(STREAM_REQUESTS)
+    for (model, texts, request_id), (result, error) in zip(STREAM_REQUESTS, answers, strict=True):
+        if len(request_id) == 1:
+            assert error is None
+            assert result.get_response().id == request_id
+            np.testing.assert_allclose(
+                result.as_numpy("probabilities"), classify(server, model, texts)[0], atol=1e-6
+            )
+        else:
+            assert result is None
+            assert f"request {request_id!r}: " in error.message()
+    assert "NOT_FOUND" in answers[1][1].message() and "INVALID_ARGUMENT" in answers[3][1].message()
+
+
+def test_stream_infer_answers_every_request_in_order_and_goes_on_after_errors(client, server):
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        for model, texts, request_id in STREAM_REQUESTS:
+            client.async_stream_infer(model, [text_input(texts)], request_id=request_id)
+        check_stream_answers([answers.get(timeout=10) for _ in STREAM_REQUESTS], server)
+    finally:
+        client.stop_stream()
+    assert_still_serving(client)
+
+
+def test_asyncio_stream_infer(server):
+    async def run() -> list[tuple[object, object]]:
+        async def requests() -> AsyncIterator[dict]:
+            for model, texts, request_id in STREAM_REQUESTS:
+                yield {"model_name": model, "inputs": [text_input(texts)], "request_id": request_id}
+
+        async with triton_aio.InferenceServerClient(server.address) as aio_client:
+            responses = aio_client.stream_infer(requests(), stream_timeout=30)
+            return [answer async for answer in responses]
+
+    check_stream_answers(asyncio.run(run()), server)
+
+
+def test_rest_unload_and_load(own_server):
+    client = triton_http.InferenceServerClient(urlsplit(own_server.rest_url).netloc)
+    try:
+        client.unload_model("sarcasm-flatten")
+        assert not client.is_model_ready("sarcasm-flatten") and client.is_model_ready("sarcasm-gru")
+        index = client.get_model_repository_index()
+        assert {"name": "sarcasm-flatten", "state": "UNAVAILABLE", "reason": "unloaded"} in index
+        client.load_model("sarcasm-flatten")
+        assert client.is_model_ready("sarcasm-flatten", "1")
+        with pytest.raises(InferenceServerException) as error:
+            client.load_model("imdb-gru")
+        assert error.value.status() == "404" and "not in the model repository" in error.value.message()
+    finally:
+        client.close()

@@ -1,0 +1,108 @@
+"""The compare page on the HTTP port: texts in, every loaded model's answer side by side.
+
+- `GET /`: one static HTML file with its script (serving/handlers/static/compare.html), no build step
+  and nothing fetched from elsewhere. `/?text=...` (repeatable) fills in the texts and submits them.
+- `POST /v1/compare`: seqserve.v1 `Compare` over HTTP, in the protobuf JSON mapping of its messages
+  (`{"texts": [...], "models": [...]}` -> `{"results": [...]}`), through `InferenceService.compare`
+  like the gRPC method.
+- `GET /v1/latency`: each model's request-duration p50 and p99 from the server's own histograms
+  (seqserve_request_duration_seconds), over the last minute or so: the page polls it. The window is
+  the difference between now and the oldest of the snapshots this route kept (one every few seconds,
+  for at most a minute); with no request in it, the figures since start are shown.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from importlib import resources
+
+from aiohttp import web
+from google.protobuf import json_format
+from prometheus_client import generate_latest
+
+from seqserve.loadtest.promstats import STAGES, Histogram, Scrape, parse_histograms
+from seqserve.v1 import classifier_pb2
+from serving.handlers.classifier import compare_response
+from serving.handlers.v2_tensors import invalid
+from serving.inference import InferenceService
+from serving.metrics import UNKNOWN_MODEL, ServerMetrics
+
+PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
+SNAPSHOT_EVERY_S = 5.0
+WINDOW_S = 60.0
+COMPARE_TIMEOUT_S = 30.0
+
+
+class LatencyWindow:
+    """Request-duration quantiles per model over a sliding window of histogram snapshots."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._snapshots: collections.deque[tuple[float, Scrape]] = collections.deque()
+
+    def figures(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        current = parse_histograms(generate_latest(self._metrics.registry).decode())
+        if not self._snapshots or now - self._snapshots[-1][0] >= SNAPSHOT_EVERY_S:
+            self._snapshots.append((now, current))
+        while len(self._snapshots) > 1 and now - self._snapshots[1][0] >= WINDOW_S:
+            self._snapshots.popleft()
+        taken, oldest = self._snapshots[0]
+        name = STAGES["request"]
+        rows = []
+        for model, total in sorted(current.get(name, {}).items()):
+            if model == UNKNOWN_MODEL:
+                continue
+            window = total.minus(oldest.get(name, {}).get(model))
+            seconds = now - taken
+            if window.count == 0:
+                window, seconds = total, None
+            rows.append(_row(model, window, seconds))
+        return rows
+
+
+def _row(model: str, histogram: Histogram, window_s: float | None) -> dict[str, object]:
+    def ms(q: float) -> float | None:
+        value = histogram.quantile(q)
+        return None if value != value else round(value * 1e3, 3)  # NaN: no observation
+
+    return {
+        "model": model,
+        "requests": int(histogram.count),
+        "p50_ms": ms(0.5),
+        "p99_ms": ms(0.99),
+        "window_s": None if window_s is None else round(window_s, 1),
+    }
+
+
+class ComparePage:
+    def __init__(self, service: InferenceService, metrics: ServerMetrics) -> None:
+        self._service = service
+        self._latency = LatencyWindow(metrics)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.page),
+            web.post("/v1/compare", self.compare),
+            web.get("/v1/latency", self.latency),
+        ]
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(body=PAGE.read_bytes(), content_type="text/html", charset="utf-8")
+
+    async def compare(self, request: web.Request) -> web.Response:
+        message = classifier_pb2.CompareRequest()
+        try:
+            json_format.Parse(await request.read(), message)
+        except json_format.ParseError as error:
+            raise invalid(
+                "the body is not a seqserve.v1.CompareRequest in JSON "
+                f'({{"texts": [...], "models": [...]}}): {error}'
+            ) from None
+        results = await self._service.compare(message.texts, message.models, COMPARE_TIMEOUT_S)
+        body = json_format.MessageToJson(compare_response(results), indent=None)
+        return web.Response(text=body, content_type="application/json")
+
+    async def latency(self, request: web.Request) -> web.Response:
+        return web.json_response({"models": self._latency.figures()})
