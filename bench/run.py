@@ -229,7 +229,7 @@ def serve_command(repository: Path, port: int, metrics_port: int, *extra: str) -
     return [
         sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(repository),
         "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port),
-        "--log-level", "WARNING", *extra,
+        "--rest-port", "0", "--log-level", "WARNING", *extra,
     ]  # fmt: skip
 
 

@@ -13,7 +13,8 @@ SECRET_TEXT = "my neighbour's phone number is 555 0100"
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "seqserve.cli", "serve", "--port", "0", "--metrics-port", "0", *args]
+    command = [sys.executable, "-m", "seqserve.cli", "serve", "--port", "0", "--metrics-port", "0"]
+    command += ["--rest-port", "0", *args]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -40,9 +41,11 @@ def classify_and_stop(server: ServerProcess) -> list[dict]:
 
 def test_port_zero_binds_free_ports_and_texts_stay_out_of_debug_logs(tiny_model_repository, tmp_path):
     with ServerProcess(
-        tiny_model_repository, tmp_path, "--port", "0", "--metrics-port", "0", "--log-level", "debug"
-    ) as server:
+        tiny_model_repository, tmp_path, "--port", "0", "--metrics-port", "0", "--rest-port", "0",
+        "--log-level", "debug",
+    ) as server:  # fmt: skip
         assert not server.address.endswith(":0") and not server.metrics_url.endswith(":0/metrics")
+        assert not server.rest_url.endswith(":0")
         records = classify_and_stop(server)
     classify = [r for r in records if r["msg"] == "classify"]
     assert classify == [{**classify[0], "model": "sarcasm-gru", "version": 1, "text_count": 1}]
