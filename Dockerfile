@@ -52,10 +52,12 @@ ENV SEQSERVE_WORKERS=1 \
     SEQSERVE_MODEL_REPOSITORY=/models \
     SEQSERVE_HOST=0.0.0.0 \
     SEQSERVE_PORT=8500 \
+    SEQSERVE_REST_PORT=8501 \
     SEQSERVE_METRICS_PORT=8502 \
     SEQSERVE_LOG_FORMAT=json
-# gRPC (seqserve.v1.Classifier, KServe V2, grpc.health.v1, reflection), Prometheus /metrics
-EXPOSE 8500 8502
+# gRPC (seqserve.v1.Classifier, KServe V2, grpc.health.v1, reflection), KServe V2 REST and the
+# compare page, Prometheus /metrics
+EXPOSE 8500 8501 8502
 USER 10001:10001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/seqserve-healthcheck.py"]

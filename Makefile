@@ -17,7 +17,7 @@ SERVE_EPOCHS ?= 2
 GRPC_PORT ?= 8500
 METRICS_PORT ?= 8502
 
-.PHONY: setup protos train report serve test lint bench claims prometheus soak clean image image-sizes scale-out bench-peers
+.PHONY: setup protos train report serve test lint bench claims prometheus chromium curl soak clean image image-sizes scale-out bench-peers
 
 setup: $(VENV)/.installed
 
@@ -48,13 +48,25 @@ serve: setup
 	fi
 	$(BIN)/seqserve serve --model-repository $(MODELS) --port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-# The Prometheus server (Debian package) that the metrics tests scrape with.
-prometheus:
-	@command -v prometheus >/dev/null || { \
-		echo "==> installing the prometheus Debian package"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+# $(call debian_package,COMMAND,PACKAGE): install PACKAGE unless COMMAND is on PATH.
+define debian_package
+	@command -v $(1) >/dev/null || { \
+		echo "==> installing the $(2) Debian package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2); }
+endef
 
-test: setup prometheus
+# The programs the tests drive: the Prometheus server the metrics tests scrape with, the headless
+# browser that loads the compare page, and curl against the REST port.
+prometheus:
+	$(call debian_package,prometheus,prometheus)
+
+chromium:
+	$(call debian_package,chromium,chromium)
+
+curl:
+	$(call debian_package,curl,curl)
+
+test: setup prometheus chromium curl
 	$(BIN)/pytest -q
 
 lint: setup

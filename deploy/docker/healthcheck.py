@@ -1,16 +1,19 @@
-"""The image's HEALTHCHECK: exit 0 only while the server's gRPC health service reports SERVING.
+"""The image's HEALTHCHECK: exit 0 only while the server's REST readiness check answers 200.
 
-grpc_health_probe is a separate binary; the grpcio-health-checking stubs are already in the image. The
-port is read from SEQSERVE_PORT (with the server's own parser and default), so set the port through the
-environment, not a flag, when the health check should follow it.
+It asks `/v2/health/ready` on the HTTP port, which answers the same with TLS on or off: over HTTPS when
+the server has a certificate (the check trusts it unverified: it is the server's own loopback port),
+and without a client certificate even under mutual TLS, as the server answers its health checks
+without one (serving.http_server). The port is read from SEQSERVE_REST_PORT and TLS from
+SEQSERVE_TLS_CERT (with the server's own parser and defaults), so set both through the environment,
+not flags, when the health check should follow them.
 """
 
 from __future__ import annotations
 
+import ssl
 import sys
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import urllib.error
+import urllib.request
 
 from serving.settings import build_settings
 
@@ -18,18 +21,23 @@ TIMEOUT_S = 3.0
 
 
 def main() -> int:
-    port = build_settings([]).port
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S
-            )
-        except grpc.RpcError as error:
-            print(f"unhealthy: {error.code().name}", file=sys.stderr)
-            return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(status)
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    settings = build_settings([])
+    context = None
+    if settings.tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    scheme = "https" if settings.tls else "http"
+    url = f"{scheme}://127.0.0.1:{settings.rest_port}/v2/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S, context=context) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except OSError as error:
+        print(f"unhealthy: {error}", file=sys.stderr)
+        return 1
+    print("SERVING" if status == 200 else f"NOT_SERVING ({status})")
+    return 0 if status == 200 else 1
 
 
 if __name__ == "__main__":

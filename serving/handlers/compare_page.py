@@ -6,9 +6,10 @@
   (`{"texts": [...], "models": [...]}` -> `{"results": [...]}`), through `InferenceService.compare`
   like the gRPC method.
 - `GET /v1/latency`: each model's request-duration p50 and p99 from the server's own histograms
-  (seqserve_request_duration_seconds), over the last minute or so: the page polls it. The window is
-  the difference between now and the oldest of the snapshots this route kept (one every few seconds,
-  for at most a minute); with no request in it, the figures since start are shown.
+  (seqserve_request_duration_seconds), which the page polls. The window reaches back to the oldest
+  histogram snapshot this route keeps (one per call at most every 5 s, none older than a minute once
+  a newer one exists): about a minute while the page polls, and it says how long; with no request
+  in it, the figures since start are shown.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _healthcheck_command(target: str, venv: Path) -> list[str]:
 def test_image_serves_on_all_interfaces_at_its_exposed_ports(target: str) -> None:
     settings = _settings(target)
     assert settings.host == "0.0.0.0"
-    assert DOCKERFILE.exposed_ports(target) == {settings.port, settings.metrics_port}
+    assert DOCKERFILE.exposed_ports(target) == {settings.port, settings.rest_port, settings.metrics_port}
     assert settings.effective_metrics_host == "0.0.0.0"
     assert str(settings.model_repository) == "/models"
 
@@ -142,6 +142,7 @@ def image_server_env(onnx_image_venv: Path, tiny_model_repository: Path) -> dict
         SEQSERVE_MODEL_REPOSITORY=str(tiny_model_repository),
         SEQSERVE_HOST="127.0.0.1",
         SEQSERVE_PORT=str(free_port()),
+        SEQSERVE_REST_PORT=str(free_port()),
         SEQSERVE_METRICS_PORT=str(free_port()),
     )
     return env

@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from serving.handlers.v2_rest import V2RestHandler
+from serving.http_server import HEALTH_PATHS
 from serving.metrics import MODEL_LABELS
-from serving.server import CLASSIFIER_SERVICE, KSERVE_V2_SERVICE
 from tests.deploy.manifests import (
     K8S_DIR,
     Manifest,
@@ -25,7 +26,7 @@ from tests.deploy.manifests import (
     validate,
 )
 
-HEALTH_SERVICES = {"", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE}
+TLS_DIR = K8S_DIR.parent / "k8s-tls"
 DOCUMENTS = load_documents(kustomization_resources(K8S_DIR))
 ADAPTER_VALUES = yaml.safe_load((K8S_DIR / "prometheus-adapter-values.yaml").read_text())
 DRAIN_MARGIN_S = 2  # the process still has to close its channels and exit after the grace period
@@ -59,7 +60,7 @@ def test_manifest_matches_its_schema(manifest: Manifest) -> None:
 def test_schema_validation_rejects_broken_manifests() -> None:
     """The validators are not vacuous: a misspelt field and a wrong type both fail."""
     misspelt = copy.deepcopy(DEPLOYMENT)
-    misspelt["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"grpc": {"port": 8500}}
+    misspelt["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"port": 8501}}
     wrong_type = copy.deepcopy(one("PodMonitor"))
     wrong_type["spec"]["podMetricsEndpoints"][0]["port"] = 8502
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -80,16 +81,54 @@ def test_kustomize_renders_every_resource_with_the_common_label() -> None:
 
 
 def test_container_ports_are_the_servers_ports_on_all_interfaces() -> None:
-    assert container_ports(CONTAINER) == {"grpc": SETTINGS.port, "metrics": SETTINGS.metrics_port}
+    assert container_ports(CONTAINER) == {
+        "grpc": SETTINGS.port,
+        "rest": SETTINGS.rest_port,
+        "metrics": SETTINGS.metrics_port,
+    }
     assert SETTINGS.host == "0.0.0.0" and SETTINGS.effective_metrics_host == "0.0.0.0"
-    assert not SETTINGS.tls, "native gRPC probes speak plaintext only"
 
 
-@pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
-def test_probes_use_the_servers_grpc_health_service(probe: str) -> None:
-    grpc_probe = CONTAINER[probe]["grpc"]
-    assert grpc_probe["port"] == SETTINGS.port  # native gRPC probes take a number, not a port name
-    assert grpc_probe.get("service", "") in HEALTH_SERVICES
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+# the routes a REST handler registers (their paths only: no server behind them)
+HEALTH_ROUTES = {r.path for r in V2RestHandler.__new__(V2RestHandler).routes() if r.path in HEALTH_PATHS}
+
+
+def assert_probes_match(container: Manifest) -> None:
+    """HTTP probes of the REST port's health routes, on the scheme the container's TLS settings need."""
+    settings = container_settings(container)
+    for probe in PROBES:
+        check = container[probe]["httpGet"]
+        assert container_ports(container)[check["port"]] == settings.rest_port
+        assert check["path"] in HEALTH_ROUTES
+        assert check["scheme"] == ("HTTPS" if settings.tls else "HTTP")
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"  # a drain is not death
+
+
+def test_probes_use_the_servers_health_routes() -> None:
+    assert HEALTH_ROUTES == HEALTH_PATHS
+    assert_probes_match(CONTAINER)
+    assert not SETTINGS.tls
+
+
+def test_tls_overlay_turns_tls_on_and_keeps_the_probes_working() -> None:
+    rendered = kustomize_build(TLS_DIR)
+    if rendered is None:
+        pytest.skip("kubectl is not installed")
+    for manifest in rendered:
+        validate(manifest)
+    (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    settings = container_settings(container)
+    assert settings.tls and not settings.tls_client_ca
+    assert_probes_match(container)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    secret_volumes = {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    for path in (settings.tls_cert, settings.tls_key):
+        assert any(path.startswith(mounts[name] + "/") for name in secret_volumes), path
+    (monitor,) = [d for d in rendered if d["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"]["ca"]["secret"]["name"]
 
 
 def test_termination_grace_period_covers_the_servers_drain() -> None:

@@ -6,6 +6,7 @@ the labels cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from seqserve.v1 import classifier_pb2
+from tests.pki import Pki
 from tests.serving.conftest import SARCASM_TEXTS
-from tests.serving.server_process import REPO_ROOT, free_port
+from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seqserve-dashboard.json"
 P99_PANEL = "Request duration p99 by model"
@@ -37,13 +39,22 @@ def dashboard_queries() -> dict[str, list[str]]:
 
 
 class Prometheus:
-    def __init__(self, scrape_target: str, workdir: Path) -> None:
+    def __init__(self, scrape_target: str, workdir: Path, tls: Pki | None = None) -> None:
+        """Scrapes `scrape_target` every second; with `tls`, over HTTPS verifying the server against the
+        CA and presenting the client certificate."""
         self.port = free_port()
         config = workdir / "prometheus.yml"
+        https = (
+            "    scheme: https\n    tls_config:\n"
+            f"      ca_file: {tls.ca.cert}\n      cert_file: {tls.client.cert}\n"
+            f"      key_file: {tls.client.key}\n"
+            if tls
+            else ""
+        )
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: seqserve\n"
-            f"    static_configs:\n      - targets: ['{scrape_target}']\n"
+            f"{https}    static_configs:\n      - targets: ['{scrape_target}']\n"
         )
         self.log_path = workdir / "prometheus.log"
         self._log = self.log_path.open("w")
@@ -93,21 +104,29 @@ class Prometheus:
         self._log.close()
 
 
-@pytest.fixture(scope="module")
-def prometheus(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def require_prometheus() -> None:
     if not Path(PROMETHEUS).is_file():
         message = f"{PROMETHEUS} is missing: `make prometheus` installs the Debian package"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    instance = Prometheus(
-        urllib.parse.urlsplit(server.metrics_url).netloc, tmp_path_factory.mktemp("prometheus")
-    )
+
+
+@contextlib.contextmanager
+def scraping(metrics_url: str, workdir: Path, tls: Pki | None = None) -> Iterator[Prometheus]:
+    require_prometheus()
+    instance = Prometheus(urllib.parse.urlsplit(metrics_url).netloc, workdir, tls)
     try:
         instance.wait_until_scraping()
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    with scraping(server.metrics_url, tmp_path_factory.mktemp("prometheus")) as instance:
+        yield instance
 
 
 def _finite_values(result: list[dict]) -> dict[str, float]:
@@ -141,3 +160,15 @@ def test_every_dashboard_query_is_valid_promql(server, prometheus):
         prometheus.query(expr)  # asserts status == success
     ready = {series["metric"]["model"] for series in prometheus.query("seqserve_model_ready == 1")}
     assert ready == set(server.ready["models"])
+
+
+def test_prometheus_scrapes_https_with_a_client_certificate(tiny_model_repository, pki, tmp_path):
+    """With --tls-client-ca, /metrics speaks mutual TLS only; Prometheus' tls_config gets through."""
+    with ServerProcess(
+        tiny_model_repository, tmp_path,
+        "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
+        "--tls-client-ca", str(pki.ca.cert),
+    ) as server, scraping(server.metrics_url, tmp_path, tls=pki) as instance:  # fmt: skip
+        assert server.metrics_url.startswith("https://")
+        ready = {series["metric"]["model"] for series in instance.query("seqserve_model_ready == 1")}
+        assert ready == set(server.ready["models"])
