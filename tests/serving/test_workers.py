@@ -18,6 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
 from tests.serving.metrics_text import value
+from tests.serving.rest_client import call, text_tensor
 from tests.serving.server_process import REPO_ROOT, ServerProcess
 
 CONNECTIONS = 40  # fresh connections, spread by the kernel over both workers' sockets
@@ -56,14 +57,18 @@ def test_two_workers_serve_one_port_and_one_metrics_page_sums_them(tiny_model_re
                 == 2
             )
 
+        rest_infer = f"{server.rest_url}/v2/models/sarcasm-gru/infer"
         for _ in range(CONNECTIONS):
             one_connection(server.address, classify_and_check)
+            # the REST port is shared the same way (urllib opens a connection per call)
+            assert call(rest_infer, {"inputs": [text_tensor([NORMAL_TEXT, "x"])]}).status == 200
         text = server.metrics_text()
         # with 40 connections, both workers served some (all on one: p = 2^-39); only the sum is exact
-        assert value(text, "seqserve_requests_total", model="sarcasm-gru", code="OK") == CONNECTIONS
-        assert value(text, "seqserve_texts_total", model="sarcasm-gru", code="OK") == 2 * CONNECTIONS
-        assert value(text, "seqserve_request_duration_seconds_count", model="sarcasm-gru") == CONNECTIONS
-        assert value(text, "seqserve_batch_size_sum", model="sarcasm-gru") == 2 * CONNECTIONS
+        requests = 2 * CONNECTIONS  # gRPC and REST
+        assert value(text, "seqserve_requests_total", model="sarcasm-gru", code="OK") == requests
+        assert value(text, "seqserve_texts_total", model="sarcasm-gru", code="OK") == 2 * requests
+        assert value(text, "seqserve_request_duration_seconds_count", model="sarcasm-gru") == requests
+        assert value(text, "seqserve_batch_size_sum", model="sarcasm-gru") == 2 * requests
         assert value(text, "seqserve_model_ready", model="sarcasm-gru") == 1  # ready in both: min, not sum
         assert server.terminate() == 0
         assert not any(alive(pid) for pid in workers)
