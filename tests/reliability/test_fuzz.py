@@ -9,6 +9,7 @@ limits (own API), the exact status is checked. Runs are derandomized so that CI 
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from seqserve.v1 import classifier_pb2
 from serving.repository import InvalidModelName, validate_model_name
 from tests.reliability.conftest import assert_answers_normally, call_code
+from tests.serving.rest_client import Reply, call
 from tests.serving.server_process import ServerProcess
 
 MODELS = ("sarcasm-flatten", "sarcasm-gru")
@@ -374,3 +376,205 @@ def test_a_shape_over_the_text_limit_is_refused_before_decoding(server):
         stub.ModelInfer(request, timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"request has 25000 texts; the limit is {MAX_TEXTS}" in error.value.details()
+
+
+# ---- KServe V2 REST bodies ------------------------------------------------------------------------
+
+REST_DEFINED = {200, 400, 404, 413}
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@st.composite
+def rest_tensors(draw: st.DrawFn) -> dict:
+    texts = draw(st.lists(texts_strategy, max_size=6))
+    tensor = {
+        "name": draw(st.sampled_from(["text", "texts", "", 7])),
+        "datatype": draw(st.sampled_from(["BYTES", "FP32", "bytes", None])),
+        "shape": draw(
+            st.one_of(
+                st.just([len(texts)]),
+                st.lists(st.integers(-2, MAX_TEXTS + 2), max_size=3),
+                st.sampled_from([[True], ["1"], [10**20], "1"]),
+            )
+        ),
+        "data": draw(st.one_of(st.just(texts), json_values)),
+    }
+    if draw(st.booleans()):
+        tensor["parameters"] = {"binary_data_size": draw(st.one_of(st.integers(-5, 50), json_values))}
+    return {key: value for key, value in tensor.items() if value is not None}
+
+
+@st.composite
+def rest_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    kind = draw(st.sampled_from(["request", "json", "bytes"]))
+    if kind == "request":
+        document = {"inputs": draw(st.lists(rest_tensors(), max_size=2))}
+        if draw(st.booleans()):
+            document["outputs"] = draw(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {"name": st.sampled_from(["label", "probabilities", "scores"])},
+                        optional={
+                            "parameters": st.dictionaries(st.sampled_from(["binary_data", "x"]), json_values)
+                        },
+                    ),
+                    max_size=3,
+                )
+            )
+        if draw(st.booleans()):
+            document["parameters"] = draw(
+                st.dictionaries(st.sampled_from(["binary_data_output", "timeout", "other"]), json_values)
+            )
+        body = json.dumps(document).encode()
+    elif kind == "json":
+        body = json.dumps(draw(json_values)).encode()
+    else:
+        body = draw(st.binary(max_size=200))
+    headers = {"Content-Type": "application/json"}
+    if draw(st.booleans()):
+        length = draw(
+            st.one_of(st.integers(-3, len(body) + 3).map(str), st.sampled_from(["", "x", "1e3", " 5"]))
+        )
+        headers["Inference-Header-Content-Length"] = length
+        body += draw(st.binary(max_size=64))
+    return body, headers
+
+
+def rest_infer(
+    server: ServerProcess, body: bytes, headers: dict[str, str], model: str = "sarcasm-gru"
+) -> Reply:
+    return call(f"{server.rest_url}/v2/models/{model}/infer", body, headers)
+
+
+@settings(FUZZ, max_examples=400)
+@given(case=rest_bodies(), model=st.sampled_from(["sarcasm-gru", "sarcasm-flatten", "sarcasm-transformer"]))
+def test_rest_infer_answers_defined_statuses_with_a_json_error(server, liveness, case, model):
+    body, headers = case
+    reply = rest_infer(server, body, headers, model)
+    assert reply.status in REST_DEFINED, (reply.status, reply.body[:300])
+    if reply.status != 200:
+        assert reply.json()["error"]
+    liveness.tick(server)
+
+
+def binary_body(raw: bytes, declared: int | str, tensor: dict | None = None) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw)},
+                    **(tensor or {}),
+                }
+            ]
+        }
+    ).encode()
+    length = declared if isinstance(declared, str) else str(len(header) + declared)
+    return header + raw, {"Inference-Header-Content-Length": length}
+
+
+def json_body(document: object) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(document).encode(), {}
+
+
+def text(*texts: object, shape: object = None, datatype: str = "BYTES") -> dict:
+    tensor = {
+        "name": "text",
+        "datatype": datatype,
+        "shape": [len(texts)] if shape is None else shape,
+        "data": list(texts),
+    }
+    return {"inputs": [tensor]}
+
+
+GOOD_RAW = raw_elements([b"fine"])
+REST_MALFORMED: dict[str, tuple[tuple[bytes, dict[str, str]], int, str]] = {
+    "malformed JSON": ((b'{"inputs": [', {}), 400, "the request body is not valid JSON"),
+    "not an object": (json_body([1, 2]), 400, "must be a JSON object, not list"),
+    "invalid UTF-8 in JSON": ((b'{"inputs": "\xff"}', {}), 400, "not valid JSON"),
+    "no inputs": (json_body({}), 400, "the request has no 'inputs'"),
+    "inputs not a list": (json_body({"inputs": {"name": "text"}}), 400, "'inputs' must be a JSON list"),
+    "wrong datatype": (json_body(text(1.5, 2.5, datatype="FP32")), 400, "datatype 'FP32'; expected BYTES"),
+    "numbers as BYTES data": (json_body(text(1, 2)), 400, "data element 0 is a JSON int"),
+    "nested data": (json_body(text(["a"])), 400, "data element 0 is a JSON list"),
+    "lone surrogate": (
+        (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\\ud800"]}]}', {}),
+        400,
+        "not valid Unicode",
+    ),
+    "shape and data disagree": (
+        json_body(text("a", "b", shape=[3])),
+        400,
+        "has 2 elements in data; its shape declares 3",
+    ),
+    "two-dimensional shape": (json_body(text("a", shape=[1, 1])), 400, "expected [N]"),
+    "boolean shape": (json_body(text("a", shape=[True])), 400, "'shape' must be a list of integers"),
+    "shape over the text limit": (json_body(text("a", shape=[10**6])), 400, f"the limit is {MAX_TEXTS}"),
+    "unknown output": (
+        json_body({**text("a"), "outputs": [{"name": "scores"}]}),
+        400,
+        "unknown output 'scores'",
+    ),
+    "binary_data not a bool": (
+        json_body({**text("a"), "outputs": [{"name": "label", "parameters": {"binary_data": 1}}]}),
+        400,
+        "must be a boolean",
+    ),
+    "bad timeout": (
+        json_body({**text("a"), "parameters": {"timeout": -5}}),
+        400,
+        "positive integer of microseconds",
+    ),
+    "header length past the body": (binary_body(GOOD_RAW, 1000), 400, "Inference-Header-Content-Length"),
+    "negative header length": (binary_body(GOOD_RAW, "-1"), 400, "Inference-Header-Content-Length is '-1'"),
+    "header length not a number": (
+        binary_body(GOOD_RAW, "ten"),
+        400,
+        "Inference-Header-Content-Length is 'ten'",
+    ),
+    "header length cutting the JSON": (binary_body(GOOD_RAW, -10), 400, "is not valid JSON"),
+    "binary data left over": (
+        binary_body(GOOD_RAW + b"extra", 0, {"parameters": {"binary_data_size": len(GOOD_RAW)}}),
+        400,
+        "binary_data_size add up to 8",
+    ),
+    "binary_data_size past the data": (
+        binary_body(GOOD_RAW, 0, {"parameters": {"binary_data_size": 99}}),
+        400,
+        "runs past the binary data",
+    ),
+    "binary data and data both": (
+        binary_body(GOOD_RAW, 0, {"data": ["x"]}),
+        400,
+        "both 'data' and parameter binary_data_size",
+    ),
+    "length prefix past the end": (
+        binary_body(struct.pack("<I", 100) + b"abcd", 0),
+        400,
+        "length prefix says 100 bytes",
+    ),
+    "bad UTF-8 in binary data": (
+        binary_body(raw_elements([b"caf\xc3("]), 0),
+        400,
+        "element 0 is not valid UTF-8",
+    ),
+    "huge body": ((b'{"inputs": "' + b"x" * MAX_MESSAGE_BYTES + b'"}', {}), 413, "--max-message-bytes"),
+}
+
+
+@pytest.mark.parametrize("case", REST_MALFORMED, ids=list(REST_MALFORMED))
+def test_malformed_rest_bodies_get_their_4xx_and_the_server_keeps_serving(server, case):
+    (body, headers), status, message = REST_MALFORMED[case]
+    reply = rest_infer(server, body, headers)
+    assert reply.status == status, reply.body[:300]
+    assert message in reply.json()["error"], reply.json()
+    good = rest_infer(server, *binary_body(GOOD_RAW, 0))
+    assert good.status == 200 and len(good.json()["outputs"][1]["data"]) == 1
