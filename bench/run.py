@@ -4,15 +4,15 @@ transport's ceiling (bench/echo_server.py), measured in one run with one load ge
 For every model of the repository: tokenize+inference in this process at batch 1 and 32; then the
 server's latency and throughput at concurrency 1 and 32 (one text per request), once with dynamic
 batching at the server's default queue delay and once with `--max-queue-delay-us 0`; with batching on,
-also through the KServe V2 ModelInfer (tritonclient's asyncio client) next to the own Classify, so the
-protocol's cost shows; and right after each model, the no-op echo service at concurrency 32, so that
-every model is compared with an echo measured under the same load from other processes. The three
-servers (batching on, off, echo) are separate processes on free loopback ports, started together here
-(an idle one costs nothing); their CPU time is read from /proc around every cell. When
-TensorFlow is installed, the most expensive model is also served with `--runtime tf`, batching on and
-off, to show what batching does for a runtime with a large per-call cost. The targets are computed
-from these same figures and printed PASS/FAIL, each throughput target next to the ceiling the CPUs
-allow (bench/cpu_budget.py); the tables also go to reports/bench.md.
+also through the KServe V2 ModelInfer (tritonclient's asyncio client) and through KServe V2 REST (JSON
+over aiohttp) next to the own Classify, so each protocol's cost shows; and right after each model, the
+no-op echo service at concurrency 32, so that every model is compared with an echo measured under the
+same load from other processes. The three servers (batching on, off, echo) are separate processes on
+free loopback ports, started together here (an idle one costs nothing); their CPU time is read from
+/proc around every cell. When TensorFlow is installed, the most expensive model is also served with
+`--runtime tf`, batching on and off, to show what batching does for a runtime with a large per-call
+cost. The targets are computed from these same figures and printed PASS/FAIL, each throughput target
+next to the ceiling the CPUs allow (bench/cpu_budget.py); the tables also go to reports/bench.md.
 
     .venv/bin/python -m bench.run [--models models] [--duration 5] [--warmup 1]
 """
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,7 +147,7 @@ class Cell:
     concurrency: int
     summary: Summary
     server_cpu_percent: float  # of one CPU, over the cell's warm-up and measurement
-    protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify) or "v2"
+    protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify), "v2" or "rest"
     runtime: str = "onnx"  # the server's --runtime ("-" for the echo service)
     beside: str = ""  # echo cells: the model measured just before ("" = the reference at the start)
 
@@ -166,6 +167,7 @@ class Server:
     address: str
     metrics_url: str | None
     pid: int
+    rest_address: str = ""  # host:port of the REST port ("" = none: the echo service)
 
 
 def measure(
@@ -182,7 +184,8 @@ def measure(
     cells = []
     for concurrency in concurrencies:
         load = dataclasses.replace(spec, concurrency=concurrency)
-        config = LoadTestConfig(server.address, server.metrics_url, (model,), protocol, texts, load)
+        address = server.rest_address if protocol == "rest" else server.address
+        config = LoadTestConfig(address, server.metrics_url, (model,), protocol, texts, load)
         cpu_before, started_at = process_cpu_seconds(server.pid), time.perf_counter()
         (summary,) = asyncio.run(run_loadtest(config))
         server_cpu = 100 * (process_cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started_at)
@@ -196,7 +199,8 @@ def measure(
 def serving(ready: dict) -> Server:
     """The ready line of `seqserve serve` or the echo service -> where to send load and read CPU time."""
     metrics_url = ready.get("metrics_url")
-    return Server(ready["grpc_address"], metrics_url or None, int(ready["pid"]))
+    rest = urllib.parse.urlsplit(ready["rest_url"]).netloc if "rest_url" in ready else ""
+    return Server(ready["grpc_address"], metrics_url or None, int(ready["pid"]), rest)
 
 
 def tensorflow_batching(
@@ -395,25 +399,36 @@ def markdown(
 
 
 def protocol_cost(cells: list[Cell]) -> list[str]:
-    """KServe V2 ModelInfer against the own Classify: same server, model, concurrency and batching."""
-    own = {
-        (c.target, c.concurrency): c.summary
-        for c in cells
-        if (c.protocol, c.batching, c.runtime) == ("seqserve", "on", "onnx")
-    }
+    """KServe V2 over gRPC (ModelInfer) and over REST against the own Classify: same server, model,
+    concurrency and batching."""
+    by_protocol: dict[str, dict[tuple[str, int], Summary]] = {}
+    for c in cells:
+        if (c.batching, c.runtime) == ("on", "onnx"):
+            by_protocol.setdefault(c.protocol, {})[(c.target, c.concurrency)] = c.summary
+    own, v2, rest = (by_protocol.get(p, {}) for p in ("seqserve", "v2", "rest"))
+
+    def calls(summary: Summary | None) -> str:
+        return "-" if summary is None else f"{summary.requests_per_s:.0f}"
+
+    def ratio(a: Summary | None, b: Summary | None) -> str:
+        return "-" if a is None or b is None else f"{a.requests_per_s / b.requests_per_s:.2f}"
+
+    def p50(summary: Summary | None) -> str:
+        return "-" if summary is None else _fmt(summary.latency_ms["p50"])
+
     rows = [
         "",
-        "## KServe V2 against the own API (batching on; V2 / Classify)",
+        "## KServe V2 over gRPC and REST against the own API (batching on)",
         "",
-        "| model | concurrency | Classify calls/s | V2 calls/s | V2 / Classify | Classify p50 | V2 p50 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | concurrency | Classify calls/s | V2 gRPC calls/s | V2 gRPC / Classify | REST calls/s "
+        "| REST / V2 gRPC | Classify p50 | V2 gRPC p50 | REST p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in (c for c in cells if c.protocol == "v2"):
-        base = own[(c.target, c.concurrency)]
+    for key in sorted(set(v2) | set(rest)):
+        base, grpc_v2, http = own.get(key), v2.get(key), rest.get(key)
         rows.append(
-            f"| {c.target} | {c.concurrency} | {base.requests_per_s:.0f} | {c.summary.requests_per_s:.0f} "
-            f"| {c.summary.requests_per_s / base.requests_per_s:.2f} | {_fmt(base.latency_ms['p50'])} "
-            f"| {_fmt(c.summary.latency_ms['p50'])} |"
+            f"| {key[0]} | {key[1]} | {calls(base)} | {calls(grpc_v2)} | {ratio(grpc_v2, base)} "
+            f"| {calls(http)} | {ratio(http, grpc_v2)} | {p50(base)} | {p50(grpc_v2)} | {p50(http)} |"
         )
     return rows
 
@@ -518,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         cells += measure(echo, "echo", spec, args.texts, "-", runtime="-")
         for model in models:
-            for protocol in ("seqserve", "v2"):
+            for protocol in ("seqserve", "v2", "rest"):
                 cells += measure(batching_on, model.name, spec, args.texts, "on", protocol)
             cells += measure(batching_off, model.name, spec, args.texts, "off")
             cells += measure(

@@ -2,7 +2,8 @@
 
 `seqserve`: seqserve.v1.Classifier/Classify. `v2`: the KServe V2 ModelInfer (input `text`, BYTES [N])
 through tritonclient.grpc.aio, the client Triton users already have; tritonclient is imported only
-when that protocol is chosen.
+when that protocol is chosen. `rest`: KServe V2 REST `POST /v2/models/{m}/infer` with JSON tensors,
+as curl or any HTTP client sends it, through aiohttp; its address is the server's REST port.
 
 A target owns its gRPC channels. Several channels, each with its own TCP connection (a local
 subchannel pool: channels to one address otherwise share a connection), spread the load: one
@@ -12,8 +13,9 @@ connection caps a Python client well below what the server can take.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+import aiohttp
 import grpc
 import numpy as np
 
@@ -125,9 +127,56 @@ class KServeV2Target:
             await client.close()
 
 
-PROTOCOLS: dict[str, type[ClassifierTarget] | type[KServeV2Target]] = {
+class RestTarget:
+    """KServe V2 REST with JSON tensors, one aiohttp session (its own connections) per channel."""
+
+    protocol = "rest"
+
+    def __init__(self, address: str, channels: int) -> None:
+        self._base = f"http://{address}"
+        self._sessions: list[aiohttp.ClientSession | None] = [None] * channels
+
+    def _session(self, channel: int) -> aiohttp.ClientSession:
+        """Created on first use, inside the running event loop."""
+        index = channel % len(self._sessions)
+        session = self._sessions[index]
+        if session is None:
+            session = self._sessions[index] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return session
+
+    async def _post(self, channel: int, path: str, body: object, timeout: float) -> Any:
+        try:
+            async with self._session(channel).post(
+                self._base + path, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                document = await response.json(content_type=None)
+        except TimeoutError as error:
+            raise CallFailed("DEADLINE_EXCEEDED", str(error)) from None
+        except aiohttp.ClientError as error:
+            raise CallFailed("UNAVAILABLE", str(error)) from None
+        if response.status != 200:
+            raise CallFailed(f"HTTP_{response.status}", str(document.get("error", "")))
+        return document
+
+    async def list_models(self) -> list[str]:
+        index = await self._post(0, "/v2/repository/index", {"ready": True}, 10)
+        return sorted({model["name"] for model in index})
+
+    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+        tensor = {"name": V2_TEXT_INPUT, "shape": [len(texts)], "datatype": "BYTES", "data": list(texts)}
+        body = {"inputs": [tensor], "outputs": [{"name": V2_OUTPUT}]}
+        await self._post(channel, f"/v2/models/{model}/infer", body, timeout)
+
+    async def close(self) -> None:
+        for session in self._sessions:
+            if session is not None:
+                await session.close()
+
+
+PROTOCOLS: dict[str, type[ClassifierTarget] | type[KServeV2Target] | type[RestTarget]] = {
     "seqserve": ClassifierTarget,
     "v2": KServeV2Target,
+    "rest": RestTarget,
 }
 
 

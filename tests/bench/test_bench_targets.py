@@ -83,3 +83,11 @@ def test_each_model_is_compared_with_the_echo_measured_beside_it() -> None:
     found = by_target(verdicts(["light", "heavy"], IN_PROCESS, cells))
     assert "2800 vs echo 3500 calls/s (measured beside it) = 80%" in found["(a) light"].evidence
     assert "1600 vs echo 4000 calls/s" in found["(a) heavy"].evidence  # none beside it: the reference
+
+
+def test_rest_is_compared_with_v2_over_grpc() -> None:
+    cells = model_cells("heavy", 2000.0, 1300.0)
+    cells.append(Cell("heavy", "on", 32, summary(1800.0), 100.0, protocol="v2"))
+    cells.append(Cell("heavy", "on", 32, summary(900.0), 100.0, protocol="rest"))
+    (row,) = [line for line in protocol_cost(cells) if line.startswith("| heavy | 32 |")]
+    assert row.split("|")[3:8] == [" 2000 ", " 1800 ", " 0.90 ", " 900 ", " 0.50 "]
