@@ -62,8 +62,7 @@ KSERVE_REQUIREMENTS = REPO_ROOT / "bench" / "kserve_peer_requirements.txt"
 START_TIMEOUT_S = 120.0
 KSERVE = "KServe"
 FLOOR = "no-op floor"
-# (concurrency, texts per request) of every model
-SHAPES = ((1, 1), (32, 1), (8, 32))
+BASELINE = "seqserve baseline"
 
 
 @dataclass(frozen=True)
@@ -294,6 +293,30 @@ def verdicts(
     return results
 
 
+def ab_table(
+    figures: dict[tuple[str, str, Cell], Figures], cells: Sequence[Cell], seqserve: str
+) -> list[str]:
+    """This tree's server over the baseline's, cell by cell and protocol by protocol."""
+    rows = [
+        "",
+        f"## {seqserve} against the baseline tree (this / baseline)",
+        "",
+        "| cell | protocol | server CPU per request | p50 | p99 | req/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        for protocol in ("v2", "seqserve"):
+            ours, base = figures.get((seqserve, protocol, cell)), figures.get((BASELINE, protocol, cell))
+            if ours is None or base is None:
+                continue
+            rows.append(
+                f"| {cell.label} | {protocol} | {ours.server_cpu_ms / base.server_cpu_ms:.3f} "
+                f"| {ours.p50_ms / base.p50_ms:.3f} | {ours.p99_ms / base.p99_ms:.3f} "
+                f"| {ours.requests_per_s / base.requests_per_s:.3f} |"
+            )
+    return rows
+
+
 @dataclass(frozen=True)
 class Memory:
     server: str
@@ -354,9 +377,13 @@ def markdown(
                 f"| {f.requests_per_s:.0f} | {f.texts_per_s:.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} "
                 f"| {f.server_cpu_ms:.3f} | {f.client_cpu_percent:.0f}% | {f.errors} |"
             )
-    lines += ["", f"## Targets ({seqserve} against KServe, V2 ModelInfer)", ""]
-    for v in verdicts(figures, models, seqserve):
-        lines.append(f"- **{'PASS' if v.passed else 'FAIL'}** {v.target}: {v.evidence}")
+    names = {s.name for s in servers}
+    if KSERVE in names:
+        lines += ["", f"## Targets ({seqserve} against KServe, V2 ModelInfer)", ""]
+        for v in verdicts(figures, models, seqserve):
+            lines.append(f"- **{'PASS' if v.passed else 'FAIL'}** {v.target}: {v.evidence}")
+    if BASELINE in names:
+        lines += ab_table(figures, cells, seqserve)
     lines += [
         "",
         "## Memory after the run (RSS, MiB)",
@@ -376,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = parser.add_argument
     add("--models", type=Path, default=Path("models"), help="model repository [%(default)s]")
     add("--model", default="sarcasm-conv,sarcasm-lstm", help="models to compare [%(default)s]")
+    add("--cells", default="1x1,32x1,8x32", help="concurrency x texts per request, per model [%(default)s]")
     add(
         "--kserve-python",
         default=".venv-kserve/bin/python",
@@ -387,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--warmup", type=float, default=0.5, help="warm-up seconds per measurement [%(default)s]")
     add("--channels", type=int, default=1, help="client channels [%(default)s]")
     add("--texts", type=Path, default=DEFAULT_TEXTS, help="request texts [%(default)s]")
+    add(
+        "--baseline",
+        type=Path,
+        help="another seqserve source tree (e.g. `git archive main`) served beside, as `seqserve baseline`, "
+        "for an A/B of a change in the same run",
+    )
+    add("--baseline-args", default="", help="`seqserve serve` flags of the baseline (an A/B of a setting)")
     add("--report", type=Path, default=REPORT, help="markdown report [%(default)s]")
     args = parser.parse_args(args_list)
 
@@ -404,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = LoadSpec(
         duration_s=args.duration, warmup_s=args.warmup, channels=args.channels, max_requests=200_000
     )
-    cells = [Cell(name, c, b) for name in names for c, b in SHAPES]
+    shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.cells.split(",")]
+    cells = [Cell(name, c, b) for name in names for c, b in shapes]
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     workers = [int(n) for n in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch, contextlib.ExitStack() as stack:
@@ -422,11 +458,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers.append(
                 Served(f"seqserve N={count}", ready["grpc_address"], int(ready["pid"]), ("v2", "seqserve"))
             )
-        servers.append(
-            stack.enter_context(
-                kserve_started(args.kserve_python, manifest, names, logs / "bench-peers-kserve.log")
-            )
-        )
+        if args.baseline is not None or args.baseline_args:
+            port = free_port()
+            command = serve_command(repository, port, free_port(), *shlex.split(args.baseline_args))
+            log = logs / f"bench-peers-baseline-{port}.log"
+            tree = args.baseline.resolve() if args.baseline is not None else REPO_ROOT
+            ready = stack.enter_context(started(command, log, cwd=tree))
+            servers.append(Served(BASELINE, ready["grpc_address"], int(ready["pid"]), ("v2", "seqserve")))
+        if args.kserve_python:
+            peer_log = logs / "bench-peers-kserve.log"
+            servers.append(stack.enter_context(kserve_started(args.kserve_python, manifest, names, peer_log)))
         echo_port = free_port()
         ready = stack.enter_context(
             started(

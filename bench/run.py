@@ -109,11 +109,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def started(command: list[str], log_path: Path) -> Iterator[dict]:
-    """Run a server process until its ready line; yields the line's JSON; SIGTERM (then kill) after."""
+def started(command: list[str], log_path: Path, cwd: Path = REPO_ROOT) -> Iterator[dict]:
+    """Run a server process until its ready line; yields the line's JSON; SIGTERM (then kill) after.
+    `cwd`: the source tree whose modules `python -m` runs (another checkout for an A/B)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         try:

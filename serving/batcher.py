@@ -18,12 +18,21 @@ it waits is dropped before it runs (its caller is gone) and reported via `observ
 
 Up to `max_concurrent_batches` batches of one model run at once; while they run, new requests pile up
 in the queue and form larger batches, so throughput grows with load without any extra waiting.
+
+Where a batch runs: in the executor, except a batch of at most `inline_max_items` items on a model
+with nothing else running or queued whose small batches are known to be fast (`inline_max_s`), which
+runs on the event loop itself. For one small request the
+hand-off costs more than the work: submitting to the pool, waking its thread, and waking the loop
+again to deliver the result took more CPU than tokenizing and running a small model (py-spy, one
+request at a time). Under load the queue is rarely empty, so batches still form and run in threads,
+and the loop is never blocked while requests wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -33,6 +42,7 @@ from typing import Any, Protocol
 # timeout when the request has crossed the wire), so the client's cancellation often arrives just before
 # the server's deadline. A cancellation this close to the deadline is the deadline passing.
 DEADLINE_SLACK_S = 0.01
+SMALL_BATCH_WEIGHT = 0.2  # of the newest time in the running average of small batches' times
 
 
 def deadline_reached(now: float, deadline: float | None) -> bool:
@@ -80,6 +90,12 @@ class BatchPolicy:
     max_queue_delay_s: float
     max_queue_size: int
     max_concurrent_batches: int = 1
+    # A batch of at most this many items runs on the event loop itself when nothing else of the model
+    # is running or queued and such batches have taken at most `inline_max_s` (a running average of
+    # their measured times): for one small request of a fast model the hand-off to a thread and back
+    # costs more than the work, while a slow model must never hold the loop. 0: always the executor.
+    inline_max_items: int = 0
+    inline_max_s: float = 0.0005
 
 
 @dataclass
@@ -96,6 +112,11 @@ class _Request:
 
 
 class Batcher:
+    """Driven by events, not by a task of its own: requests arriving (once per event-loop iteration, so
+    that requests arriving together form one batch), a batch finishing and a delay running out each
+    look at the queue once (`_dispatch`) and start whatever batches are due. A request on an idle model
+    thus reaches the executor in the loop iteration it arrived in, with no task switch on the way."""
+
     def __init__(
         self,
         run_batch: Callable[[list[Any]], Any],
@@ -110,11 +131,12 @@ class Batcher:
         self._observer = observer or NullObserver()
         self._name = name
         self._queue: collections.deque[_Request] = collections.deque()
-        self._arrived = asyncio.Event()
-        self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = 0  # batches in the executor
+        self._timer: asyncio.TimerHandle | None = None  # a partial batch's flush, while it waits for company
+        self._dispatch_due = False  # a `_dispatch` is scheduled for this loop iteration
         self._closed = False
-        self._loop_task: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()  # closed, nothing queued, nothing running
+        self._small_batch_s: float | None = None  # running average time of batches up to inline_max_items
 
     @property
     def policy(self) -> BatchPolicy:
@@ -123,10 +145,6 @@ class Batcher:
     @property
     def queued(self) -> int:
         return len(self._queue)
-
-    def start(self) -> None:
-        if self._loop_task is None:
-            self._loop_task = asyncio.get_running_loop().create_task(self._form_batches(), name=self._name)
 
     async def submit(self, items: Sequence[Any], deadline: float | None = None) -> Any:
         """Queue one request; returns its rows of the batch result (same order as `items`)."""
@@ -138,7 +156,9 @@ class Batcher:
         request = _Request(items, loop.create_future(), loop.time(), deadline)
         self._queue.append(request)
         self._observer.queue_depth(len(self._queue))
-        self._arrived.set()
+        if not self._dispatch_due:
+            self._dispatch_due = True
+            loop.call_soon(self._dispatch)
         try:
             return await request.future
         except asyncio.CancelledError:
@@ -151,117 +171,128 @@ class Batcher:
     async def close(self) -> None:
         """Stop taking requests, run everything already queued, wait for running batches."""
         self._closed = True
-        self._arrived.set()
-        if self._loop_task is not None:
-            await self._loop_task
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        self._dispatch()
+        self._check_drained()
+        await self._drained.wait()
 
-    def _peek_live(self) -> _Request | None:
-        """Oldest request still worth running, left in the queue; drops dead ones before it."""
-        now = asyncio.get_running_loop().time()
-        while self._queue:
-            head = self._queue[0]
-            if not head.future.done() and (head.deadline is None or now < head.deadline):
-                return head
-            self._queue.popleft()
-            self._observer.queue_depth(len(self._queue))
-            if not head.future.done():  # expired; a done future means the caller gave up
-                head.future.set_exception(DeadlineExpired("deadline passed while queued"))
-                self._observer.expired(1)
-        return None
-
-    def _pop_live(self) -> _Request | None:
-        head = self._peek_live()
-        if head is not None:
-            self._queue.popleft()
-            self._observer.queue_depth(len(self._queue))
-        return head
-
-    async def _wait_for_arrival(self, timeout: float | None) -> bool:
-        self._arrived.clear()
-        try:
-            await asyncio.wait_for(self._arrived.wait(), timeout)
-        except TimeoutError:
+    def _live(self, request: _Request, now: float) -> bool:
+        """Still worth running; an expired one is failed here (a done future: its caller gave up)."""
+        if request.future.done():
+            return False
+        if request.deadline is not None and now >= request.deadline:
+            request.future.set_exception(DeadlineExpired("deadline passed while queued"))
+            self._observer.expired(1)
             return False
         return True
 
-    async def _next_batch(self) -> list[_Request] | None:
-        """Block until a batch is ready; None once closed and drained."""
-        first = self._pop_live()
-        while first is None:
-            if self._closed:
-                return None
-            await self._wait_for_arrival(None)
-            first = self._pop_live()
-        batch, size = [first], first.size
-        if self._policy.max_queue_delay_s <= 0:
-            return batch
-        flush_at = first.enqueued_at + self._policy.max_queue_delay_s
+    def _next_batch(self, now: float) -> tuple[list[_Request], int, int]:
+        """The live requests from the queue's head that make one batch, their item count, and how many
+        queue entries (dead ones included) they span."""
+        policy = self._policy
+        batch: list[_Request] = []
+        size = span = 0
+        for request in self._queue:
+            if not self._live(request, now):
+                span += 1
+                continue
+            if batch and (policy.max_queue_delay_s <= 0 or size + request.size > policy.max_batch_size):
+                break
+            batch.append(request)
+            size += request.size
+            span += 1
+            if size >= policy.max_batch_size:
+                break
+        return batch, size, span
+
+    def _dispatch(self) -> None:
+        """Start every batch that is due now; a partial one on a busy model waits for its flush time."""
+        self._dispatch_due = False
+        policy = self._policy
         loop = asyncio.get_running_loop()
-        while size < self._policy.max_batch_size:
-            head = self._peek_live()
-            if head is not None:
-                if size + head.size > self._policy.max_batch_size:
-                    break
-                batch.append(head)
+        while self._queue and self._running < policy.max_concurrent_batches:
+            now = loop.time()
+            batch, size, span = self._next_batch(now)
+            if batch and size < policy.max_batch_size and self._running and not self._closed:
+                flush_at = batch[0].enqueued_at + policy.max_queue_delay_s
+                if now < flush_at:  # another batch runs: wait for company until the delay is over
+                    if self._timer is None or self._timer.when() != flush_at:
+                        if self._timer is not None:
+                            self._timer.cancel()
+                        self._timer = loop.call_at(flush_at, self._flush)
+                    return
+            for _ in range(span):
                 self._queue.popleft()
-                self._observer.queue_depth(len(self._queue))
-                size += head.size
-                continue
-            remaining = flush_at - loop.time()
-            if self._closed or remaining <= 0 or not self._running:
-                break
-            if not await self._wait_for_arrival(remaining):
-                break
-        return batch
+            self._observer.queue_depth(len(self._queue))
+            if batch:
+                self._start(batch, size, now)
+        self._check_drained()
 
-    async def _form_batches(self) -> None:
-        while True:
-            await self._slots.acquire()
-            batch = await self._next_batch()
-            if batch is None:
-                self._slots.release()
-                return
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
-            self._running.add(task)
-            task.add_done_callback(self._batch_done)
+    def _flush(self) -> None:
+        self._timer = None
+        self._dispatch()
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._slots.release()
-        self._arrived.set()  # a batch waiting for company re-checks: the model may be idle now
-
-    async def _execute(self, batch: list[_Request]) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        live = []
+    def _start(self, batch: list[_Request], size: int, now: float) -> None:
         for request in batch:
-            if request.future.done():
-                continue
-            if request.deadline is not None and now >= request.deadline:
-                request.future.set_exception(DeadlineExpired("deadline passed while queued"))
-                self._observer.expired(1)
-                continue
             self._observer.queue_wait(now - request.enqueued_at)
             request.started = True
-            live.append(request)
-        if not live:
+        items = list(batch[0].items) if len(batch) == 1 else [item for r in batch for item in r.items]
+        self._observer.batch_formed(size)
+        self._running += 1
+        small = size <= self._policy.inline_max_items
+        run = self._timed if small else self._run_batch
+        if small and self._running == 1 and not self._queue and self._fast():
+            try:
+                rows = run(items)
+            except Exception as error:
+                self._finished(batch, None, error)
+            else:
+                self._finished(batch, rows, None)
             return
-        items = [item for request in live for item in request.items]
-        self._observer.batch_formed(len(items))
-        try:
-            rows = await loop.run_in_executor(self._executor, self._run_batch, items)
-        except Exception as error:
-            for request in live:
-                if not request.future.done():
-                    request.future.set_exception(error)
-            return
+        done = asyncio.get_running_loop().run_in_executor(self._executor, run, items)
+        done.add_done_callback(lambda future: self._executed(batch, future))
+
+    def _fast(self) -> bool:
+        """Small batches are known to take at most inline_max_s (unknown: not yet)."""
+        return self._small_batch_s is not None and self._small_batch_s <= self._policy.inline_max_s
+
+    def _timed(self, items: list[Any]) -> Any:
+        """run_batch for a small batch, timed (a float written from the pool thread is safe)."""
+        started = time.perf_counter()
+        rows = self._run_batch(items)
+        took = time.perf_counter() - started
+        average = self._small_batch_s
+        self._small_batch_s = took if average is None else average + SMALL_BATCH_WEIGHT * (took - average)
+        return rows
+
+    def _executed(self, batch: list[_Request], future: asyncio.Future[Any]) -> None:
+        if future.cancelled():  # the executor shut down under it
+            for request in batch:
+                request.future.cancel()
+            self._finished(batch, None, None)
+        elif (error := future.exception()) is not None:
+            self._finished(batch, None, error)
+        else:
+            self._finished(batch, future.result(), None)
+
+    def _finished(self, batch: list[_Request], rows: Any, error: BaseException | None) -> None:
+        """Each request of the batch gets its rows, or the batch's error."""
+        self._running -= 1
         start = 0
-        for request in live:
+        for request in batch:
             if not request.future.done():
-                request.future.set_result(rows[start : start + request.size])
+                if error is None:
+                    request.future.set_result(rows[start : start + request.size])
+                else:
+                    request.future.set_exception(error)
             start += request.size
+        self._dispatch()
+
+    def _check_drained(self) -> None:
+        if self._closed and not self._queue and not self._running:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._drained.set()
 
 
 def monotonic_deadline(seconds_remaining: float | None) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -75,7 +76,6 @@ def run(test: Callable[[Batcher, Recorder, RecordingObserver], Coroutine[Any, An
         defaults = {"max_batch_size": 4, "max_queue_delay_s": 0.05, "max_queue_size": 100}
         with ThreadPoolExecutor(2) as executor:
             batcher = Batcher(recorder, BatchPolicy(**{**defaults, **policy}), executor, observer)
-            batcher.start()
             try:
                 await asyncio.wait_for(test(batcher, recorder, observer), 20)
             finally:
@@ -280,7 +280,6 @@ def test_failing_batch_fails_each_of_its_requests_and_the_batcher_goes_on():
             return items
 
         batcher = Batcher(flaky, BatchPolicy(4, 0.05, 10), None)
-        batcher.start()
         results = await asyncio.gather(
             batcher.submit(["ok", "boom"]), batcher.submit(["x"]), return_exceptions=True
         )
@@ -330,3 +329,70 @@ def test_any_mix_of_requests_gets_its_own_rows_within_batch_limits(sizes, max_ba
         assert sorted(map(len, recorder.batches)) == sorted(observer.batches)
 
     run(body, max_batch_size=max_batch_size, max_queue_delay_s=delay_s)
+
+
+def test_small_batches_run_inline_only_on_an_idle_model_with_nothing_queued():
+    """inline_max_items: one small request on an idle model skips the thread hand-off once such batches
+    are known to be fast; anything larger, or anything while the model is busy, runs in the executor."""
+    loop_thread = threading.get_ident()
+    threads: dict[str, int] = {}
+
+    def where(items: list[str]) -> list[str]:
+        threads[items[0]] = threading.get_ident()
+        if items[0] == "slow":
+            time.sleep(0.2)
+        return items
+
+    async def main() -> None:  # asyncio.run runs the loop on this thread
+        with ThreadPoolExecutor(2) as executor:
+            batcher = Batcher(where, BatchPolicy(8, 0.0, 10, 2, inline_max_items=1), executor)
+            assert await batcher.submit(["first"]) == ["first"]  # not yet timed: in the executor
+            assert await batcher.submit(["alone"]) == ["alone"]
+            assert await batcher.submit(["two", "texts"]) == ["two", "texts"]
+            slow = asyncio.ensure_future(batcher.submit(["slow", "two texts"]))
+            await asyncio.sleep(0.05)  # "slow" (two texts) is running in the executor
+            assert await batcher.submit(["beside"]) == ["beside"]
+            await slow
+            await batcher.close()
+
+    asyncio.run(main())
+    assert threads["first"] != loop_thread
+    assert threads["alone"] == loop_thread
+    assert threads["two"] != loop_thread
+    assert threads["slow"] != loop_thread and threads["beside"] != loop_thread
+
+
+def test_a_slow_model_never_holds_the_event_loop():
+    """Regression: a lone request of a slow model ran on the loop and stalled every other request."""
+    ran_on: list[int] = []
+
+    def slow(items: list[str]) -> list[str]:
+        ran_on.append(threading.get_ident())
+        time.sleep(0.01)
+        return items
+
+    async def main() -> None:
+        batcher = Batcher(slow, BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.001), None)
+        for _ in range(5):
+            await batcher.submit(["lone"])
+        await batcher.close()
+
+    asyncio.run(main())
+    assert threading.get_ident() not in ran_on
+
+
+def test_an_inline_batch_that_fails_fails_its_request_and_the_batcher_goes_on():
+    def flaky(items: list[str]) -> list[str]:
+        if items == ["boom"]:
+            raise ValueError("bad batch")
+        return items
+
+    async def main() -> None:
+        batcher = Batcher(flaky, BatchPolicy(4, 0.0, 10, inline_max_items=1), None)
+        assert await batcher.submit(["timed"]) == ["timed"]  # in the executor: now known to be fast
+        with pytest.raises(ValueError, match="bad batch"):
+            await batcher.submit(["boom"])
+        assert await batcher.submit(["fine"]) == ["fine"]
+        await batcher.close()
+
+    asyncio.run(main())
