@@ -63,6 +63,7 @@ START_TIMEOUT_S = 120.0
 KSERVE = "KServe"
 FLOOR = "no-op floor"
 BASELINE = "seqserve baseline"
+WHOLE_OVER_WORKER_RSS = 2.2  # --workers 2: the whole server's RSS against one worker's
 
 
 @dataclass(frozen=True)
@@ -394,7 +395,22 @@ def markdown(
     for m in memories:
         each = ", ".join(f"{r:.0f}" for r in m.rss_mib)
         lines.append(f"| {m.server} | {len(m.rss_mib)} | {each} | {sum(m.rss_mib):.0f} |")
+    lines += [
+        "",
+        *(worker_memory(m) for m in memories if len(m.rss_mib) > 1 and m.server.startswith("seqserve")),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def worker_memory(memory: Memory) -> str:
+    """A `--workers` server: its supervisor (the first process) and workers against one worker."""
+    supervisor, *workers = memory.rss_mib
+    worker = statistics.mean(workers)
+    whole = sum(memory.rss_mib)
+    return (
+        f"- {memory.server}: supervisor {supervisor:.0f} MiB, {len(workers)} workers {worker:.0f} MiB each; "
+        f"the whole server is {whole / worker:.2f}x one worker's RSS (target ≤ {WHOLE_OVER_WORKER_RSS:g}x)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from bench.peers import FLOOR, KSERVE, Cell, Figures, Measurement, medians, scratch_repository, verdicts
+from bench.peers import (
+    FLOOR,
+    KSERVE,
+    Cell,
+    Figures,
+    Measurement,
+    Memory,
+    medians,
+    scratch_repository,
+    verdicts,
+    worker_memory,
+)
 from bench.proc import process_tree
 from bench.run import REPO_ROOT, find_models
 from seqserve.loadtest.report import Summary
@@ -66,6 +77,12 @@ def test_lower_is_better_targets_fail_above_their_limit() -> None:
     assert not found["m: c=1 p50 ≤ 0.8x KServe"].passed  # 0.9x
     assert not found["m: c=32 p99 ≤ 0.6x KServe"].passed
     assert "0.9 vs 1 ms = 0.90x" in found["m: c=1 p50 ≤ 0.8x KServe"].evidence
+
+
+def test_a_workers_server_is_judged_against_one_of_its_workers() -> None:
+    line = worker_memory(Memory("seqserve N=2", [25.0, 170.0, 180.0]))
+    assert "supervisor 25 MiB, 2 workers 175 MiB each" in line
+    assert "2.14x one worker's RSS (target ≤ 2.2x)" in line  # (25 + 170 + 180) / 175
 
 
 def test_the_scratch_repository_and_the_peer_manifest_name_the_same_files(
