@@ -16,6 +16,15 @@ SARCASM_TEXTS = [
     "",
     "THE SAME WORDS, SHOUTED!!! with punctuation?",
 ]
+LONG_TEXT = " ".join(["scientists discover the cat sat on the mat"] * 12)  # beyond any tiny max_length
+# Batches whose longest texts differ: a variable-length model gets each padded to a different width.
+MIXED_BATCHES = [
+    [*SARCASM_TEXTS, LONG_TEXT, "cat"],
+    [""],
+    ["cat"],
+    [LONG_TEXT],
+    ["nation", "", "nation's dogs vow"],
+]
 
 
 @pytest.fixture(scope="session")

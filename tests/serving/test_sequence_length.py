@@ -18,20 +18,12 @@ from google.protobuf import text_format
 from tokenizers import Tokenizer
 
 from seqserve.v1 import classifier_pb2, model_config_pb2
-from tests.serving.conftest import SARCASM_TEXTS
+from tests.serving.conftest import MIXED_BATCHES, SARCASM_TEXTS
 from tests.serving.reference import full_padding_ids, read_config, reference_probabilities
 from tests.serving.server_process import ServerProcess
 from tests.serving.test_registry import with_registry
 from tests.serving.variable_length_models import KINDS, publish, trailing_padding, variable_length_onnx
 
-LONG_TEXT = " ".join(["scientists discover the cat sat on the mat"] * 12)  # beyond max_length
-BATCHES = [
-    [*SARCASM_TEXTS, LONG_TEXT, "cat"],
-    [""],
-    ["cat"],
-    [LONG_TEXT],
-    ["nation", "", "nation's dogs vow"],
-]
 TODAYS_FORMAT = "sarcasm-fixed-lstm"
 
 
@@ -74,7 +66,7 @@ def test_mixed_length_batches_answer_exactly_as_full_padding(server, repository)
     names = served_models(repository)
     assert {f"sarcasm-v{kind}" for kind in KINDS} | {TODAYS_FORMAT, "sarcasm-flatten"} <= set(names)
     for name in names:
-        for texts in BATCHES:
+        for texts in MIXED_BATCHES:
             response = server.stub.Classify(
                 classifier_pb2.ClassifyRequest(model=name, texts=texts), timeout=10
             )
@@ -92,7 +84,7 @@ def test_each_model_gets_ids_as_wide_as_it_needs_and_todays_format_gets_max_leng
         for name in served_models(repository):
             model = registry.resolve(name)
             config = read_config(repository, name)
-            for texts in BATCHES:
+            for texts in MIXED_BATCHES:
                 full = full_padding_ids(tokenizer, texts, config.max_length)
                 longest = int((full != 0).sum(axis=1).max())
                 width = config.max_length

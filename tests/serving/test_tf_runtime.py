@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from seqserve.v1 import classifier_pb2
-from tests.serving.conftest import SARCASM_TEXTS
+from tests.serving.conftest import MIXED_BATCHES, SARCASM_TEXTS
 from tests.serving.reference import reference_probabilities
 from tests.serving.server_process import REPO_ROOT, ServerProcess
 
@@ -40,6 +40,13 @@ def test_tf_runtime_agrees_with_onnx_runtime(tf_server, server, tiny_model_repos
         np.testing.assert_allclose(tf_scores, onnx_scores, atol=1e-5)
         expected = reference_probabilities(tiny_model_repository, result.model, SARCASM_TEXTS)
         np.testing.assert_allclose(tf_scores, expected, atol=1e-5)
+        for texts in MIXED_BATCHES:  # each padded as far as the model needs, on TensorFlow too
+            request = classifier_pb2.ClassifyRequest(model=result.model, texts=texts)
+            scores = [
+                [s.score for s in p.scores] for p in tf_server.stub.Classify(request, timeout=30).predictions
+            ]
+            expected = reference_probabilities(tiny_model_repository, result.model, texts)
+            np.testing.assert_allclose(scores, expected, atol=1e-5, err_msg=f"{result.model} {texts}")
 
 
 LOAD_ONNX_ONLY = """
