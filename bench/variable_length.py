@@ -52,7 +52,7 @@ from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 BATCH = 32
-BATCHES_PER_CALL = 16  # one timed call runs this many different batches of real texts
+BATCHES_PER_CALL = 8  # one timed call runs this many different batches of real texts
 PARITY_TOLERANCE = 1e-5
 IN_PROCESS_GAIN = 3.0
 IN_PROCESS_TARGETS = ("sarcasm-lstm", "sarcasm-lstm2", "sarcasm-gru", "sarcasm-rnn", "sarcasm-conv")
@@ -302,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository [%(default)s]")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="datasets' texts [%(default)s]")
-    parser.add_argument("--batches", type=int, default=64, help="(a) batches checked per model [%(default)s]")
+    parser.add_argument("--batches", type=int, default=32, help="(a) batches checked per model [%(default)s]")
     parser.add_argument("--seconds-per-subject", type=float, default=1.0, help="(a) timing budget")
-    parser.add_argument("--duration", type=float, default=5.0, help="(b) measured s per cell [%(default)s]")
+    parser.add_argument("--duration", type=float, default=3.0, help="(b) measured s per cell [%(default)s]")
     parser.add_argument("--warmup", type=float, default=1.0, help="(b) warm-up s per cell [%(default)s]")
     parser.add_argument("--rounds", type=int, default=3, help="(b) cells per model and form [%(default)s]")
     parser.add_argument("--report", type=Path, default=Path("reports/variable_length.md"), help="output")
