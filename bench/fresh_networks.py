@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from seqserve.v1 import model_config_pb2
-from training.architectures import ARCHITECTURES, build_model
+from training.architectures import ARCHITECTURES, build_model, sequence_policy
 from training.export import export_model
 from training.repository import CONFIG_FILE, write_config
 from training.settings import ArchitectureSettings, TrainSettings
@@ -53,10 +53,12 @@ def export_fresh(
         1, vocab_size, (PARITY_EXAMPLES, max_length), dtype=np.int32
     )
     directory.mkdir(parents=True, exist_ok=True)
+    policy = sequence_policy(architecture, settings)
     exported = export_model(
         model,
         directory,
         max_length=max_length,
+        policy=policy,
         parity_ids=parity_ids,
         tolerance=float(_train_default("parity_tolerance")),  # type: ignore[arg-type]
         opset=int(_train_default("onnx_opset")),  # type: ignore[call-overload]
@@ -72,6 +74,9 @@ def export_fresh(
         ),
         parameter_count=model.count_params(),
         export=exported.summary(),
+        sequence=model_config_pb2.SequenceInput(
+            variable_length=policy.variable_length, trailing_padding=policy.trailing_padding
+        ),
     )
     write_config(directory / CONFIG_FILE, config)
     return config

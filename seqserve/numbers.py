@@ -39,3 +39,11 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise InvalidNumber(f"{value} is negative")
     return value
+
+
+def open_fraction(text: str) -> float:
+    """A share strictly between 0 and 1, e.g. 0.1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise InvalidNumber(f"{value} is not strictly between 0 and 1")
+    return value

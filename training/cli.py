@@ -10,9 +10,9 @@ from pathlib import Path
 # Keeps most of TensorFlow's C++ start-up warnings out of the training log; must precede its import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from seqserve.numbers import positive_int
+from seqserve.numbers import open_fraction, positive_int
 from training.architectures import ARCHITECTURES
-from training.datasets import DatasetError, load_dataset
+from training.datasets import CUSTOM_TEST_FRACTION, DatasetError, load_dataset
 from training.export import ExportParityError
 from training.pipeline import train_and_publish
 from training.report import report_main
@@ -58,13 +58,46 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit", type=positive_int, help="use only the first N (shuffled) examples, for quick runs"
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="the first model seed (weights, batch order)")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=42,
+        help="seeds the train/validation split; keep it when seeds are trained in several runs",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="runs per architecture, with seeds SEED, SEED+1, ...; the best on validation is published",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=open_fraction,
+        help="share of the training data held out for validation (stratified); "
+        f"default: {_per_dataset('validation_fraction')}",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=open_fraction,
+        default=CUSTOM_TEST_FRACTION,
+        help="share of a .csv/.jsonl file held out as its test split (sarcasm and imdb keep their own)",
+    )
+    parser.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="publish a model even when it does no better than always answering the majority class",
+    )
     parser.add_argument(
         "--max-length",
         type=positive_int,
         help=f"tokens per text; default: the existing tokenizer's, else {_per_dataset('max_length')}",
     )
-    parser.add_argument("--vocab-size", type=positive_int, default=10_000, help="including [PAD] and [UNK]")
+    parser.add_argument(
+        "--vocab-size",
+        type=positive_int,
+        help=f"including [PAD] and [UNK]; default: {_per_dataset('vocab_size')}",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     return parser
 
@@ -72,8 +105,11 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: list[str]) -> int:
     args = train_parser().parse_args(argv)
     try:
-        dataset = load_dataset(args.dataset, args.data_dir, args.seed).limited(args.limit)
-        defaults = dataset_defaults(dataset.name)
+        defaults = dataset_defaults(args.dataset)
+        validation_fraction = args.validation_fraction or defaults.validation_fraction
+        dataset = load_dataset(
+            args.dataset, args.data_dir, args.split_seed, validation_fraction, args.test_fraction
+        ).limited(args.limit)
         settings = TrainSettings(
             data_dir=args.data_dir,
             models=args.models,
@@ -83,12 +119,16 @@ def train_main(argv: list[str]) -> int:
             max_length=args.max_length or stored_max_length(args.models, dataset.name) or defaults.max_length,
             truncation_side=defaults.truncation_side,
             limit=args.limit,
-            seed=args.seed,
-            vocab_size=args.vocab_size,
+            seeds=tuple(range(args.seed, args.seed + args.seeds)),
+            split_seed=args.split_seed,
+            allow_degenerate=args.allow_degenerate,
+            vocab_size=args.vocab_size or defaults.vocab_size,
             batch_size=args.batch_size,
         )
-        train_and_publish(settings, dataset, report=lambda line: print(line, flush=True))
+        result = train_and_publish(settings, dataset, report=lambda line: print(line, flush=True))
     except (DatasetError, TokenizerMismatchError, ExportParityError) as error:
         print(f"seqserve train: error: {error}", file=sys.stderr)
         return 1
-    return 0
+    for refused in result.refused:
+        print(f"seqserve train: {refused.message()}", file=sys.stderr)
+    return 1 if result.refused else 0

@@ -1,7 +1,11 @@
 """Dataset loaders: the sarcasm headlines, IMDB reviews and any user `text,label` file.
 
-Every loader returns the same `TextDataset`, split deterministically from a seed, so the rest of the
-pipeline never knows where the texts came from.
+Every loader returns the same `TextDataset` with three splits, made deterministically from a seed, so
+the rest of the pipeline never knows where the texts came from:
+- test: the held-out part a dataset is known by (IMDB's official 25,000 test reviews, sarcasm's 6,709
+  headlines outside the course's 20,000), read once per run, for the report;
+- validation: a stratified share of the training data, where every choice (the epoch, the seed) is made;
+- train: the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +25,10 @@ IMDB_LABELS = ("negative", "positive")
 # The sarcasm split used throughout the TensorFlow course: 20,000 of 26,709 headlines for training.
 SARCASM_TRAIN_SIZE = 20_000
 SARCASM_FULL_SIZE = 26_709
-CUSTOM_VALIDATION_FRACTION = 0.2
+# A user file has no test split of its own: this share of it becomes one.
+CUSTOM_TEST_FRACTION = 0.2
 DATASET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _IMDB_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt$")
-
-
-def held_out_name(dataset: str) -> str:
-    """What the held-out split is called: IMDB's is its official test set."""
-    return "test" if dataset == "imdb" else "validation"
 
 
 class DatasetError(Exception):
@@ -36,51 +36,103 @@ class DatasetError(Exception):
 
 
 @dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def head(self, count: int) -> Split:
+        return Split(self.texts[:count], self.labels[:count])
+
+    def majority_rate(self) -> float:
+        """Accuracy of always answering the most frequent class: the floor a model must clear."""
+        return float(np.bincount(self.labels).max() / len(self.labels)) if len(self.labels) else 0.0
+
+
+@dataclass(frozen=True)
 class TextDataset:
-    """Texts with integer class ids (index into `labels`), already split."""
+    """Texts with integer class ids (index into `labels`), already split into train, validation, test."""
 
     name: str
     labels: tuple[str, ...]
-    train_texts: list[str]
-    train_labels: np.ndarray
-    validation_texts: list[str]
-    validation_labels: np.ndarray
-    # What the held-out split is called in reports: "validation", or "test" for IMDB's official split.
-    validation_name: str = "validation"
+    train: Split
+    validation: Split
+    test: Split
+    split_seed: int
+    validation_fraction: float
 
     @property
     def is_binary(self) -> bool:
         return len(self.labels) == 2
 
     def limited(self, limit: int | None) -> TextDataset:
-        """The first `limit` examples, shared between the splits in proportion to their sizes."""
-        total = len(self.train_texts) + len(self.validation_texts)
+        """The first `limit` examples, shared between the three splits in proportion to their sizes."""
+        splits = (self.train, self.validation, self.test)
+        total = sum(len(split) for split in splits)
         if limit is None or limit >= total:
             return self
-        if limit < 2:
-            raise DatasetError(f"--limit {limit} leaves no example for one of the splits; use at least 2")
-        n_train = min(max(1, round(limit * len(self.train_texts) / total)), limit - 1)
-        n_val = limit - n_train
-        return TextDataset(
-            name=self.name,
-            labels=self.labels,
-            train_texts=self.train_texts[:n_train],
-            train_labels=self.train_labels[:n_train],
-            validation_texts=self.validation_texts[:n_val],
-            validation_labels=self.validation_labels[:n_val],
-            validation_name=self.validation_name,
+        if limit < len(splits):
+            raise DatasetError(f"--limit {limit} leaves no example for one of the splits; use at least 3")
+        sizes = [max(1, round(limit * len(split) / total)) for split in splits]
+        sizes[0] = limit - sizes[1] - sizes[2]
+        train, validation, test = (split.head(size) for split, size in zip(splits, sizes, strict=True))
+        return replace(self, train=train, validation=validation, test=test)
+
+
+def _with_validation(
+    name: str,
+    labels: tuple[str, ...],
+    pool: Split,
+    test: Split,
+    seed: int,
+    validation_fraction: float,
+) -> TextDataset:
+    """Carves a stratified validation split from the shuffled training pool: each class gives the
+    same share, so validation has the pool's class balance."""
+    if not 0 < validation_fraction < 1:
+        raise DatasetError(f"validation fraction {validation_fraction} must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(pool), dtype=bool)
+    for label in np.unique(pool.labels):
+        members = np.flatnonzero(pool.labels == label)
+        held[rng.permutation(members)[: round(len(members) * validation_fraction)]] = True
+    if held.all() or not held.any():
+        raise DatasetError(
+            f"{name}: a validation fraction of {validation_fraction} of {len(pool)} training examples "
+            "leaves one split empty; use more data or another fraction"
         )
+    take = lambda mask: Split([pool.texts[i] for i in np.flatnonzero(mask)], pool.labels[mask])  # noqa: E731
+    return TextDataset(
+        name=name,
+        labels=labels,
+        train=take(~held),
+        validation=take(held),
+        test=test,
+        split_seed=seed,
+        validation_fraction=validation_fraction,
+    )
 
 
-def load_dataset(spec: str, data_dir: Path, seed: int) -> TextDataset:
-    """`spec` is "sarcasm", "imdb" or the path of a CSV/JSONL file with `text` and `label` columns."""
+def load_dataset(
+    spec: str,
+    data_dir: Path,
+    seed: int,
+    validation_fraction: float,
+    test_fraction: float = CUSTOM_TEST_FRACTION,
+) -> TextDataset:
+    """`spec` is "sarcasm", "imdb" or the path of a CSV/JSONL file with `text` and `label` columns.
+
+    `test_fraction` applies to user files only: the two known datasets keep their published test sets.
+    """
     if spec == "sarcasm":
-        return load_sarcasm(data_dir / "sarcasm" / "sarcasm.json", seed)
+        return load_sarcasm(data_dir / "sarcasm" / "sarcasm.json", seed, validation_fraction)
     if spec == "imdb":
-        return load_imdb(data_dir / "imdb", seed)
+        return load_imdb(data_dir / "imdb", seed, validation_fraction)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".jsonl", ".json") or path.exists():
-        return load_text_label_file(path, seed)
+        return load_text_label_file(path, seed, validation_fraction, test_fraction)
     raise DatasetError(
         f"unknown dataset {spec!r}: use 'sarcasm', 'imdb', or the path of a .csv/.jsonl file "
         "with columns 'text' and 'label'"
@@ -100,7 +152,7 @@ def custom_dataset_name(path: Path) -> str:
 # ---------------------------------------------------------------- sarcasm
 
 
-def load_sarcasm(path: Path, seed: int) -> TextDataset:
+def load_sarcasm(path: Path, seed: int, validation_fraction: float) -> TextDataset:
     """The headlines file as a JSON array or as JSON lines (the original Kaggle file's layout)."""
     records = _read_json_records(path)
     texts, ids = [], []
@@ -118,7 +170,7 @@ def load_sarcasm(path: Path, seed: int) -> TextDataset:
         ids.append(int(record["is_sarcastic"]))
     _check_classes(path, ids, len(SARCASM_LABELS))
     train_size = min(SARCASM_TRAIN_SIZE, round(len(texts) * SARCASM_TRAIN_SIZE / SARCASM_FULL_SIZE))
-    return _shuffled_split("sarcasm", SARCASM_LABELS, texts, ids, train_size, seed)
+    return _split_off_test("sarcasm", SARCASM_LABELS, texts, ids, train_size, seed, validation_fraction)
 
 
 def _read_json_records(path: Path) -> list[dict]:
@@ -143,7 +195,7 @@ def _read_json_records(path: Path) -> list[dict]:
 # ---------------------------------------------------------------- IMDB
 
 
-def load_imdb(directory: Path, seed: int) -> TextDataset:
+def load_imdb(directory: Path, seed: int, validation_fraction: float) -> TextDataset:
     """aclImdb from an extracted `aclImdb/` folder if present, else streamed from `aclImdb_v1.tar.gz`."""
     folder, archive = directory / "aclImdb", directory / "aclImdb_v1.tar.gz"
     if folder.is_dir():
@@ -161,17 +213,8 @@ def load_imdb(directory: Path, seed: int) -> TextDataset:
         splits[split][1].append(label_id)
     for split, (_texts, ids) in splits.items():
         _check_classes(directory / f"aclImdb/{split}", ids, len(IMDB_LABELS))
-    train_texts, train_ids = _shuffled(*splits["train"], seed)
-    test_texts, test_ids = _shuffled(*splits["test"], seed)
-    return TextDataset(
-        name="imdb",
-        labels=IMDB_LABELS,
-        train_texts=train_texts,
-        train_labels=train_ids,
-        validation_texts=test_texts,
-        validation_labels=test_ids,
-        validation_name=held_out_name("imdb"),
-    )
+    pool, test = (_shuffled(*splits[split], seed) for split in ("train", "test"))
+    return _with_validation("imdb", IMDB_LABELS, pool, test, seed, validation_fraction)
 
 
 ImdbReview = tuple[tuple[str, str, int], tuple[str, int]]
@@ -211,7 +254,9 @@ def _imdb_from_folder(folder: Path) -> Iterable[ImdbReview]:
 # ---------------------------------------------------------------- user files
 
 
-def load_text_label_file(path: Path, seed: int) -> TextDataset:
+def load_text_label_file(
+    path: Path, seed: int, validation_fraction: float, test_fraction: float
+) -> TextDataset:
     """A CSV (header row) or JSON-lines file with `text` and `label`; any number of distinct labels."""
     rows = _read_csv_rows(path) if path.suffix.lower() == ".csv" else _read_json_records(path)
     if not rows:
@@ -233,12 +278,15 @@ def load_text_label_file(path: Path, seed: int) -> TextDataset:
         )
     index = {label: position for position, label in enumerate(labels)}
     ids = [index[label] for label in raw_labels]
-    train_size = len(texts) - max(1, round(len(texts) * CUSTOM_VALIDATION_FRACTION))
-    if train_size < 1:
+    if not 0 < test_fraction < 1:
+        raise DatasetError(f"test fraction {test_fraction} must lie strictly between 0 and 1")
+    train_size = len(texts) - max(1, round(len(texts) * test_fraction))
+    if train_size < 2:
         raise DatasetError(
-            f"{path} has {len(texts)} row(s); at least 2 are needed for a train/validation split"
+            f"{path} has {len(texts)} row(s); at least 3 are needed for train, validation and test splits"
         )
-    return _shuffled_split(custom_dataset_name(path), tuple(labels), texts, ids, train_size, seed)
+    name = custom_dataset_name(path)
+    return _split_off_test(name, tuple(labels), texts, ids, train_size, seed, validation_fraction)
 
 
 def _read_csv_rows(path: Path) -> list[dict]:
@@ -278,20 +326,22 @@ def _check_classes(source: Path, ids: list[int], expected: int) -> None:
         )
 
 
-def _shuffled(texts: list[str], ids: list[int], seed: int) -> tuple[list[str], np.ndarray]:
+def _shuffled(texts: list[str], ids: list[int], seed: int) -> Split:
     order = np.random.default_rng(seed).permutation(len(texts))
-    return [texts[i] for i in order], np.asarray(ids, dtype=np.int64)[order]
+    return Split([texts[i] for i in order], np.asarray(ids, dtype=np.int64)[order])
 
 
-def _shuffled_split(
-    name: str, labels: tuple[str, ...], texts: list[str], ids: list[int], train_size: int, seed: int
+def _split_off_test(
+    name: str,
+    labels: tuple[str, ...],
+    texts: list[str],
+    ids: list[int],
+    train_size: int,
+    seed: int,
+    validation_fraction: float,
 ) -> TextDataset:
-    shuffled_texts, shuffled_ids = _shuffled(texts, ids, seed)
-    return TextDataset(
-        name=name,
-        labels=labels,
-        train_texts=shuffled_texts[:train_size],
-        train_labels=shuffled_ids[:train_size],
-        validation_texts=shuffled_texts[train_size:],
-        validation_labels=shuffled_ids[train_size:],
-    )
+    """Shuffles, keeps the first `train_size` as the training pool and the rest as the test split."""
+    shuffled = _shuffled(texts, ids, seed)
+    pool = Split(shuffled.texts[:train_size], shuffled.labels[:train_size])
+    test = Split(shuffled.texts[train_size:], shuffled.labels[train_size:])
+    return _with_validation(name, labels, pool, test, seed, validation_fraction)

@@ -7,8 +7,16 @@ Runtime's fused `GRU`/`RNN` kernels at small batches (bench/onnx_fused_vs_loop.p
 seqserve's networks are linear stacks of a few layer types, so emitting the graph from the weights is
 short and exact, and depends on no pattern matching of traced TensorFlow graphs.
 
-The graph maps int32 token ids [batch, max_length] to float32 probabilities; the batch dimension is
-dynamic. Each supported Keras layer class has one emitter below, registered by class name.
+The graph maps int32 token ids [batch, length] to float32 probabilities; the batch dimension is
+dynamic, and so is length when the Keras model takes any length (its input shape is (None,)).
+
+Masking: an `Embedding(mask_zero=True)` marks padding id 0. Padding always follows the text, so the
+real length of each row is its count of non-zero ids; the graph computes it once and hands it to the
+fused recurrent ops as `sequence_lens` (which then stop at the last real token, and run a
+Bidirectional layer's backward direction from it) and to the masked average pooling. A masked
+sequence may only flow into those layers: anything else would read the padding that Keras hides.
+
+Each supported Keras layer class has one emitter below, registered by class name.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 MIN_OPSET = 13
 # ReduceMean/ReduceMax take their axes as an input instead of an attribute from this opset on.
 REDUCE_AXES_AS_INPUT_OPSET = 18
+REDUCE_SUM_AXES_AS_INPUT_OPSET = 13
 # Layers that are the identity at inference time.
 PASS_THROUGH_LAYERS = frozenset({"InputLayer", "Dropout", "SpatialDropout1D"})
 # Final activations whose outputs are probabilities.
@@ -41,10 +50,12 @@ class UnsupportedLayerError(ValueError):
 
 @dataclass(frozen=True)
 class Value:
-    """A graph value: its name and its static shape without the (dynamic) batch dimension."""
+    """A graph value: its name and its shape without the (dynamic) batch dimension; None marks a
+    dynamic sequence length. `masked` is True while Keras carries a padding mask along with it."""
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
+    masked: bool = False
 
 
 class GraphBuilder:
@@ -54,6 +65,9 @@ class GraphBuilder:
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        # Set by a masking Embedding: int32 [batch] real lengths, float [batch, seq, 1] 1/0 weights.
+        self.sequence_lens: str | None = None
+        self.mask_weights: str | None = None
 
     def constant(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(value, name))
@@ -76,7 +90,10 @@ class GraphBuilder:
         return self.op("Reshape", [x, target], output)
 
     def reduce(self, op: str, x: str, axis: int, keepdims: bool, output: str) -> str:
-        if self.opset >= REDUCE_AXES_AS_INPUT_OPSET:
+        # ReduceSum moved its axes to an input in opset 13, the other reductions in 18.
+        if self.opset >= (
+            REDUCE_SUM_AXES_AS_INPUT_OPSET if op == "ReduceSum" else REDUCE_AXES_AS_INPUT_OPSET
+        ):
             axes = self.constant(f"{output}/axes", np.array([axis], dtype=np.int64))
             return self.op(op, [x, axes], output, keepdims=int(keepdims))
         return self.op(op, [x], output, axes=[axis], keepdims=int(keepdims))
@@ -106,7 +123,8 @@ def fused_onnx_from_keras(
     """The model's inference graph as ONNX, recurrent layers as fused LSTM/GRU/RNN ops (never Loop).
 
     The model must be a linear stack (Sequential, or a functional chain) starting at int32 token ids
-    and ending in a Dense layer with a sigmoid or softmax activation.
+    and ending in a Dense layer with a sigmoid or softmax activation. A model whose input length is
+    None gets a graph with a dynamic sequence axis; `max_length` is then the longest it is meant for.
     """
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ValueError(f"opset {opset} is outside {MIN_OPSET}..{onnx.defs.onnx_opset_version()}")
@@ -115,7 +133,7 @@ def fused_onnx_from_keras(
         raise ValueError(f"max_length {max_length} differs from the model's input length {model_length}")
     _check_probability_head(model.layers[-1])
     graph = GraphBuilder(opset)
-    value = Value(input_name, (max_length,))
+    value = Value(input_name, (model_length,))
     for layer in _linear_stack(model):
         class_name = type(layer).__name__
         if class_name in PASS_THROUGH_LAYERS:
@@ -123,12 +141,18 @@ def fused_onnx_from_keras(
         emitter = EMITTERS.get(class_name)
         if emitter is None:
             raise UnsupportedLayerError(layer, f"no ONNX emitter for {class_name}")
+        if value.masked and class_name not in MASK_CONSUMERS:
+            raise UnsupportedLayerError(layer, "a masked sequence may only feed pooling or recurrent layers")
         value = emitter(graph, layer, value)
     graph.op("Identity", [value.name], output_name)
     onnx_graph = helper.make_graph(
         graph.nodes,
         model.name,
-        inputs=[helper.make_tensor_value_info(input_name, TensorProto.INT32, ["batch", max_length])],
+        inputs=[
+            helper.make_tensor_value_info(
+                input_name, TensorProto.INT32, ["batch", model_length or "sequence"]
+            )
+        ],
         outputs=[helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", *value.shape])],
         initializer=graph.initializers,
     )
@@ -155,12 +179,20 @@ def _linear_stack(model: keras.Model) -> Iterator[keras.layers.Layer]:
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
             continue
-        if layer.input is not expected:
+        if _data_input(layer) is not expected:
             raise UnsupportedLayerError(layer, "the model is not a linear stack of layers")
         yield layer
         expected = layer.output
     if expected is not model.outputs[0]:
         raise ValueError(f"model {model.name!r}: the last layer's output is not the model output")
+
+
+def _data_input(layer: keras.layers.Layer) -> Any:
+    """The layer's input tensor; a masked layer's node also lists the boolean mask Keras passes along."""
+    inputs = layer.input
+    if isinstance(inputs, list) and len(inputs) == 2 and inputs[1].dtype == "bool":
+        return inputs[0]
+    return inputs
 
 
 def _check_probability_head(head: keras.layers.Layer) -> None:
@@ -199,17 +231,35 @@ def _require_channels_last(layer: keras.layers.Layer) -> None:
 @_emits("Embedding")
 def _embedding(graph: GraphBuilder, layer: keras.layers.Layer, x: Value) -> Value:
     """Gather rows of the embedding matrix; int32 ids are valid Gather indices."""
-    if layer.mask_zero:
-        raise UnsupportedLayerError(layer, "mask_zero=True (masking) is not supported")
     table = graph.constant(f"{layer.name}/embeddings", _numpy(layer.embeddings))
     output = graph.op("Gather", [table, x.name], f"{layer.name}/gather", axis=0)
-    return Value(output, (*x.shape, layer.output_dim))
+    if layer.mask_zero:
+        _emit_mask(graph, layer, x)
+    return Value(output, (*x.shape, layer.output_dim), masked=layer.mask_zero)
+
+
+def _emit_mask(graph: GraphBuilder, layer: keras.layers.Layer, ids: Value) -> None:
+    """ids != 0 as float weights [batch, seq, 1] and as int32 real lengths [batch]."""
+    if graph.sequence_lens is not None:
+        raise UnsupportedLayerError(layer, "only one masking Embedding is supported")
+    prefix = f"{layer.name}/mask"
+    pad = graph.constant(f"{prefix}/pad_id", np.array(0, dtype=np.int32))
+    real = graph.op("Not", [graph.op("Equal", [ids.name, pad], f"{prefix}/is_pad")], f"{prefix}/is_real")
+    lengths = graph.op("Cast", [real], f"{prefix}/int", to=TensorProto.INT32)
+    graph.sequence_lens = graph.reduce(
+        "ReduceSum", lengths, axis=1, keepdims=False, output=f"{prefix}/lengths"
+    )
+    weights = graph.op("Cast", [real], f"{prefix}/float", to=TensorProto.FLOAT)
+    axes = graph.constant(f"{prefix}/axes", np.array([2], dtype=np.int64))
+    graph.mask_weights = graph.op("Unsqueeze", [weights, axes], f"{prefix}/weights")
 
 
 @_emits("Flatten")
 def _flatten(graph: GraphBuilder, layer: keras.layers.Layer, x: Value) -> Value:
     """Keras and ONNX Flatten both keep row-major order, so [batch, seq, dim] -> [batch, seq*dim]."""
     _require_channels_last(layer)
+    if None in x.shape:
+        raise UnsupportedLayerError(layer, "Flatten needs a fixed input length")
     output = graph.op("Flatten", [x.name], f"{layer.name}/flatten", axis=1)
     return Value(output, (int(np.prod(x.shape)),))
 
@@ -224,8 +274,24 @@ def _global_pooling(op: str) -> Emitter:
     return emit
 
 
-_emits("GlobalAveragePooling1D")(_global_pooling("ReduceMean"))
 _emits("GlobalMaxPooling1D")(_global_pooling("ReduceMax"))
+_unmasked_average = _emits("GlobalAveragePooling1D")(_global_pooling("ReduceMean"))
+
+
+@_emits("MaskedGlobalAveragePooling1D")
+def _masked_average(graph: GraphBuilder, layer: keras.layers.Layer, x: Value) -> Value:
+    """sum(x * mask) / max(real tokens, 1) over the time axis, as training.architectures defines it."""
+    if not x.masked:
+        return _unmasked_average(graph, layer, x)
+    _require_channels_last(layer)
+    keep, prefix = bool(layer.keepdims), layer.name
+    weighted = graph.op("Mul", [x.name, graph.mask_weights], f"{prefix}/weighted")
+    total = graph.reduce("ReduceSum", weighted, axis=1, keepdims=keep, output=f"{prefix}/total")
+    count = graph.reduce("ReduceSum", graph.mask_weights, axis=1, keepdims=keep, output=f"{prefix}/count")
+    one = graph.constant(f"{prefix}/one", np.array(1.0, dtype=np.float32))
+    divisor = graph.op("Max", [count, one], f"{prefix}/divisor")
+    output = graph.op("Div", [total, divisor], f"{prefix}/mean")
+    return Value(output, (1, x.shape[1]) if keep else (x.shape[1],))
 
 
 @_emits("Dense")
@@ -254,11 +320,13 @@ def _conv1d(graph: GraphBuilder, layer: keras.layers.Layer, x: Value) -> Value:
     (size,), (stride,), (dilation,) = layer.kernel_size, layer.strides, layer.dilation_rate
     span = (size - 1) * dilation + 1
     if layer.padding == "same":
-        out_length = -(-length // stride)
+        if length is None:
+            raise UnsupportedLayerError(layer, "'same' padding needs a fixed input length")
+        out_length: int | None = -(-length // stride)
         total = max((out_length - 1) * stride + span - length, 0)
         pads = [total // 2, total - total // 2]
     else:
-        out_length = (length - span) // stride + 1
+        out_length = None if length is None else (length - span) // stride + 1
         pads = [0, 0]
     inputs = [
         graph.transpose(x.name, [0, 2, 1], f"{layer.name}/channels_first"),
@@ -372,6 +440,11 @@ def _simple_rnn_direction(layer: keras.layers.Layer) -> DirectionWeights:
     return DirectionWeights(w, r, b, _onnx_activations(layer, cell.activation), {})
 
 
+# Layers that honour a padding mask (everything else would read the padding Keras hides).
+MASK_CONSUMERS = frozenset(
+    {"MaskedGlobalAveragePooling1D", "LSTM", "GRU", "SimpleRNN", "Bidirectional", *PASS_THROUGH_LAYERS}
+)
+
 # Keras recurrent layer class -> (ONNX fused operator, weights of one direction).
 RECURRENT_OPS: dict[str, tuple[str, Callable[[keras.layers.Layer], DirectionWeights]]] = {
     "LSTM": ("LSTM", _lstm_direction),
@@ -409,6 +482,8 @@ def _emit_recurrent(
         graph.constant(f"{prefix}/R", np.stack([w.r for w in weights])),
         graph.constant(f"{prefix}/B", np.stack([w.b for w in weights])),
     ]
+    if x.masked:
+        inputs.append(graph.sequence_lens)
     y, y_h = graph.node(
         op,
         inputs,
@@ -421,7 +496,8 @@ def _emit_recurrent(
     features = len(directions) * units
     if layer.return_sequences:
         batch_major = graph.transpose(y, [2, 0, 1, 3], f"{prefix}/batch_major")
-        return Value(graph.reshape(batch_major, [0, 0, -1], f"{prefix}/sequences"), (x.shape[0], features))
+        sequences = graph.reshape(batch_major, [0, 0, -1], f"{prefix}/sequences")
+        return Value(sequences, (x.shape[0], features), masked=x.masked)
     batch_major = graph.transpose(y_h, [1, 0, 2], f"{prefix}/batch_major")
     return Value(graph.reshape(batch_major, [0, -1], f"{prefix}/last"), (features,))
 

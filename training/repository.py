@@ -47,8 +47,8 @@ class StagedVersion:
     model_dir: Path
     directory: Path
 
-    def write_history(self, history: dict[str, list[float]]) -> None:
-        (self.directory / HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    def write_json(self, file_name: str, content: dict) -> None:
+        (self.directory / file_name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
     def publish(self, config: model_config_pb2.ModelConfig) -> int:
         """Moves the staged files to `<model>/<N+1>` with config.pbtxt naming that version.

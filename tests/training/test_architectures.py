@@ -12,7 +12,7 @@ from training.settings import ArchitectureSettings
 # Body layer types between the Embedding and the Dense head, per architecture.
 EXPECTED_BODIES = {
     "flatten": ["Flatten"],
-    "gap": ["GlobalAveragePooling1D"],
+    "gap": ["MaskedGlobalAveragePooling1D"],
     "rnn": ["SimpleRNN"],
     "lstm": ["Bidirectional:LSTM"],
     "lstm2": ["Bidirectional:LSTM", "Bidirectional:LSTM"],
@@ -40,6 +40,8 @@ def test_builds_embedding_body_dense_head(name: str, num_outputs: int) -> None:
     model = build_model(name, settings)
     assert type(model.layers[1]).__name__ == "Embedding"
     assert model.layers[1].output_dim == 16 and model.layers[1].input_dim == 50
+    assert model.layers[1].mask_zero is (name not in ("flatten", "conv"))
+    assert model.inputs[0].shape[-1] == (12 if name == "flatten" else None)
     assert _body(model) == EXPECTED_BODIES[name]
     dense, head = model.layers[-2], model.layers[-1]
     assert dense.activation.__name__ == "relu"

@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from training.architectures import MaskedGlobalAveragePooling1D
 from training.onnx_fused import UnsupportedLayerError, fused_onnx_from_keras
 
 VOCAB = 200
@@ -158,19 +159,6 @@ def test_unsupported_layer_is_named() -> None:
         fused_onnx_from_keras(model, max_length=MAX_LENGTH)
 
 
-def test_masking_embedding_is_refused() -> None:
-    model = keras.Sequential(
-        [
-            keras.Input((MAX_LENGTH,), dtype="int32"),
-            layers.Embedding(VOCAB, EMBEDDING_DIM, mask_zero=True, name="masked_embedding"),
-            layers.LSTM(4),
-            layers.Dense(1, activation="sigmoid"),
-        ]
-    )
-    with pytest.raises(UnsupportedLayerError, match=r"masked_embedding.*mask_zero"):
-        fused_onnx_from_keras(model, max_length=MAX_LENGTH)
-
-
 def test_unsupported_recurrent_setting_is_named() -> None:
     model = build_model(
         [layers.Bidirectional(layers.LSTM(4), merge_mode="sum", name="summed")], HEADS["sigmoid"](), 0
@@ -193,4 +181,73 @@ def test_branching_functional_model_is_refused() -> None:
     merged = layers.Concatenate()([pooled, peaks])
     model = keras.Model(inputs, layers.Dense(1, activation="sigmoid")(merged))
     with pytest.raises(UnsupportedLayerError, match="not a linear stack"):
+        fused_onnx_from_keras(model, max_length=MAX_LENGTH)
+
+
+# name -> (layers between a masking Embedding and the head, op types the graph must contain)
+MASKED_BODIES: dict[str, tuple[LayersFactory, set[str]]] = {
+    "gap": (lambda: [MaskedGlobalAveragePooling1D()], {"ReduceSum", "Div"}),
+    "rnn": (lambda: [layers.SimpleRNN(6)], {"RNN"}),
+    "bilstm": (lambda: [layers.Dropout(0.2), layers.Bidirectional(layers.LSTM(6))], {"LSTM"}),
+    "bilstm2": (
+        lambda: [
+            layers.Bidirectional(layers.LSTM(6, return_sequences=True)),
+            layers.Bidirectional(layers.LSTM(5)),
+        ],
+        {"LSTM"},
+    ),
+    "bigru": (lambda: [layers.Bidirectional(layers.GRU(6))], {"GRU"}),
+}
+
+
+def build_masked_model(body: list[keras.layers.Layer], seed: int) -> keras.Model:
+    """Any input length; padding id 0 masked, as training.architectures builds its masked models."""
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            layers.Embedding(VOCAB, EMBEDDING_DIM, mask_zero=True),
+            *body,
+            HEADS["sigmoid"](),
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.normal(0.0, 0.5, weight.shape).astype(np.float32) for weight in model.get_weights()]
+    )
+    return model
+
+
+@pytest.mark.parametrize("body_name", sorted(MASKED_BODIES))
+def test_masked_graph_matches_keras_on_full_and_on_batch_padding(body_name: str) -> None:
+    """sequence_lens from the ids: the same outputs for ids padded to max_length and cut after the
+    longest row; an empty row (all padding) gives zero pooled features / a zero state, not NaN."""
+    make_body, expected_ops = MASKED_BODIES[body_name]
+    model = build_masked_model(make_body(), seed=sorted(MASKED_BODIES).index(body_name))
+    ids = token_ids(seed=11)
+    ids[1:4, 9:] = 0  # a batch of rows no longer than 9 tokens, beside the empty row 0
+    model_proto = fused_onnx_from_keras(model, max_length=MAX_LENGTH)
+
+    op_types = {node.op_type for node in model_proto.graph.node}
+    assert expected_ops <= op_types and not op_types & LOOP_OPS
+    (graph_input,) = model_proto.graph.input
+    assert graph_input.type.tensor_type.shape.dim[1].dim_param == "sequence"
+    expected = np.asarray(model(ids, training=False))
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(run_onnx(model_proto, ids), expected, rtol=0, atol=TOLERANCE)
+    short = ids[:4, :9]
+    np.testing.assert_allclose(run_onnx(model_proto, short), expected[:4], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(np.asarray(model(short, training=False)), expected[:4], rtol=0, atol=TOLERANCE)
+
+
+def test_masked_sequence_into_a_layer_that_reads_padding_is_refused() -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((MAX_LENGTH,), dtype="int32"),
+            layers.Embedding(VOCAB, EMBEDDING_DIM, mask_zero=True),
+            layers.Conv1D(4, 3, name="reads_padding"),
+            layers.GlobalMaxPooling1D(),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    with pytest.raises(UnsupportedLayerError, match=r"reads_padding.*masked sequence"):
         fused_onnx_from_keras(model, max_length=MAX_LENGTH)

@@ -32,6 +32,7 @@ def test_a_user_csv_trains_under_its_file_name(tmp_path: Path) -> None:
     data.write_text("text,label\n" + "\n".join(rows) + "\n")
     models = tmp_path / "models"
     argv = ["--models", str(models), "--dataset", str(data), "--arch", "flatten", "--epochs", "1"]
+    argv.append("--allow-degenerate")
     assert train_main([*argv, "--max-length", "6", "--vocab-size", "40"]) == 0
     config = read_config(models / "support_tickets-flatten" / "1" / "config.pbtxt")
     assert list(config.labels) == ["billing", "login"]
