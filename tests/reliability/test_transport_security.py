@@ -184,9 +184,10 @@ def test_classify_command_speaks_mutual_tls(mtls_server, pki, capsys):
 def test_tls_without_client_certificates_and_metrics_on_their_own_address(
     tiny_model_repository, pki, tmp_path
 ):
+    """With two workers: their shared REST port and the supervisor's /metrics speak TLS too."""
     metrics_port = free_port()
     with ServerProcess(
-        tiny_model_repository, tmp_path,
+        tiny_model_repository, tmp_path, "--workers", "2",
         "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
         "--metrics-host", "127.0.0.2", "--metrics-port", str(metrics_port),
     ) as server:  # fmt: skip
