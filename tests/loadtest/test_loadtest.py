@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 
 import pytest
 
@@ -18,7 +19,7 @@ STAGES = {"queue_wait", "tokenize", "inference", "request"}
 
 def run(server, spec: LoadSpec, models: tuple[str, ...] = (), protocol: str = "seqserve") -> list[Summary]:
     config = LoadTestConfig(
-        address=server.address,
+        address=urllib.parse.urlsplit(server.rest_url).netloc if protocol == "rest" else server.address,
         metrics_url=server.metrics_url,
         models=models,
         protocol=protocol,
@@ -56,9 +57,10 @@ def test_open_loop_keeps_its_rate_when_the_server_keeps_up(loadtest_server):
     assert s.server_ms["request"]["count"] == s.ok
 
 
-def test_kserve_v2_protocol_lists_and_loads_every_model(loadtest_server):
+@pytest.mark.parametrize("protocol", ["v2", "rest"])
+def test_kserve_v2_protocols_list_and_load_every_model(loadtest_server, protocol):
     spec = LoadSpec(concurrency=2, duration_s=0.5, warmup_s=0.1, batch=2, channels=2)
-    summaries = run(loadtest_server, spec, protocol="v2")
+    summaries = run(loadtest_server, spec, protocol=protocol)
     assert [s.model for s in summaries] == sorted(loadtest_server.ready["models"])
     for s in summaries:
         assert s.ok > 0 and s.errors == {} and s.sent == s.ok
