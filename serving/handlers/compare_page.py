@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from importlib import resources
 
 from aiohttp import web
@@ -38,12 +39,13 @@ COMPARE_TIMEOUT_S = 30.0
 class LatencyWindow:
     """Request-duration quantiles per model over a sliding window of histogram snapshots."""
 
-    def __init__(self, metrics: ServerMetrics) -> None:
+    def __init__(self, metrics: ServerMetrics, clock: Callable[[], float] = time.monotonic) -> None:
         self._metrics = metrics
+        self._clock = clock
         self._snapshots: collections.deque[tuple[float, Scrape]] = collections.deque()
 
     def figures(self) -> list[dict[str, object]]:
-        now = time.monotonic()
+        now = self._clock()
         current = parse_histograms(generate_latest(self._metrics.registry).decode())
         if not self._snapshots or now - self._snapshots[-1][0] >= SNAPSHOT_EVERY_S:
             self._snapshots.append((now, current))

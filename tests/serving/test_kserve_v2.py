@@ -520,8 +520,15 @@ def test_asyncio_stream_infer(server):
                 yield {"model_name": model, "inputs": [text_input(texts)], "request_id": request_id}
 
         async with triton_aio.InferenceServerClient(server.address) as aio_client:
+            config = await aio_client.get_model_config("sarcasm-gru")
+            assert config.config.dynamic_batching.max_queue_delay_microseconds == 1000
+            before = (await aio_client.get_inference_statistics("sarcasm-flatten")).model_stats[0]
             responses = aio_client.stream_infer(requests(), stream_timeout=30)
-            return [answer async for answer in responses]
+            answers = [answer async for answer in responses]
+            after = (await aio_client.get_inference_statistics("sarcasm-flatten")).model_stats[0]
+            # the two flatten requests of the stream that ran
+            assert after.inference_stats.success.count - before.inference_stats.success.count == 2
+            return answers
 
     check_stream_answers(asyncio.run(run()), server)
 
