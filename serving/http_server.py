@@ -46,6 +46,8 @@ HTTP_STATUS = {
 }
 # The seconds a client told 429 is asked to wait (Retry-After).
 RETRY_AFTER_S = 1
+# Seconds that requests still running when the port stops get before they are cancelled.
+STOP_TIMEOUT_S = 0.5
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 CLIENT_CERTIFICATE_REQUIRED = (
     "this server requires a client certificate signed by its CA (--tls-client-ca); only the health "
@@ -125,7 +127,11 @@ class HttpServer:
             middlewares=[_middleware(guard, bool(settings.tls_client_ca))],
         )
         self._app.add_routes(list(routes))
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace
+        # period (a client still uploading its body, say): cancel it promptly, not after aiohttp's 60 s.
+        self._runner = web.AppRunner(
+            self._app, access_log=None, handle_signals=False, shutdown_timeout=STOP_TIMEOUT_S
+        )
         self.port = 0
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:

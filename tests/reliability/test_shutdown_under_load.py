@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import queue
 import signal
+import socket
 import threading
 import time
+import urllib.parse
 
 import grpc
 
@@ -136,3 +138,22 @@ def test_a_second_signal_stops_at_once(tiny_model_repository, tmp_path):
     assert stopped_after < 10
     assert codes.count(grpc.StatusCode.OK) < len(calls)
     assert "second signal" in server.log_path.read_text()
+
+
+def test_a_rest_client_still_sending_its_body_does_not_hold_shutdown(tiny_model_repository, tmp_path):
+    """Regression: after the grace period, the HTTP port waited aiohttp's default 60 s for such a
+    request before the process could exit."""
+    with ServerProcess(tiny_model_repository, tmp_path, "--grace-period-s", "1") as server:
+        rest = urllib.parse.urlsplit(server.rest_url)
+        with socket.create_connection((rest.hostname, rest.port), timeout=10) as client:
+            client.sendall(
+                b"POST /v2/models/sarcasm-gru/infer HTTP/1.1\r\nHost: seqserve\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            time.sleep(0.5)  # the server has read the headers: the request is inside the gate
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            exit_code = server.process.wait(30)
+            stopped_after = time.monotonic() - signalled
+    assert exit_code == 0
+    assert stopped_after < 20, "the unfinished upload held the server past its grace period"
