@@ -224,10 +224,10 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelInferResponse:
         try:
-            return await self._infer(request, context.time_remaining())
+            response = await self._infer(request, context.time_remaining())
         except ServingError as error:
             await abort_with(context, error)
-            raise  # abort_with raised already
+        return response
 
     async def ModelStreamInfer(
         self,

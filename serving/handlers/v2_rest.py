@@ -61,13 +61,13 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return document
 
 
-def _field(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _field(document: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    """document[name], which must be there and be a `kind` (JSON's true/false are no numbers here)."""
     value = document.get(name)
     if value is None:
         raise invalid(f"{where} has no {name!r}")
     if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise invalid(f"{where}: {name!r} must be a JSON {expected}, not {type(value).__name__}")
+        raise invalid(f"{where}: {name!r} must be a JSON {kind.__name__}, not {type(value).__name__}")
     return value
 
 
