@@ -429,7 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--rounds", type=int, default=3, help="interleaved rounds [%(default)s]")
     add("--duration", type=float, default=2.5, help="measured seconds per measurement [%(default)s]")
     add("--warmup", type=float, default=0.5, help="warm-up seconds per measurement [%(default)s]")
-    add("--channels", type=int, default=1, help="client channels [%(default)s]")
+    add(
+        "--channels",
+        type=int,
+        default=4,
+        help="client channels (connections), each request on the next [%(default)s]",
+    )
     add("--texts", type=Path, default=DEFAULT_TEXTS, help="request texts [%(default)s]")
     add(
         "--baseline",
