@@ -154,6 +154,7 @@ def int64_input(version_dir: Path) -> None:
     model = slow_onnx(TINY_MAX_LENGTH, matmuls=1)
     model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
     onnx.save(model, version_dir / "model.onnx")
+    edit_config(version_dir, lambda config: config.ClearField("sequence"))  # fixed length, as the graph
 
 
 def variable_length_claimed(version_dir: Path) -> None:

@@ -69,6 +69,7 @@ def add_slow_model(repository: Path, matmuls: int = 60, source: str = "sarcasm-g
     config.output_kind = model_config_pb2.OUTPUT_KIND_SIGMOID
     config.export.onnx_file = "model.onnx"
     config.export.output_name = "probabilities"
+    config.ClearField("sequence")  # the graph takes max_length only
     onnx.save(slow_onnx(config.max_length, matmuls), version_dir / "model.onnx")
     (version_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
     return SLOW_MODEL
