@@ -4,6 +4,7 @@ worker (or supervisor) that goes away takes the rest down with it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
+from tests.reliability.test_lifecycle import publish
 from tests.serving.metrics_text import value
 from tests.serving.rest_client import call, text_tensor
 from tests.serving.server_process import REPO_ROOT, ServerProcess
@@ -72,6 +74,29 @@ def test_two_workers_serve_one_port_and_one_metrics_page_sums_them(tiny_model_re
         assert value(text, "seqserve_model_ready", model="sarcasm-gru") == 1  # ready in both: min, not sum
         assert server.terminate() == 0
         assert not any(alive(pid) for pid in workers)
+
+
+def test_every_worker_polls_the_repository_and_takes_a_new_version(tiny_model_repository, tmp_path):
+    repository = tmp_path / "models"
+    shutil.copytree(tiny_model_repository, repository)
+    with ServerProcess(repository, tmp_path, "--workers", "2", "--poll-interval", "0.2") as server:
+        publish(repository, "sarcasm-gru", 2)
+        # the merged readiness is the minimum over the workers: 1 once both have loaded version 2
+        wait_until(
+            lambda: (
+                value(server.metrics_text(), "seqserve_model_ready", model="sarcasm-gru", version="2") == 1
+            ),
+            "version 2 ready in both workers",
+        )
+        request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT])
+        versions = {
+            one_connection(
+                server.address, lambda c: classifier_pb2_grpc.ClassifierStub(c).Classify(request).version
+            )
+            for _ in range(CONNECTIONS)
+        }
+        assert versions == {2}
+        assert server.terminate() == 0
 
 
 def test_sigterm_drains_every_worker_and_loses_no_request(tiny_model_repository, tmp_path):
