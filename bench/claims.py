@@ -49,6 +49,7 @@ from bench.run import (
     free_port,
     measure,
     serve_command,
+    serving,
     started,
 )
 from bench.speed_report import (
@@ -271,13 +272,10 @@ def serve_and_measure(
     for runtime in RUNTIMES:
         port, metrics_port = free_port(), free_port()
         command = serve_command(models, port, metrics_port, "--runtime", runtime)
-        with started(command, logs / f"claims-server-{runtime}-{port}.log"):
+        with started(command, logs / f"claims-server-{runtime}-{port}.log") as ready:
+            server = serving(ready)
             served[runtime] = [
-                cell
-                for name in names
-                for cell in measure(
-                    f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", name, spec, texts, "on"
-                )
+                cell for name in names for cell in measure(server, name, spec, texts, "on", runtime=runtime)
             ]
     return served
 
