@@ -7,11 +7,21 @@ import numpy as np
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from bench.claims import REAL_BATCHES, RealTexts, Subject, control_batch, plan, time_inference
+from bench.claims import (
+    REAL_BATCHES,
+    RealTexts,
+    Subject,
+    control_batch,
+    plan,
+    serve_and_measure,
+    time_inference,
+)
 from bench.inference_timing import TimingBudget
 from bench.speed_report import REAL_TEXTS, Setting
+from seqserve.loadtest.runner import LoadSpec
 from serving.sequence import SequencePadding
 from serving.tokenization import TokenEncoder
+from tests.conftest import DATA_DIR
 
 QUICK = TimingBudget(max_rounds=3, min_rounds=2, seconds_per_subject=0)
 # architecture -> (variable length, trailing padding)
@@ -93,3 +103,16 @@ def test_shorter_texts_are_timed_at_batch_1_and_the_control_batch_full_ones_at_e
         Setting(40, 1, 32),
         Setting(40, 1, REAL_TEXTS),
     ]
+
+
+def test_the_served_phase_measures_every_model_on_both_runtimes(tiny_model_repository) -> None:
+    """Regression: the served phase called bench.run.measure with the arguments it took before it was
+    handed a Server, and `make claims` failed after its in-process phase."""
+    spec = LoadSpec(duration_s=0.3, warmup_s=0.1, max_requests=50)
+    served = serve_and_measure(
+        tiny_model_repository, ["sarcasm-gru"], spec, DATA_DIR / "sarcasm" / "sarcasm.json"
+    )
+    assert {
+        runtime: [(c.target, c.runtime, c.concurrency) for c in cells] for runtime, cells in served.items()
+    } == {runtime: [("sarcasm-gru", runtime, c) for c in (1, 32)] for runtime in ("onnx", "tf")}
+    assert all(c.summary.ok > 0 and not c.summary.errors for cells in served.values() for c in cells)
