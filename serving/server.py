@@ -54,7 +54,7 @@ from serving.repository import ModelRepository
 from serving.settings import Settings
 
 if TYPE_CHECKING:
-    from serving.workers import WorkerLink
+    from serving.worker import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
 
 class Server:
     def __init__(self, settings: Settings, link: WorkerLink | None = None) -> None:
-        """`link`: this server is one of `--workers` processes (serving.workers); the supervisor serves
+        """`link`: this server is one of `--workers` processes (serving.worker); the supervisor serves
         /metrics and says when every worker is ready."""
         self.settings = settings
         self.link = link

@@ -7,7 +7,7 @@ and drains on shutdown. The supervisor holds no gRPC object, model or runtime:
 
 - it reserves the gRPC and REST ports first (bound with SO_REUSEPORT, never listening; with port 0 the
   kernel picks it), so every worker binds the same ones;
-- it spawns each worker as a fresh interpreter (`python -m serving.workers`, its settings sent over a
+- it spawns each worker as a fresh interpreter (`python -m serving.worker`, its settings sent over a
   pipe), never a fork, so gRPC's rule against forking a process with gRPC state holds whatever the
   supervisor imported; and so that the supervisor stays small (whole server ≈ N workers' memory), it
   imports no gRPC, no metrics library and not multiprocessing's process machinery;
@@ -23,12 +23,12 @@ and drains on shutdown. The supervisor holds no gRPC object, model or runtime:
 Workers run in their own process group, so a Ctrl-C in a terminal reaches only the supervisor, which
 passes it on once.
 
-    python -m serving.workers CONTROL_FD METRICS_FD     (run by the supervisor only)
+The worker's end of the pipes is serving/worker.py (`python -m serving.worker CONTROL_FD METRICS_FD`,
+run by the supervisor only); this module imports no asyncio, so the supervisor stays small.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import http.server
@@ -44,13 +44,12 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
 
 from serving.announce import announce
-from serving.logs import configure_logging
 from serving.metrics_merge import CONTENT_TYPE, merge
 from serving.settings import Settings
 from serving.tls import server_context
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -58,64 +57,6 @@ log = logging.getLogger(__name__)
 READY = "ready"  # worker -> supervisor, with its port and models
 SERVE = "serve"  # supervisor -> worker: every worker is ready, turn SERVING
 METRICS_TIMEOUT_S = 5.0
-
-
-class WorkerLink:
-    """A worker's end of its two pipes to the supervisor: control messages, and metrics on request."""
-
-    def __init__(self, control: Connection, metrics: Connection) -> None:
-        self._control = control
-        self._metrics = metrics
-        self._go = asyncio.Event()
-        self._stop = asyncio.Event()
-
-    def serve_metrics(self, registry: CollectorRegistry) -> None:
-        """Answer every request on the metrics pipe with this worker's exposition, in a daemon thread."""
-        from prometheus_client import generate_latest
-
-        def answer() -> None:
-            with contextlib.suppress(EOFError, OSError):  # the supervisor is gone
-                while True:
-                    self._metrics.recv_bytes()
-                    self._metrics.send_bytes(generate_latest(registry))
-
-        threading.Thread(target=answer, name="metrics-link", daemon=True).start()
-
-    def watch(self, stop: asyncio.Event) -> None:
-        """Read control messages on the running loop. `stop` is the worker's shutdown: set here when
-        the supervisor is gone, and it ends a wait in `ready`."""
-        self._stop = stop
-        asyncio.get_running_loop().add_reader(self._control.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        try:
-            message = self._control.recv()
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(self._control.fileno())
-            log.warning("the supervisor is gone; shutting down")
-            self._stop.set()
-            return
-        if message == SERVE:
-            self._go.set()
-
-    async def ready(self, port: int, models: dict[str, list[int]]) -> bool:
-        """Report this worker ready, then wait until every worker is (True) or shutdown began (False)."""
-        self._control.send((READY, {"port": port, "models": models, "pid": os.getpid()}))
-        waits = [asyncio.ensure_future(event.wait()) for event in (self._go, self._stop)]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for waiting in waits:
-            waiting.cancel()
-        return self._go.is_set() and not self._stop.is_set()
-
-
-def worker_main(control_fd: int, metrics_fd: int) -> int:
-    """A spawned worker process: one whole server that reports to the supervisor."""
-    control, metrics = Connection(control_fd), Connection(metrics_fd)
-    settings: Settings = control.recv()
-    configure_logging(settings.log_level, settings.log_format)
-    from serving.server import serve  # gRPC is imported in the workers only
-
-    return asyncio.run(serve(settings, WorkerLink(control, metrics)))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -142,7 +83,7 @@ def start_worker(settings: Settings) -> Worker:
     metrics, metrics_child = Pipe()
     fds = (control_child.fileno(), metrics_child.fileno())
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.workers", *map(str, fds)], pass_fds=fds, process_group=0
+        [sys.executable, "-m", "serving.worker", *map(str, fds)], pass_fds=fds, process_group=0
     )
     control_child.close()
     metrics_child.close()
@@ -272,7 +213,3 @@ class Supervisor:
 
 def supervise(settings: Settings) -> int:
     return Supervisor(settings).run()
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main(int(sys.argv[1]), int(sys.argv[2])))

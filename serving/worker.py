@@ -1,0 +1,87 @@
+"""The worker's end of `--workers N` (serving/workers.py is the supervisor's): a whole server whose
+/metrics and readiness go through two pipes to the supervisor.
+
+    python -m serving.worker CONTROL_FD METRICS_FD     (run by the supervisor only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+from serving.logs import configure_logging
+from serving.settings import Settings
+from serving.workers import READY, SERVE
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLink:
+    """A worker's end of its two pipes to the supervisor: control messages, and metrics on request."""
+
+    def __init__(self, control: Connection, metrics: Connection) -> None:
+        self._control = control
+        self._metrics = metrics
+        self._go = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def serve_metrics(self, registry: CollectorRegistry) -> None:
+        """Answer every request on the metrics pipe with this worker's exposition, in a daemon thread."""
+        from prometheus_client import generate_latest
+
+        def answer() -> None:
+            with contextlib.suppress(EOFError, OSError):  # the supervisor is gone
+                while True:
+                    self._metrics.recv_bytes()
+                    self._metrics.send_bytes(generate_latest(registry))
+
+        threading.Thread(target=answer, name="metrics-link", daemon=True).start()
+
+    def watch(self, stop: asyncio.Event) -> None:
+        """Read control messages on the running loop. `stop` is the worker's shutdown: set here when
+        the supervisor is gone, and it ends a wait in `ready`."""
+        self._stop = stop
+        asyncio.get_running_loop().add_reader(self._control.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            message = self._control.recv()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+            log.warning("the supervisor is gone; shutting down")
+            self._stop.set()
+            return
+        if message == SERVE:
+            self._go.set()
+
+    async def ready(self, port: int, models: dict[str, list[int]]) -> bool:
+        """Report this worker ready, then wait until every worker is (True) or shutdown began (False)."""
+        self._control.send((READY, {"port": port, "models": models, "pid": os.getpid()}))
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._go, self._stop)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        return self._go.is_set() and not self._stop.is_set()
+
+
+def worker_main(control_fd: int, metrics_fd: int) -> int:
+    """A spawned worker process: one whole server that reports to the supervisor."""
+    control, metrics = Connection(control_fd), Connection(metrics_fd)
+    settings: Settings = control.recv()
+    configure_logging(settings.log_level, settings.log_format)
+    from serving.server import serve  # gRPC is imported in the workers only
+
+    return asyncio.run(serve(settings, WorkerLink(control, metrics)))
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(int(sys.argv[1]), int(sys.argv[2])))
