@@ -7,12 +7,9 @@ single-process /metrics passes them to prometheus_client.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ssl
 
 from serving.settings import Settings
-
-if TYPE_CHECKING:
-    import ssl
 
 
 def server_context(settings: Settings, client_certificate_optional: bool = False) -> ssl.SSLContext | None:
@@ -21,8 +18,6 @@ def server_context(settings: Settings, client_certificate_optional: bool = False
     (then the application decides what such a client may reach)."""
     if not settings.tls:
         return None
-    import ssl  # only with TLS on: ssl is a third of the --workers supervisor's memory otherwise
-
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.tls_cert, settings.tls_key)
     if settings.tls_client_ca:
