@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ def serve_main(argv: Sequence[str]) -> int:
         from serving.workers import supervise  # imports no gRPC: workers are spawned from a clean process
 
         return supervise(settings)
+    import asyncio  # here: the supervisor above stays without it
+
     from serving.server import serve  # after logging, so import-time log lines are formatted
 
     return asyncio.run(serve(settings))

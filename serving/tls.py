@@ -7,9 +7,12 @@ single-process /metrics passes them to prometheus_client.)
 
 from __future__ import annotations
 
-import ssl
+from typing import TYPE_CHECKING
 
 from serving.settings import Settings
+
+if TYPE_CHECKING:
+    import ssl
 
 
 def server_context(settings: Settings, client_certificate_optional: bool = False) -> ssl.SSLContext | None:
@@ -18,6 +21,8 @@ def server_context(settings: Settings, client_certificate_optional: bool = False
     (then the application decides what such a client may reach)."""
     if not settings.tls:
         return None
+    import ssl  # only with TLS on: megabytes the --workers supervisor otherwise does without
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.tls_cert, settings.tls_key)
     if settings.tls_client_ca:

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import http.server
 import logging
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 READY = "ready"  # worker -> supervisor, with its port and models
 SERVE = "serve"  # supervisor -> worker: every worker is ready, turn SERVING
 METRICS_TIMEOUT_S = 5.0
+MAX_LINE, MAX_HEADERS = 8192, 100  # of a /metrics request
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -102,31 +103,41 @@ def scrape(workers: list[Worker]) -> str:
     return merge(texts)
 
 
-def serve_metrics(settings: Settings, workers: list[Worker]) -> http.server.ThreadingHTTPServer:
+class _MetricsRequest(socketserver.StreamRequestHandler):
+    """GET /metrics over HTTP/1.0, answered and closed: all Prometheus needs. http.server would do too,
+    but it loads the email and ssl packages, megabytes the supervisor otherwise does without."""
+
+    timeout = 10  # a client that stalls mid-request holds only its own thread, and not for long
+    server: _MetricsServer
+
+    def handle(self) -> None:
+        request = self.rfile.readline(MAX_LINE).decode("latin-1").split()
+        for _ in range(MAX_HEADERS):  # the headers change nothing in the answer
+            if self.rfile.readline(MAX_LINE) in (b"\r\n", b"\n", b""):
+                break
+        if len(request) >= 2 and request[0] == "GET" and request[1].split("?", 1)[0] == "/metrics":
+            status, content_type, body = "200 OK", CONTENT_TYPE, scrape(self.server.workers).encode()
+        else:
+            status, content_type, body = "404 Not Found", "text/plain", b"only /metrics is here\n"
+        head = f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        self.wfile.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+
+
+class _MetricsServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], workers: list[Worker]) -> None:
+        self.workers = workers
+        super().__init__(address, _MetricsRequest)
+
+
+def serve_metrics(settings: Settings, workers: list[Worker]) -> _MetricsServer:
     """/metrics of the whole server, in a daemon thread, with the server's TLS settings."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/metrics":
-                self.send_error(404, "only /metrics is here")
-                return
-            body = scrape(workers).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # a scrape every few seconds is not worth a log line
-
-    server = http.server.ThreadingHTTPServer(
-        (settings.effective_metrics_host, settings.metrics_port), Handler
-    )
+    server = _MetricsServer((settings.effective_metrics_host, settings.metrics_port), workers)
     context = server_context(settings)
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
 

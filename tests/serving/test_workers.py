@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -72,6 +74,8 @@ def test_two_workers_serve_one_port_and_one_metrics_page_sums_them(tiny_model_re
         assert value(text, "seqserve_request_duration_seconds_count", model="sarcasm-gru") == requests
         assert value(text, "seqserve_batch_size_sum", model="sarcasm-gru") == 2 * requests
         assert value(text, "seqserve_model_ready", model="sarcasm-gru") == 1  # ready in both: min, not sum
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(server.metrics_url.removesuffix("/metrics") + "/other", timeout=10)
         assert server.terminate() == 0
         assert not any(alive(pid) for pid in workers)
 
