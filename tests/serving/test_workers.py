@@ -169,3 +169,18 @@ def test_bad_worker_counts_are_refused_at_start_up(tmp_path, arguments, message)
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_lone_server_refuses_a_port_another_server_holds(tiny_model_repository, tmp_path):
+    """Regression: gRPC sets SO_REUSEPORT by default, so a second server on a taken port started and
+    silently took half of the first one's connections; only `--workers` shares a port now."""
+    with ServerProcess(tiny_model_repository, tmp_path) as first:
+        port = first.address.rsplit(":", 1)[1]
+        command = [
+            sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(tiny_model_repository),
+            "--port", port, "--metrics-port", "0", "--rest-port", "0",
+        ]  # fmt: skip
+        second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert "start-up failed" in second.stderr
+        assert first.process.poll() is None
