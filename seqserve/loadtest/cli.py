@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--texts",
         type=Path,
         default=DEFAULT_TEXTS,
-        help="JSON array of records with a 'headline' or 'text' field, or a file of lines [%(default)s]",
+        help="JSON array of records with a 'headline' or 'text' field, a file of lines, or a folder inside "
+        "a tar archive (archive.tar.gz/folder: its .txt files) [%(default)s]",
     )
     add(
         "--concurrency",
