@@ -277,6 +277,8 @@ def verdicts(
     for model in models:
         for target in TARGETS:
             cell = Cell(model, *target.shape)
+            if any((s, "v2", cell) not in figures for s in (seqserve, KSERVE, FLOOR)):
+                continue  # a cell `--cells` left out
             ours, peer, floor = (
                 getattr(figures[(s, "v2", cell)], target.metric) for s in (seqserve, KSERVE, FLOOR)
             )

@@ -72,6 +72,21 @@ def test_each_target_compares_with_kserve_in_its_direction_and_names_the_floor()
     assert "the no-op floor: 3000 req/s = 3.00x KServe" in found["m: c=32 req/s ≥ 2x KServe"].evidence
 
 
+def test_targets_of_cells_left_out_are_left_out() -> None:
+    """Regression: with --cells narrowed, the report crashed on the first target without its cell."""
+    table = {
+        key: f
+        for key, f in (
+            all_cells("ours", 900.0, 0.9, 0.5)
+            | all_cells(KSERVE, 1000.0, 1.0, 0.8)
+            | all_cells(FLOOR, 3000, 0.7, 0.2)
+        ).items()
+        if key[2].batch == 1
+    }
+    targets = [v.target for v in verdicts(table, ["m"], "ours")]
+    assert len(targets) == 4 and not any("32 texts/request" in t for t in targets)
+
+
 def test_lower_is_better_targets_fail_above_their_limit() -> None:
     found = judged(900.0, 0.9, 0.5)
     assert not found["m: c=1 p50 ≤ 0.8x KServe"].passed  # 0.9x
