@@ -74,9 +74,7 @@ def export_fresh(
         ),
         parameter_count=model.count_params(),
         export=exported.summary(),
-        sequence=model_config_pb2.SequenceInput(
-            variable_length=policy.variable_length, trailing_padding=policy.trailing_padding
-        ),
+        sequence=policy.config(),
     )
     write_config(directory / CONFIG_FILE, config)
     return config

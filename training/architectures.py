@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import keras
 
+from seqserve.v1 import model_config_pb2
 from training.settings import ArchitectureSettings
 
 Body = Callable[[ArchitectureSettings], list[keras.layers.Layer]]
@@ -41,6 +42,11 @@ class SequencePolicy:
 
     variable_length: bool
     trailing_padding: int
+
+    def config(self) -> model_config_pb2.SequenceInput:
+        return model_config_pb2.SequenceInput(
+            variable_length=self.variable_length, trailing_padding=self.trailing_padding
+        )
 
 
 def sequence_policy(name: str, settings: ArchitectureSettings) -> SequencePolicy:

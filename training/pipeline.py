@@ -126,9 +126,7 @@ def build_config(
             validation_fraction=dataset.validation_fraction,
         ),
         export=exported.summary(),
-        sequence=model_config_pb2.SequenceInput(
-            variable_length=policy.variable_length, trailing_padding=policy.trailing_padding
-        ),
+        sequence=policy.config(),
     )
 
 
