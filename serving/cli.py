@@ -21,7 +21,7 @@ def serve_main(argv: Sequence[str]) -> int:
     # waits on the GIL and makes encode_batch 5-40x slower than encoding on the calling thread.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if settings.workers > 1:
-        from serving.workers import supervise  # imports no gRPC: workers are spawned from a clean process
+        from serving.supervisor import supervise  # imports no gRPC: workers are spawned from a clean process
 
         return supervise(settings)
     import asyncio  # here: the supervisor above stays without it

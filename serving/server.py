@@ -26,11 +26,12 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.announce import address, announce
@@ -53,9 +54,6 @@ from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
 
-if TYPE_CHECKING:
-    from serving.worker import WorkerLink
-
 log = logging.getLogger(__name__)
 
 # After the last RPC has left the closed gate, it stays closed this long (within the grace period)
@@ -63,6 +61,19 @@ log = logging.getLogger(__name__)
 # "shutting down" instead of having it cancelled by the stopping transport.
 GATE_LINGER_S = 0.5
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
+
+
+class SupervisorLink(Protocol):
+    """What a server that is one of `--workers` processes needs of its supervisor (serving.worker
+    implements it): the supervisor serves /metrics and says when every worker is ready."""
+
+    def serve_metrics(self, registry: CollectorRegistry) -> None: ...
+
+    def watch(self, stop: asyncio.Event) -> None:
+        """Set `stop` when the supervisor asks for shutdown or is gone."""
+
+    async def ready(self, port: int, models: dict[str, list[int]]) -> bool:
+        """Report ready; True once every worker is, False if shutdown began first."""
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:
@@ -77,9 +88,8 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
 
 
 class Server:
-    def __init__(self, settings: Settings, link: WorkerLink | None = None) -> None:
-        """`link`: this server is one of `--workers` processes (serving.worker); the supervisor serves
-        /metrics and says when every worker is ready."""
+    def __init__(self, settings: Settings, link: SupervisorLink | None = None) -> None:
+        """`link`: this server is one of `--workers` processes (see SupervisorLink)."""
         self.settings = settings
         self.link = link
         self.metrics = ServerMetrics()
@@ -222,7 +232,7 @@ class Server:
         return not forced_stop
 
 
-async def serve(settings: Settings, link: WorkerLink | None = None) -> int:
+async def serve(settings: Settings, link: SupervisorLink | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop_requested, force = asyncio.Event(), asyncio.Event()
 

@@ -1,4 +1,4 @@
-"""The worker's end of `--workers N` (serving/workers.py is the supervisor's): a whole server whose
+"""The worker's end of `--workers N` (serving/supervisor.py is the supervisor's): a whole server whose
 /metrics and readiness go through two pipes to the supervisor.
 
     python -m serving.worker CONTROL_FD METRICS_FD     (run by the supervisor only)
@@ -15,9 +15,10 @@ import threading
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from serving.control import READY, SERVE
 from serving.logs import configure_logging
+from serving.server import serve
 from serving.settings import Settings
-from serving.workers import READY, SERVE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -78,8 +79,6 @@ def worker_main(control_fd: int, metrics_fd: int) -> int:
     control, metrics = Connection(control_fd), Connection(metrics_fd)
     settings: Settings = control.recv()
     configure_logging(settings.log_level, settings.log_format)
-    from serving.server import serve  # gRPC is imported in the workers only
-
     return asyncio.run(serve(settings, WorkerLink(control, metrics)))
 
 

@@ -41,21 +41,15 @@ import sys
 import threading
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING
 
 from serving.announce import announce
+from serving.control import READY, SERVE
 from serving.metrics_merge import CONTENT_TYPE, merge
 from serving.settings import Settings
 from serving.tls import server_context
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
-# Control messages; the very first one, supervisor -> worker, is the worker's Settings.
-READY = "ready"  # worker -> supervisor, with its port and models
-SERVE = "serve"  # supervisor -> worker: every worker is ready, turn SERVING
 METRICS_TIMEOUT_S = 5.0
 MAX_LINE, MAX_HEADERS = 8192, 100  # of a /metrics request
 

@@ -1,0 +1,6 @@
+"""The control messages between the `--workers` supervisor (serving.supervisor) and each worker
+(serving.worker), over the worker's control pipe. The very first message, supervisor -> worker, is
+the worker's Settings. Standard library only: the supervisor imports it."""
+
+READY = "ready"  # worker -> supervisor, with its port and models
+SERVE = "serve"  # supervisor -> worker: every worker is ready, turn SERVING
