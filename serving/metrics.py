@@ -1,6 +1,7 @@
 """Prometheus metrics: one CollectorRegistry per server, served on its own HTTP port at /metrics.
 
-Names are stable (dashboards and alerts depend on them); durations are in seconds. Every series carries
+Names are stable (dashboards and alerts depend on them) and defined once, in seqserve.metric_names;
+durations are in seconds. Every series carries
 `model`, `version` and `runtime`, taken only from models the registry has loaded. A request naming an
 unknown model is counted under model="_unknown" (a name no real model can have: names start with
 [a-z0-9]), so clients cannot create series at will. No label ever holds request data.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from seqserve import metric_names as names
 from serving.settings import Settings
 from serving.statistics import ModelStatistics
 
@@ -44,47 +46,47 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.request_duration = Histogram(
-            "seqserve_request_duration_seconds",
+            names.REQUEST_DURATION,
             "End-to-end time of successful inference requests: validation, queue, tokenize, inference, reply",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_wait = Histogram(
-            "seqserve_queue_wait_seconds", "Time a request waited in its model's queue before its batch ran",
+            names.QUEUE_WAIT, "Time a request waited in its model's queue before its batch ran",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.tokenize_duration = Histogram(
-            "seqserve_tokenize_duration_seconds", "Time to tokenize one batch",
+            names.TOKENIZE_DURATION, "Time to tokenize one batch",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.inference_duration = Histogram(
-            "seqserve_inference_duration_seconds", "Time the runtime took for one batch",
+            names.INFERENCE_DURATION, "Time the runtime took for one batch",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_size = Histogram(
-            "seqserve_batch_size", "Texts per executed batch",
+            names.BATCH_SIZE, "Texts per executed batch",
             MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
         )  # fmt: skip
         self.requests = Counter(
-            "seqserve_requests", "Inference requests by final gRPC status code",
+            names.REQUESTS, "Inference requests by final gRPC status code",
             (*MODEL_LABELS, "code"), registry=r,
         )  # fmt: skip
         self.texts = Counter(
-            "seqserve_texts", "Texts in inference requests by final gRPC status code",
+            names.TEXTS, "Texts in inference requests by final gRPC status code",
             (*MODEL_LABELS, "code"), registry=r,
         )  # fmt: skip
         self.queue_expired = Counter(
-            "seqserve_queue_expired", "Requests dropped unrun because their deadline passed in the queue",
+            names.QUEUE_EXPIRED, "Requests dropped unrun because their deadline passed in the queue",
             MODEL_LABELS, registry=r,
         )  # fmt: skip
         self.in_flight = Gauge(
-            "seqserve_requests_in_flight", "Inference requests being handled now",
+            names.REQUESTS_IN_FLIGHT, "Inference requests being handled now",
             MODEL_LABELS, registry=r,
         )  # fmt: skip
         self.queue_depth = Gauge(
-            "seqserve_queue_depth", "Requests waiting in the model's queue", MODEL_LABELS, registry=r
+            names.QUEUE_DEPTH, "Requests waiting in the model's queue", MODEL_LABELS, registry=r
         )
         self.model_ready = Gauge(
-            "seqserve_model_ready", "1 when the model version is loaded, warm and serving",
+            names.MODEL_READY, "1 when the model version is loaded, warm and serving",
             MODEL_LABELS, registry=r,
         )  # fmt: skip
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-MIN_GAUGES = frozenset({"seqserve_model_ready"})
+from seqserve.metric_names import MODEL_READY
+
+MIN_GAUGES = frozenset({MODEL_READY})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

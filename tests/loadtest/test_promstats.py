@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from seqserve.loadtest.promstats import Histogram, histogram_quantile, parse_histograms, server_view
+from seqserve.histograms import Histogram, histogram_quantile
+from seqserve.loadtest.promstats import parse_histograms, server_view
 
 INF = math.inf
 # 10 observations in (0, 1], 30 in (1, 2], 60 in (2, 4], none above: 100 in all.

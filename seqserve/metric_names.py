@@ -1,0 +1,23 @@
+"""The server's Prometheus metric names, defined once: the server registers them
+(serving.metrics) and the load tester reads them back (seqserve.loadtest.promstats). They are a stable
+contract: dashboards and alerts depend on them."""
+
+REQUEST_DURATION = "seqserve_request_duration_seconds"
+QUEUE_WAIT = "seqserve_queue_wait_seconds"
+TOKENIZE_DURATION = "seqserve_tokenize_duration_seconds"
+INFERENCE_DURATION = "seqserve_inference_duration_seconds"
+BATCH_SIZE = "seqserve_batch_size"
+REQUESTS = "seqserve_requests"  # a counter: exposed as seqserve_requests_total
+TEXTS = "seqserve_texts"
+QUEUE_EXPIRED = "seqserve_queue_expired"
+REQUESTS_IN_FLIGHT = "seqserve_requests_in_flight"
+QUEUE_DEPTH = "seqserve_queue_depth"
+MODEL_READY = "seqserve_model_ready"
+
+# The latency histograms by the stage of a request they time.
+STAGES: dict[str, str] = {
+    "queue_wait": QUEUE_WAIT,
+    "tokenize": TOKENIZE_DURATION,
+    "inference": INFERENCE_DURATION,
+    "request": REQUEST_DURATION,
+}
