@@ -1,12 +1,12 @@
 """The server's HTTP port (KServe V2 REST and the compare page): aiohttp in the server's own event loop.
 
-What every HTTP route shares lives here; the routes themselves are protocol handlers
-(serving.handlers.v2_rest, serving.handlers.compare_page).
+The routes themselves are protocol handlers (serving.handlers.v2_rest, serving.handlers.compare_page);
+this module holds the application and its middleware.
 - Errors: a `ServingError` (or a refusal of aiohttp's, e.g. a body over --max-message-bytes) becomes
-  its HTTP status with a JSON body `{"error": "..."}`; an unexpected exception is logged and answers
-  500, and the server keeps serving.
-- Shutdown: requests pass the same gate as the gRPC RPCs (serving.handlers.guard.RequestGuard); once
-  it closes, new requests answer 503 and the drain waits for the ones inside, on every port at once.
+  its HTTP status with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception
+  is logged and answers 500, and the server keeps serving.
+- Shutdown: requests pass the same gate as the gRPC RPCs (serving.admission); once it closes, new
+  requests answer 503 and the drain waits for the ones inside, on every port at once.
   Health checks stay ungated, so probes see "not ready" instead of a refusal.
 - TLS: the same certificate and key as the gRPC port. With a client CA, a client presenting a
   certificate it did not sign is refused in the handshake; one presenting none reaches only the health
@@ -16,36 +16,20 @@ What every HTTP route shares lives here; the routes themselves are protocol hand
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import grpc
 from aiohttp import web
 
-from serving.handlers.guard import SHUTTING_DOWN, RequestGuard
-from serving.inference import ServingError
+from serving.admission import SHUTTING_DOWN, AdmissionGate
+from serving.errors import ServingError
+from serving.handlers.rest import error_response, serving_error_response
 from serving.settings import Settings
 from serving.tls import server_context
 
 log = logging.getLogger(__name__)
 
-# The HTTP status of each gRPC status code a ServingError can carry. A full model queue is 429: the
-# server is healthy and the request may be retried after a backoff, whereas 503 says "this server is
-# going away or not ready, send it elsewhere" (draining, unloading), and load balancers act on it.
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
-# The seconds a client told 429 is asked to wait (Retry-After).
-RETRY_AFTER_S = 1
 # Seconds that requests still running when the port stops get before they are cancelled.
 STOP_TIMEOUT_S = 0.5
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
@@ -57,37 +41,18 @@ CLIENT_CERTIFICATE_REQUIRED = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def json_response(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=json.dumps(document, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-        charset="utf-8",
-        headers=headers,
-    )
-
-
-def error_response(status: int, message: str) -> web.Response:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
-    return json_response({"error": message}, status, headers)
-
-
-def serving_error_response(error: ServingError) -> web.Response:
-    return error_response(HTTP_STATUS.get(error.code, 500), error.message)
-
-
 def _has_client_certificate(request: web.Request) -> bool:
     transport = request.transport
     return transport is not None and bool(transport.get_extra_info("peercert"))
 
 
-def _middleware(guard: RequestGuard, client_ca: bool) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+def _middleware(gate: AdmissionGate, client_ca: bool) -> Callable[[web.Request, Handler], Awaitable[Any]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         health = request.path in HEALTH_PATHS
         if client_ca and not health and not _has_client_certificate(request):
             return error_response(403, CLIENT_CERTIFICATE_REQUIRED)
-        if not health and not guard.admit():
+        if not health and not gate.admit():
             return error_response(503, SHUTTING_DOWN)
         try:
             return await handler(request)
@@ -102,7 +67,7 @@ def _middleware(guard: RequestGuard, client_ca: bool) -> Callable[[web.Request, 
             return error_response(500, "internal error; the server logged it")
         finally:
             if not health:
-                guard.leave()
+                gate.leave()
 
     return middleware
 
@@ -120,11 +85,11 @@ def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
 
 
 class HttpServer:
-    def __init__(self, settings: Settings, guard: RequestGuard, routes: Iterable[web.RouteDef]) -> None:
+    def __init__(self, settings: Settings, gate: AdmissionGate, routes: Iterable[web.RouteDef]) -> None:
         self._settings = settings
         self._app = web.Application(
             client_max_size=settings.max_message_bytes,
-            middlewares=[_middleware(guard, bool(settings.tls_client_ca))],
+            middlewares=[_middleware(gate, bool(settings.tls_client_ca))],
         )
         self._app.add_routes(list(routes))
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace

@@ -1,4 +1,5 @@
-"""The protocol-neutral request path shared by every handler (seqserve.v1 today, KServe V2 later).
+"""The protocol-neutral request path shared by every handler (seqserve.v1, and KServe V2 through its
+data plane, serving.protocol.v2_dataplane).
 
 Handlers turn their wire format into (model, version, texts) and call `InferenceService.classify`;
 it validates, finds the model, queues the texts on the model's batcher and records request metrics.
@@ -18,6 +19,7 @@ import grpc
 import numpy as np
 
 from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, deadline_reached, monotonic_deadline
+from serving.errors import ServingError
 from serving.metrics import UNRESOLVED, ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.registry import ModelNotFound, ModelRegistry
@@ -27,13 +29,6 @@ from serving.settings import Settings
 log = logging.getLogger(__name__)
 
 QUEUE_ROOM_POLL_S = 0.001
-
-
-class ServingError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

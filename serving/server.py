@@ -3,7 +3,7 @@
 Start-up order: the gRPC port opens first with health NOT_SERVING (a load balancer or Kubernetes probe
 sees "alive, not ready"), then every model loads and warms up, then health turns SERVING and the
 ready line is printed. On SIGTERM/SIGINT health turns NOT_SERVING and the request gate closes (new
-RPCs get UNAVAILABLE, see serving.handlers.guard); open ClassifyStreams stop reading (they answer what
+RPCs get UNAVAILABLE, see serving.admission); open ClassifyStreams stop reading (they answer what
 they read, then end with UNAVAILABLE); in-flight RPCs (and everything already queued for them) finish
 within the grace period; then the transport stops and the process exits 0. A second signal during that
 stops the server at once (exit 1): running requests are cancelled.
@@ -34,11 +34,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
-from serving.handlers.guard import RequestGuard
-from serving.handlers.kserve_v2 import (
+from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.v2_grpc import (
     KSERVE_V2_SERVICE,
     STREAM_INFER_METHOD,
     KServeV2Servicer,
@@ -50,6 +51,7 @@ from serving.http_server import HttpServer
 from serving.inference import InferenceService
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
+from serving.protocol.v2_dataplane import DataPlane
 from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
@@ -105,19 +107,21 @@ class Server:
             on_readiness=self._model_readiness_changed,
         )
         self.service = InferenceService(self.registry, settings, self.metrics)
+        self.dataplane = DataPlane(self.service, self.registry, self.health, settings)
         limits = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             # workers share their port; a lone server refuses a port another process holds
             ("grpc.so_reuseport", int(link is not None)),
         ]
-        self.guard = RequestGuard(lenient_streams=frozenset({STREAM_INFER_METHOD}))
-        self.grpc_server = grpc.aio.server(interceptors=[self.guard], options=limits)
+        self.gate = AdmissionGate()
+        guard = RequestGuard(self.gate, lenient_streams=frozenset({STREAM_INFER_METHOD}))
+        self.grpc_server = grpc.aio.server(interceptors=[guard], options=limits)
         self.http_server = HttpServer(
             settings,
-            self.guard,
+            self.gate,
             [
-                *V2RestHandler(self.service, self.registry, self.health, settings).routes(),
+                *V2RestHandler(self.dataplane).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
             ],
         )
@@ -141,7 +145,7 @@ class Server:
             ClassifierServicer(self.service, self.registry, self.stopping), self.grpc_server
         )
         add_kserve_v2_servicer_to_server(
-            KServeV2Servicer(self.service, self.registry, self.health, self.settings, self.stopping),
+            KServeV2Servicer(self.dataplane, self.stopping),
             self.grpc_server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
@@ -194,11 +198,9 @@ class Server:
         """Let the RPCs inside the closed gate finish (within `grace`), then stop the transport."""
         started = asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(self.guard.wait_idle(), grace)
+            await asyncio.wait_for(self.gate.wait_idle(), grace)
         except TimeoutError:
-            log.warning(
-                "grace period over, cancelling running requests", extra={"running": self.guard.active}
-            )
+            log.warning("grace period over, cancelling running requests", extra={"running": self.gate.active})
         remaining = max(0.0, grace - (asyncio.get_running_loop().time() - started))
         await asyncio.sleep(min(GATE_LINGER_S, remaining))
         await asyncio.gather(
@@ -213,7 +215,7 @@ class Server:
             self._poller.cancel()
         await self.health.shutdown()
         self.stopping.set()
-        self.guard.close()
+        self.gate.close()
         graceful = asyncio.ensure_future(self._drain_then_stop(grace))
         forced = asyncio.ensure_future((force or asyncio.Event()).wait())
         await asyncio.wait((graceful, forced), return_when=asyncio.FIRST_COMPLETED)

@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
-from serving.handlers.common import abort_with
-from serving.handlers.streams import StreamStopped, pipelined
-from serving.inference import Classification, InferenceService, ServingError
+from serving.handlers.grpc_errors import grpc_errors
+from serving.handlers.streams import pipelined
+from serving.inference import Classification, InferenceService
 from serving.model import ServedModel
 from serving.registry import ModelRegistry
 
@@ -87,17 +87,16 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         self._registry = registry
         self._stopping = stopping or asyncio.Event()  # set when the server begins to shut down
 
+    @grpc_errors
     async def Classify(
         self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.ClassifyResponse:
-        try:
-            result = await self._service.classify(
-                request.model, request.version, request.texts, context.time_remaining()
-            )
-        except ServingError as error:
-            await abort_with(context, error)
+        result = await self._service.classify(
+            request.model, request.version, request.texts, context.time_remaining()
+        )
         return classify_response(result)
 
+    @grpc_errors
     async def ClassifyStream(
         self,
         request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
@@ -111,23 +110,14 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
                 request.model, request.version, list(request.texts), context.time_remaining()
             )
 
-        try:
-            async for work in pipelined(request_iterator, start, self._stopping):
-                try:
-                    result = await work
-                except ServingError as error:
-                    await abort_with(context, error)
-                yield classify_response(result)
-        except StreamStopped as stopped:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(stopped))
+        async for work in pipelined(request_iterator, start, self._stopping):
+            yield classify_response(await work)
 
+    @grpc_errors
     async def Compare(
         self, request: classifier_pb2.CompareRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.CompareResponse:
-        try:
-            results = await self._service.compare(request.texts, request.models, context.time_remaining())
-        except ServingError as error:
-            await abort_with(context, error)
+        results = await self._service.compare(request.texts, request.models, context.time_remaining())
         return compare_response(results)
 
     async def ListModels(
@@ -138,13 +128,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
             models=[model_info(self._versions(name)) for name in snapshot.names()]
         )
 
+    @grpc_errors
     async def GetModel(
         self, request: classifier_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.ModelInfo:
-        try:
-            self._service.lookup(request.model)
-        except ServingError as error:
-            await abort_with(context, error)
+        self._service.lookup(request.model)
         return model_info(self._versions(request.model))
 
     def _versions(self, name: str) -> list[ServedModel]:

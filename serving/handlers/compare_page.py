@@ -6,27 +6,28 @@
   (`{"texts": [...], "models": [...]}` -> `{"results": [...]}`), through `InferenceService.compare`
   like the gRPC method.
 - `GET /v1/latency`: each model's request-duration p50 and p99 from the server's own histograms
-  (seqserve_request_duration_seconds), which the page polls. The window reaches back to the oldest
-  histogram snapshot this route keeps (one per call at most every 5 s, none older than a minute once
-  a newer one exists): about a minute while the page polls, and it says how long; with no request
-  in it, the figures since start are shown.
+  (seqserve_request_duration_seconds, read from its registry), which the page polls. The window
+  reaches back to the oldest histogram snapshot this route keeps (one per call at most every 5 s, none
+  older than a minute once a newer one exists): about a minute while the page polls, and it says how
+  long; with no request in it, the figures since start are shown.
 """
 
 from __future__ import annotations
 
 import collections
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from importlib import resources
 
 from aiohttp import web
 from google.protobuf import json_format
-from prometheus_client import generate_latest
 
-from seqserve.loadtest.promstats import STAGES, Histogram, Scrape, parse_histograms
+from seqserve.histograms import Histogram
 from seqserve.v1 import classifier_pb2
+from serving.errors import invalid
 from serving.handlers.classifier import compare_response
-from serving.handlers.v2_tensors import invalid
+from serving.handlers.rest import json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
 
@@ -36,28 +37,51 @@ WINDOW_S = 60.0
 COMPARE_TIMEOUT_S = 30.0
 
 
+# model -> its request-duration histogram, versions and runtimes summed
+PerModel = dict[str, Histogram]
+
+
+def request_durations(metrics: ServerMetrics) -> PerModel:
+    """Every model's seqserve_request_duration_seconds, read from the registry's samples."""
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[str, float] = defaultdict(float)
+    sums: dict[str, float] = defaultdict(float)
+    for family in metrics.request_duration.collect():
+        for sample in family.samples:
+            model = sample.labels["model"]
+            if sample.name.endswith("_bucket"):
+                buckets[model][float(sample.labels["le"])] += sample.value
+            elif sample.name.endswith("_count"):
+                counts[model] += sample.value
+            elif sample.name.endswith("_sum"):
+                sums[model] += sample.value
+    return {
+        model: Histogram(sorted(per_bound.items()), counts[model], sums[model])
+        for model, per_bound in buckets.items()
+    }
+
+
 class LatencyWindow:
     """Request-duration quantiles per model over a sliding window of histogram snapshots."""
 
     def __init__(self, metrics: ServerMetrics, clock: Callable[[], float] = time.monotonic) -> None:
         self._metrics = metrics
         self._clock = clock
-        self._snapshots: collections.deque[tuple[float, Scrape]] = collections.deque()
+        self._snapshots: collections.deque[tuple[float, PerModel]] = collections.deque()
 
     def figures(self) -> list[dict[str, object]]:
         now = self._clock()
-        current = parse_histograms(generate_latest(self._metrics.registry).decode())
+        current = request_durations(self._metrics)
         if not self._snapshots or now - self._snapshots[-1][0] >= SNAPSHOT_EVERY_S:
             self._snapshots.append((now, current))
         while len(self._snapshots) > 1 and now - self._snapshots[1][0] >= WINDOW_S:
             self._snapshots.popleft()
         taken, oldest = self._snapshots[0]
-        name = STAGES["request"]
         rows = []
-        for model, total in sorted(current.get(name, {}).items()):
+        for model, total in sorted(current.items()):
             if model == UNKNOWN_MODEL:
                 continue
-            window = total.minus(oldest.get(name, {}).get(model))
+            window = total.minus(oldest.get(model))
             seconds = now - taken
             if window.count == 0:
                 window, seconds = total, None
@@ -108,4 +132,4 @@ class ComparePage:
         return web.Response(text=body, content_type="application/json")
 
     async def latency(self, request: web.Request) -> web.Response:
-        return web.json_response({"models": self._latency.figures()})
+        return json_response({"models": self._latency.figures()})

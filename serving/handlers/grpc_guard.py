@@ -1,10 +1,10 @@
 """What every RPC passes before its servicer: the shutdown gate and the check that its bytes parse.
 
-Shutdown gate. When shutdown begins, grpcio cancels calls it has received but not yet handed to a
-handler (the client sees CANCELLED, which cannot be told apart from a request lost half-way). So the
-server first closes this gate: from then on every new RPC (except grpc.health, whose probes must see
-NOT_SERVING) ends at once with UNAVAILABLE, "send it elsewhere"; the RPCs already inside run to the
-end, and `wait_idle` tells the server when the last one has left. Only then does it stop the transport.
+Shutdown gate (serving.admission). When shutdown begins, grpcio cancels calls it has received but not
+yet handed to a handler (the client sees CANCELLED, which cannot be told apart from a request lost
+half-way). So the server first closes the gate: from then on every new RPC (except grpc.health, whose
+probes must see NOT_SERVING) ends at once with UNAVAILABLE, "send it elsewhere"; the RPCs already
+inside run to the end. Only then does the server stop the transport.
 
 Malformed requests. grpcio parses a request before any handler runs; when parsing fails (a `string`
 field holding invalid UTF-8, a truncated varint, a wrong wire type) it answers UNKNOWN "Unexpected
@@ -19,7 +19,6 @@ message and goes on) receive the `MalformedRequest` values themselves instead.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-SHUTTING_DOWN = "the server is shutting down; send the request to another one"
+from serving.admission import SHUTTING_DOWN, AdmissionGate
+
 # Methods the gate never closes for (prefix match).
 UNGATED = ("/grpc.health.v1.Health/",)
 
@@ -76,26 +76,10 @@ async def _refuse_malformed(request: Any, context: grpc.aio.ServicerContext, cli
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, lenient_streams: frozenset[str] = frozenset()) -> None:
+    def __init__(self, gate: AdmissionGate, lenient_streams: frozenset[str] = frozenset()) -> None:
+        self._gate = gate
         self._lenient = lenient_streams
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # method -> its guarded handler
-        self._closed = False
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def active(self) -> int:
-        """RPCs inside the gate now."""
-        return self._active
-
-    def close(self) -> None:
-        """Refuse every new (gated) RPC with UNAVAILABLE from now on."""
-        self._closed = True
-
-    async def wait_idle(self) -> None:
-        """Until no gated RPC is running."""
-        await self._idle.wait()
 
     async def intercept_service(
         self,
@@ -113,23 +97,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             )
         return wrapped
 
-    def admit(self) -> bool:
-        """Let one request in (False once the gate is closed); other protocols (REST) share the gate,
-        so one drain covers every port."""
-        if self._closed:
-            return False
-        self._active += 1
-        self._idle.clear()
-        return True
-
     async def _enter(self, context: grpc.aio.ServicerContext) -> None:
-        if not self.admit():
+        if not self._gate.admit():
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-
-    def leave(self) -> None:
-        self._active -= 1
-        if self._active == 0:
-            self._idle.set()
 
     def _guarded(self, handler: grpc.RpcMethodHandler, gated: bool, lenient: bool) -> grpc.RpcMethodHandler:
         changes: dict[str, Any] = {"request_deserializer": _tolerant(handler.request_deserializer)}
@@ -158,7 +128,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
                 finally:
                     if gated:
-                        self.leave()
+                        self._gate.leave()
 
             return stream
 
@@ -173,6 +143,6 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             finally:
                 if gated:
-                    self.leave()
+                    self._gate.leave()
 
         return call

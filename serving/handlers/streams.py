@@ -5,9 +5,9 @@ Requests run concurrently (and may share batches); their results come back in re
 control makes the client wait, which bounds the memory a stream holds.
 
 When the server begins to shut down, the stream reads no further request: the ones it read are
-answered, then `StreamStopped` is raised, so a client knows that every request after the last reply
-was not processed (and can send it elsewhere), and an idle stream does not hold the server for its
-whole grace period.
+answered, then `StreamStopped` (UNAVAILABLE) is raised, so a client knows that every request after the
+last reply was not processed (and can send it elsewhere), and an idle stream does not hold the server
+for its whole grace period.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
+
+import grpc
+
+from serving.errors import ServingError
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -24,8 +28,11 @@ STREAM_PIPELINE_DEPTH = 16
 STOPPED_MESSAGE = "the server is shutting down: requests after the last reply were not processed"
 
 
-class StreamStopped(Exception):
+class StreamStopped(ServingError):
     """Shutdown began: the stream read no further request."""
+
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, STOPPED_MESSAGE)
 
 
 async def pipelined(
@@ -63,7 +70,7 @@ async def pipelined(
             yield work
         await reader
         if stopped:
-            raise StreamStopped(STOPPED_MESSAGE)
+            raise StreamStopped()
     finally:
         reader.cancel()
         while not pending.empty():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.handlers.kserve_v2 import KSERVE_V2_SERVICE
+from serving.handlers.v2_grpc import KSERVE_V2_SERVICE
 from tests.deploy.manifests import (
     KSERVE_DIR,
     Manifest,

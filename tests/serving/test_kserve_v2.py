@@ -28,7 +28,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor, serialize_byte_tensor
 
 from seqserve.v1 import classifier_pb2
-from serving.handlers.v2_tensors import BytesTensorError, decode_bytes_elements, encode_bytes_elements
+from serving.protocol.v2_types import BytesTensorError, decode_bytes_elements, encode_bytes_elements
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import delta, value
 from tests.serving.server_process import ServerProcess

@@ -1,0 +1,39 @@
+"""The one place where a `ServingError` becomes a gRPC status, for every servicer method."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from serving.errors import ServingError
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def grpc_errors(method: Method) -> Method:
+    """Decorate a servicer method (unary or streaming response): a `ServingError` it raises ends the
+    RPC with the error's status code and message, as `context.abort` does."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                async for response in method(self, request, context):
+                    yield response
+            except ServingError as error:
+                await context.abort(error.code, error.message)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except ServingError as error:
+            await context.abort(error.code, error.message)
+
+    return unary  # type: ignore[return-value]

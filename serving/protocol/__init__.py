@@ -1,0 +1,1 @@
+"""Protocol semantics, apart from both the wire handlers (serving.handlers) and the models."""
