@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "train_main"),
     "report": ("training.cli", "report_main"),
     "serve": ("serving.cli", "serve_main"),
-    "classify": ("serving.client_cli", "classify_main"),
+    "classify": ("seqserve.client", "classify_main"),
     "loadtest": ("seqserve.loadtest.cli", "loadtest_main"),
 }
 
