@@ -20,20 +20,27 @@ ENV PATH=${VIRTUAL_ENV}/bin:${PATH}
 
 # The virtualenv has no pip of its own (the base image's pip installs into it), so the runtime image
 # carries only the server and its dependencies.
+# Dependencies come from the lock (every transitive one pinned; `make lock` writes it), in a layer of
+# their own that a change to the code does not rebuild; the project follows without resolving again.
 FROM base AS build
 WORKDIR /src
+COPY requirements-runtime.lock ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -m venv --without-pip "$VIRTUAL_ENV" \
+    && pip --python "$VIRTUAL_ENV/bin/python" install -r requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY seqserve/ seqserve/
 COPY serving/ serving/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -m venv --without-pip "$VIRTUAL_ENV" \
-    && pip --python "$VIRTUAL_ENV/bin/python" install .
+    pip --python "$VIRTUAL_ENV/bin/python" install --no-deps .
 
+# TensorFlow's dependencies within requirements.lock, the full lock, which holds the tf extra's too.
 FROM build AS build-tf
-# DL3013: ".[tf]" is this project, whose pyproject.toml pins every dependency.
+COPY requirements.lock ./
+# DL3013: ".[tf]" is this project; every version is pinned by the constraints file.
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip --python "$VIRTUAL_ENV/bin/python" install ".[tf]"
+    pip --python "$VIRTUAL_ENV/bin/python" install -c requirements.lock ".[tf]"
 
 # tini as PID 1: the kernel ignores SIGTERM sent to a PID 1 that has no handler yet, which the server is
 # for the seconds it spends importing; tini forwards the signal at any time, reaps orphans and passes

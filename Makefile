@@ -22,16 +22,38 @@ SERVE_EPOCHS ?= 2
 GRPC_PORT ?= 8500
 METRICS_PORT ?= 8502
 
-.PHONY: setup protos train report serve test lint bench claims prometheus chromium curl soak clean image image-sizes scale-out bench-peers
+.PHONY: setup lock protos train report serve test lint bench claims prometheus chromium curl soak clean image image-sizes scale-out bench-peers
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	@echo "==> creating $(VENV) and installing seqserve with its pinned dependencies"
+# Every transitive dependency comes from the lock, then seqserve itself (editable) without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@echo "==> creating $(VENV) and installing seqserve with the dependencies pinned in requirements.lock"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --progress-bar on --upgrade pip
-	$(BIN)/pip install --progress-bar on -e '.[train,dev]'
+	$(BIN)/pip install --progress-bar on -r requirements.lock
+	$(BIN)/pip install --progress-bar on --no-deps -e .
 	touch $@
+
+# Refreshes the locks after a change to pyproject.toml: clean installs into virtualenvs without pip of
+# their own, frozen with everything they hold (setuptools and wheel too, when a dependency needs them).
+# requirements.lock: '.[train,dev]' (make setup, CI); requirements-runtime.lock: the server alone (the
+# image), resolved within requirements.lock so that both pin the same versions.
+LOCK_DIR ?= /tmp/seqserve-lock
+define freeze_lock
+	{ echo "# $(2)"; echo "# Written by \`make lock\` ($$($(PYTHON) -c 'import platform; print("Python", platform.python_version(), platform.machine())')): do not edit."; \
+		$(PYTHON) -m pip --python $(LOCK_DIR)/$(1)/bin/python freeze --all --exclude pip --exclude seqserve; } > $(3)
+endef
+lock:
+	rm -rf $(LOCK_DIR)
+	$(PYTHON) -m venv --without-pip $(LOCK_DIR)/full
+	$(PYTHON) -m pip --python $(LOCK_DIR)/full/bin/python install --quiet '.[train,dev]'
+	$(call freeze_lock,full,every dependency of the training and development extras: make setup and CI,requirements.lock)
+	$(PYTHON) -m venv --without-pip $(LOCK_DIR)/runtime
+	$(PYTHON) -m pip --python $(LOCK_DIR)/runtime/bin/python install --quiet -c requirements.lock .
+	$(call freeze_lock,runtime,every dependency of the server alone: the container image,requirements-runtime.lock)
+	rm -rf $(LOCK_DIR)
+	@wc -l requirements.lock requirements-runtime.lock
 
 # Regenerates the gRPC/protobuf code in seqserve/v1 from protos/.
 protos: setup

@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from deploy.image_venv import REPO_ROOT, expand, is_ignored, parse_dockerfile, read_dockerignore, replay_venv
 from serving.settings import build_settings
@@ -67,6 +70,58 @@ def test_only_the_tf_variant_installs_the_tf_extra() -> None:
 
     assert "[tf]" not in pip_commands("runtime") and "[train]" not in pip_commands("runtime")
     assert "[tf]" in pip_commands("runtime-tf")
+
+
+def _lock(name: str) -> dict[str, str]:
+    """A lock file's pins, by canonical package name."""
+    pins = {}
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", line
+            pins[canonicalize_name(requirement.name)] = specifier.version
+    return pins
+
+
+def _pyproject_pins(*extras: str) -> dict[str, str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    lines = project["dependencies"] + [
+        line for extra in extras for line in project["optional-dependencies"][extra]
+    ]
+    requirements = [Requirement(line) for line in lines]
+    return {
+        canonicalize_name(r.name): str(r.specifier).removeprefix("==")
+        for r in requirements
+        if canonicalize_name(r.name) != "seqserve"
+    }
+
+
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("requirements.lock", ("tf", "train", "dev")), ("requirements-runtime.lock", ())]
+)
+def test_lock_holds_every_pyproject_pin_at_its_version(lock: str, extras: tuple[str, ...]) -> None:
+    """A pin changed in pyproject.toml without `make lock` fails here, not in a half-updated image."""
+    pins = _lock(lock)
+    stale = {name: (version, pins.get(name)) for name, version in _pyproject_pins(*extras).items()}
+    assert {name: v for name, v in stale.items() if v[0] != v[1]} == {}, "run `make lock`"
+
+
+def test_runtime_lock_pins_the_versions_of_the_full_lock_and_no_tensorflow() -> None:
+    runtime, full = _lock("requirements-runtime.lock"), _lock("requirements.lock")
+    assert {name: version for name, version in runtime.items() if full.get(name) != version} == {}
+    assert "tensorflow-cpu" in full and "tensorflow-cpu" not in runtime
+
+
+def test_image_installs_its_dependencies_from_the_locks() -> None:
+    def pip_commands(target: str) -> list[str]:
+        stage = DOCKERFILE.venv_stage(target)
+        return [i.value for s in DOCKERFILE.chain(stage) for i in s.instructions if i.keyword == "RUN"]
+
+    runtime = pip_commands("runtime")
+    assert any("install -r requirements-runtime.lock" in command for command in runtime)
+    assert any(command.endswith("install --no-deps .") for command in runtime)
+    assert pip_commands("runtime-tf")[-1].endswith('install -c requirements.lock ".[tf]"')
 
 
 @pytest.mark.parametrize("target", RUNTIME_TARGETS)
