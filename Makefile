@@ -38,7 +38,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # Refreshes the locks after a change to pyproject.toml: clean installs into virtualenvs without pip of
 # their own, frozen with everything they hold (setuptools and wheel too, when a dependency needs them).
 # requirements.lock: '.[train,dev]' (make setup, CI); requirements-runtime.lock: the server alone (the
-# image), resolved within requirements.lock so that both pin the same versions.
+# image), resolved within requirements.lock so that both pin the same versions. build/ is what
+# `pip install .` leaves in the tree.
 LOCK_DIR ?= /tmp/seqserve-lock
 define freeze_lock
 	{ echo "# $(2)"; echo "# Written by \`make lock\` ($$($(PYTHON) -c 'import platform; print("Python", platform.python_version(), platform.machine())')): do not edit."; \
@@ -52,7 +53,7 @@ lock:
 	$(PYTHON) -m venv --without-pip $(LOCK_DIR)/runtime
 	$(PYTHON) -m pip --python $(LOCK_DIR)/runtime/bin/python install --quiet -c requirements.lock .
 	$(call freeze_lock,runtime,every dependency of the server alone: the container image,requirements-runtime.lock)
-	rm -rf $(LOCK_DIR)
+	rm -rf $(LOCK_DIR) build
 	@wc -l requirements.lock requirements-runtime.lock
 
 # Regenerates the gRPC/protobuf code in seqserve/v1 from protos/.
