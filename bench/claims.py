@@ -8,7 +8,7 @@
    (bench/fresh_networks.py). All subjects of one (text length, batch) are timed in interleaved rounds.
 2. Training: seconds per epoch from each trained version's history.json.
 3. Served: each model over gRPC at concurrency 1 and 32 with the ONNX and the TensorFlow runtime
-   (bench.run's server start-up and the seqserve loadtest engine).
+   (bench.served's cells: the servers bench.harness starts, the seqserve loadtest engine).
 Then every claim is judged by bench.speed_verdicts for training and for each runtime; the tables,
 verdicts and plots go to reports/speed.md.
 
@@ -19,7 +19,6 @@ verdicts and plots go to reports/speed.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shlex
@@ -29,9 +28,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +36,11 @@ from tokenizers import Tokenizer
 
 from bench.dataset_texts import DATA_DIR, dataset_texts
 from bench.fresh_networks import fresh_name
+from bench.harness import REPO_ROOT, start_seqserve
 from bench.inference_timing import TimingBudget, interleaved_timings, random_ids
-from bench.run import (
-    REPO_ROOT,
-    Cell,
-    ModelFiles,
-    cpu_model,
-    find_models,
-    free_port,
-    measure,
-    serve_command,
-    serving,
-    started,
-)
+from bench.machine import cpu_model, loads_text, now_text, versions
+from bench.models import ModelFiles, find_models
+from bench.served import Cell, measure
 from bench.speed_report import (
     CLOCKS,
     REAL_TEXTS,
@@ -97,16 +86,6 @@ class Subject:
     @property
     def key(self) -> str:
         return f"{self.runtime}/{self.architecture}{'' if self.trained else UNTRAINED}"
-
-
-def _version(package: str) -> str:
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        return f"{package} {metadata.version(package)}"
-    return f"{package} (not installed)"
-
-
-def _loads(loads: Sequence[float]) -> str:
-    return " ".join(f"{x:.2f}" for x in loads)
 
 
 def load_subjects(
@@ -269,12 +248,8 @@ def serve_and_measure(
 ) -> dict[str, list[Cell]]:
     """Runtime -> one cell per model and concurrency, each runtime in its own server process."""
     served = {}
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
     for runtime in RUNTIMES:
-        port, metrics_port = free_port(), free_port()
-        command = serve_command(models, port, metrics_port, "--runtime", runtime)
-        with started(command, logs / f"claims-server-{runtime}-{port}.log") as ready:
-            server = serving(ready)
+        with start_seqserve(models, f"claims-server-{runtime}", "--runtime", runtime) as server:
             served[runtime] = [
                 cell for name in names for cell in measure(server, name, spec, texts, "on", runtime=runtime)
             ]
@@ -295,10 +270,10 @@ def header(
     lines = [
         f"- command: `{shlex.join(['.venv/bin/python', '-m', 'bench.claims', *argv])}` (`make claims`); "
         f"the whole run took {elapsed_s / 60:.1f} min",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {now_text()}",
         f"- machine: {cpu_model()}, {cores} logical CPUs",
-        "- load average (1, 5, 15 min): " + "; ".join(f"{phase} {_loads(load)}" for phase, load in loads),
-        f"- Python {platform.python_version()}, " + ", ".join(_version(p) for p in VERSIONS),
+        "- load average (1, 5, 15 min): " + "; ".join(f"{phase} {loads_text(load)}" for phase, load in loads),
+        f"- Python {platform.python_version()}, {versions(VERSIONS)}",
         f"- in process: {settings.intra_op_threads} intra-op thread(s) and 1 inter-op thread per runtime "
         f"(the server's defaults); per setting, up to {budget.max_rounds} interleaved rounds (at least "
         f"{budget.min_rounds}, stopping after {budget.seconds_per_subject:g} s per subject); "
@@ -341,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run_started = time.monotonic()
     loads = [("start", os.getloadavg())]
-    found = find_models(args.models) if args.models.is_dir() else []
+    found = find_models(args.models)
     models: dict[str, ModelFiles] = {
         m.config.architecture: m for m in found if m.config.dataset == args.dataset
     }

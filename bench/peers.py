@@ -31,24 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench.proc import process_tree, rss_bytes, tree_cpu_seconds
-from bench.run import (
-    REPO_ROOT,
-    ModelFiles,
-    cpu_model,
-    find_models,
-    free_port,
-    serve_command,
-    started,
-    stop,
-    write_report,
-)
+from bench.harness import LOG_DIR, REPO_ROOT, ServerProcess, free_port, start_echo, start_seqserve
+from bench.machine import cpu_model, loads_text, now_text, write_report
+from bench.models import ModelFiles, find_models
+from bench.targets import TargetResult
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.report import Summary, summarize
 from seqserve.loadtest.runner import LoadSpec, run_model
@@ -59,7 +50,6 @@ from seqserve.v1 import model_config_pb2
 REPORT = Path("reports/peers.md")
 KSERVE_PEER = REPO_ROOT / "bench" / "kserve_peer.py"
 KSERVE_REQUIREMENTS = REPO_ROOT / "bench" / "kserve_peer_requirements.txt"
-START_TIMEOUT_S = 120.0
 KSERVE = "KServe"
 FLOOR = "no-op floor"
 BASELINE = "seqserve baseline"
@@ -103,11 +93,10 @@ class Cell:
 
 @dataclass(frozen=True)
 class Served:
-    """One server under test: where it listens and which process (tree) to read from /proc."""
+    """One server under test, by the name the report gives it."""
 
     name: str
-    address: str
-    pid: int
+    server: ServerProcess
     protocols: tuple[str, ...]  # the loadtest protocols it speaks
 
 
@@ -186,46 +175,43 @@ def scratch_repository(models: Sequence[ModelFiles], source: Path, into: Path) -
     return manifest
 
 
-@contextlib.contextmanager
-def kserve_started(python: str, manifest: Path, models: Sequence[str], log_path: Path) -> Iterator[Served]:
-    """The KServe peer until every model answers ModelReady; SIGTERM (then kill) after."""
+def start_kserve(python: str, manifest: Path, models: Sequence[str]) -> ServerProcess:
+    """The KServe peer, ready once every model answers ModelReady (it prints no ready line)."""
     import tritonclient.grpc as triton  # the sync client, for the readiness poll only
 
-    port, http_port = free_port(), free_port()
-    command = [python, str(KSERVE_PEER), "--manifest", str(manifest)]
-    command += ["--grpc_port", str(port), "--http_port", str(http_port)]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+
+    def every_model_ready(process: subprocess.Popen[str], deadline: float) -> dict | None:
+        client = triton.InferenceServerClient(address)
         try:
-            address = f"127.0.0.1:{port}"
-            client = triton.InferenceServerClient(address)
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the KServe peer did not become ready; see {log_path}")
+            while process.poll() is None and time.monotonic() < deadline:
                 with contextlib.suppress(Exception):  # not listening yet
                     if all(client.is_model_ready(name) for name in models):
-                        break
+                        return {"grpc_address": address, "pid": process.pid}
                 time.sleep(0.2)
-            client.close()
-            yield Served(KSERVE, address, process.pid, ("v2",))
+            return None
         finally:
-            stop(process)
+            client.close()
+
+    command = [python, str(KSERVE_PEER), "--manifest", str(manifest)]
+    command += ["--grpc_port", str(port), "--http_port", str(free_port())]
+    return ServerProcess(command, LOG_DIR / "bench-peers-kserve.log", probe=every_model_ready)
 
 
 async def measure_one(
     served: Served, protocol: str, cell: Cell, spec: LoadSpec, texts: TextCycle, round_: int
 ) -> Measurement:
     load = dataclasses.replace(spec, concurrency=cell.concurrency, batch=cell.batch, warmup_s=0.0)
-    target = create_target(protocol, served.address, spec.channels)
+    target = create_target(protocol, served.server.address, spec.channels)
     try:
         if spec.warmup_s > 0:
             await run_model(
                 target, cell.model, dataclasses.replace(load, duration_s=spec.warmup_s), texts, None
             )
-        cpu_before = tree_cpu_seconds(served.pid)
+        cpu_before = served.server.cpu_seconds()
         run = await run_model(target, cell.model, load, texts, None)
-        cpu = tree_cpu_seconds(served.pid) - cpu_before
+        cpu = served.server.cpu_seconds() - cpu_before
     finally:
         await target.close()
     return Measurement(served.name, protocol, cell, round_, summarize(run), cpu)
@@ -260,16 +246,9 @@ def run_rounds(
     return results
 
 
-@dataclass(frozen=True)
-class Verdict:
-    target: str
-    passed: bool
-    evidence: str
-
-
 def verdicts(
     figures: dict[tuple[str, str, Cell], Figures], models: Sequence[str], seqserve: str
-) -> list[Verdict]:
+) -> list[TargetResult]:
     """Each target per model: `seqserve` (one of its servers) against KServe in the same cell, with
     the floor beside it: a ratio the no-op floor itself does not reach is bounded by the transport and
     the client, not by the server."""
@@ -286,7 +265,7 @@ def verdicts(
             client = figures[(FLOOR, "v2", cell)].client_cpu_percent
             bound = "≥" if target.higher_is_better else "≤"
             results.append(
-                Verdict(
+                TargetResult(
                     f"{model}: {target.name} {bound} {target.limit:g}x KServe",
                     target.met(ratio),
                     f"{ours:.4g} vs {peer:.4g} {target.unit} = {ratio:.2f}x; the no-op floor: {floor:.4g} "
@@ -327,7 +306,7 @@ class Memory:
 
 
 def memory(served: Served) -> Memory:
-    return Memory(served.name, [rss_bytes(pid) / 2**20 for pid in process_tree(served.pid)])
+    return Memory(served.name, [rss / 2**20 for rss in served.server.rss_bytes()])
 
 
 def peer_versions() -> str:
@@ -353,9 +332,9 @@ def markdown(
         "# seqserve against KServe's Python ModelServer, same client, same run",
         "",
         f"- command: `{command}`",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, {os.cpu_count()} logical "
+        f"- date: {now_text()}; machine: {cpu_model()}, {os.cpu_count()} logical "
         "CPUs shared by the servers and the load generator; load average (1, 5, 15 min) at start "
-        f"{' '.join(f'{x:.2f}' for x in load[0])}, at end {' '.join(f'{x:.2f}' for x in load[1])}",
+        f"{loads_text(load[0])}, at end {loads_text(load[1])}",
         f"- seqserve: grpcio {metadata.version('grpcio')}, onnxruntime {metadata.version('onnxruntime')}; "
         f"peer: {peer_versions()} (bench/kserve_peer.py); client: tritonclient "
         f"{metadata.version('tritonclient')} grpc.aio ModelInfer for V2, `seqserve loadtest` for seqserve.v1 "
@@ -383,8 +362,7 @@ def markdown(
     names = {s.name for s in servers}
     if KSERVE in names:
         lines += ["", f"## Targets ({seqserve} against KServe, V2 ModelInfer)", ""]
-        for v in verdicts(figures, models, seqserve):
-            lines.append(f"- **{'PASS' if v.passed else 'FAIL'}** {v.target}: {v.evidence}")
+        lines += [v.line() for v in verdicts(figures, models, seqserve)]
     if BASELINE in names:
         lines += ab_table(figures, cells, seqserve)
     lines += [
@@ -449,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
 
     names = [name for name in args.model.split(",") if name]
-    found = {m.name: m for m in find_models(args.models)} if args.models.is_dir() else {}
+    found = {m.name: m for m in find_models(args.models)}
     missing = [name for name in names if name not in found]
     if missing:
         print(
@@ -464,7 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.cells.split(",")]
     cells = [Cell(name, c, b) for name in names for c, b in shapes]
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
     workers = [int(n) for n in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch, contextlib.ExitStack() as stack:
         repository = Path(scratch) / "models"
@@ -472,33 +449,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest.write_text(
             json.dumps(scratch_repository([found[n] for n in names], args.models, repository))
         )
+        both = ("v2", "seqserve")
         servers = []
         for count in workers:
-            port = free_port()
             extra = ("--workers", str(count)) if count > 1 else ()
-            command = serve_command(repository, port, free_port(), *extra)
-            ready = stack.enter_context(started(command, logs / f"bench-peers-seqserve-{port}.log"))
-            servers.append(
-                Served(f"seqserve N={count}", ready["grpc_address"], int(ready["pid"]), ("v2", "seqserve"))
-            )
+            server = stack.enter_context(start_seqserve(repository, "peers-seqserve", *extra))
+            servers.append(Served(f"seqserve N={count}", server, both))
         if args.baseline is not None or args.baseline_args:
-            port = free_port()
-            command = serve_command(repository, port, free_port(), *shlex.split(args.baseline_args))
-            log = logs / f"bench-peers-baseline-{port}.log"
             tree = args.baseline.resolve() if args.baseline is not None else REPO_ROOT
-            ready = stack.enter_context(started(command, log, cwd=tree))
-            servers.append(Served(BASELINE, ready["grpc_address"], int(ready["pid"]), ("v2", "seqserve")))
-        if args.kserve_python:
-            peer_log = logs / "bench-peers-kserve.log"
-            servers.append(stack.enter_context(kserve_started(args.kserve_python, manifest, names, peer_log)))
-        echo_port = free_port()
-        ready = stack.enter_context(
-            started(
-                [sys.executable, "-m", "bench.echo_server", "--port", str(echo_port)],
-                logs / "bench-peers-floor.log",
+            baseline = start_seqserve(
+                repository, "peers-baseline", *shlex.split(args.baseline_args), cwd=tree
             )
-        )
-        servers.append(Served(FLOOR, ready["grpc_address"], int(ready["pid"]), ("v2", "seqserve")))
+            servers.append(Served(BASELINE, stack.enter_context(baseline), both))
+        if args.kserve_python:
+            peer = start_kserve(args.kserve_python, manifest, names)
+            servers.append(Served(KSERVE, stack.enter_context(peer), ("v2",)))
+        servers.append(Served(FLOOR, stack.enter_context(start_echo("peers-floor")), both))
         print(f"bench-peers: {len(cells)} cells x {len(servers)} servers x {args.rounds} rounds", flush=True)
         measurements = run_rounds(servers, cells, spec, args.texts, args.rounds)
         memories = [memory(s) for s in servers]

@@ -20,70 +20,40 @@ next to the ceiling the CPUs allow (bench/cpu_budget.py); the tables also go to 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import dataclasses
 import importlib.util
 import math
 import os
 import platform
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
 
-from bench.cpu_budget import CpuBudget, cpu_ms_per_call
+from bench.cpu_budget import CpuBudget
+from bench.harness import start_echo, start_seqserve
 from bench.in_process import load_in_process
-from bench.proc import process_cpu_seconds
-from seqserve.loadtest.cli import DEFAULT_TEXTS, LoadTestConfig, run_loadtest
+from bench.machine import cpu_model, loads_text, now_text, versions, write_report
+from bench.models import ModelFiles, find_models
+from bench.served import Cell, measure
+from bench.targets import TargetResult
+from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.report import Summary
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
-from seqserve.v1 import model_config_pb2
-from serving.announce import read_ready_line
 from serving.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONCURRENCIES = (1, 32)
 IN_PROCESS_BATCHES = (1, 32)
-START_TIMEOUT_S = 120.0
 # Targets
 ECHO_SHARE = 0.70  # (a) server calls/s at concurrency 32 vs the echo service
 BATCHING_GAIN = 2.0  # (b) texts/s with batching on vs off, most expensive model, concurrency 32
 IN_PROCESS_GAP_MS = 1.0  # (c) server p50 at concurrency 1 minus in-process tokenize+inference
 VERSIONS = ("grpcio", "protobuf", "onnxruntime", "tokenizers", "numpy", "prometheus-client")
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    name: str
-    version_dir: Path
-    config: model_config_pb2.ModelConfig
-
-
-def find_models(repository: Path) -> list[ModelFiles]:
-    """The latest version of every model in the repository (the one the server answers with)."""
-    found = []
-    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
-        versions = [p for p in model_dir.iterdir() if p.name.isdigit() and (p / "config.pbtxt").is_file()]
-        if not versions:
-            continue
-        latest = max(versions, key=lambda p: int(p.name))
-        config = text_format.Parse((latest / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-        found.append(ModelFiles(model_dir.name, latest, config))
-    return found
 
 
 def in_process_ms(model: ModelFiles, repository: Path, texts: list[str], batch: int, seconds: float) -> float:
@@ -102,111 +72,7 @@ def in_process_ms(model: ModelFiles, repository: Path, texts: list[str], batch: 
     return 1e3 * float(np.median(timings[len(timings) // 10 :]))  # first runs warm the session
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def started(command: list[str], log_path: Path, cwd: Path = REPO_ROOT) -> Iterator[dict]:
-    """Run a server process until its ready line; yields the line's JSON; SIGTERM (then kill) after.
-    `cwd`: the source tree whose modules `python -m` runs (another checkout for an A/B)."""
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        try:
-            yield _wait_ready(process, log_path)
-        finally:
-            stop(process)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM, and SIGKILL if the process is still there 30 s later."""
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
-def _wait_ready(process: subprocess.Popen[str], log_path: Path) -> dict:
-    assert process.stdout is not None
-    ready = read_ready_line(process.stdout, START_TIMEOUT_S)
-    if ready is None:
-        raise RuntimeError(f"{process.args} did not become ready; see {log_path}")
-    return ready
-
-
-@dataclass(frozen=True)
-class Cell:
-    target: str  # model name or "echo"
-    batching: str  # "on", "off" or "-" (echo)
-    concurrency: int
-    summary: Summary
-    server_cpu_percent: float  # of one CPU, over the cell's warm-up and measurement
-    protocol: str = "seqserve"  # the load generator's --protocol: "seqserve" (Classify), "v2" or "rest"
-    runtime: str = "onnx"  # the server's --runtime ("-" for the echo service)
-    beside: str = ""  # echo cells: the model measured just before ("" = the reference at the start)
-
-    @property
-    def label(self) -> str:
-        return f"echo, beside {self.beside}" if self.beside else self.target
-
-    @property
-    def cpu_ms_per_call(self) -> float:
-        """Client + server CPU per successful call."""
-        s = self.summary
-        return cpu_ms_per_call(s.client_cpu_percent, self.server_cpu_percent, s.requests_per_s)
-
-
-@dataclass(frozen=True)
-class Server:
-    address: str
-    metrics_url: str | None
-    pid: int
-    rest_address: str = ""  # host:port of the REST port ("" = none: the echo service)
-
-
-def measure(
-    server: Server,
-    model: str,
-    spec: LoadSpec,
-    texts: Path,
-    batching: str,
-    protocol: str = "seqserve",
-    runtime: str = "onnx",
-    concurrencies: Sequence[int] = CONCURRENCIES,
-    beside: str = "",
-) -> list[Cell]:
-    cells = []
-    for concurrency in concurrencies:
-        load = dataclasses.replace(spec, concurrency=concurrency)
-        address = server.rest_address if protocol == "rest" else server.address
-        config = LoadTestConfig(address, server.metrics_url, (model,), protocol, texts, load)
-        cpu_before, started_at = process_cpu_seconds(server.pid), time.perf_counter()
-        (summary,) = asyncio.run(run_loadtest(config))
-        server_cpu = 100 * (process_cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started_at)
-        cells.append(Cell(model, batching, concurrency, summary, server_cpu, protocol, runtime, beside))
-        print(f"  {model:<18} {runtime:<4} {protocol:<8} batching {batching:<3} c={concurrency:<3} "
-              f"{summary.requests_per_s:8.1f} req/s  p50 {summary.latency_ms['p50']:.2f} ms  "
-              f"server CPU {server_cpu:.0f}%", flush=True)  # fmt: skip
-    return cells
-
-
-def serving(ready: dict) -> Server:
-    """The ready line of `seqserve serve` or the echo service -> where to send load and read CPU time."""
-    metrics_url = ready.get("metrics_url")
-    rest = urllib.parse.urlsplit(ready["rest_url"]).netloc if "rest_url" in ready else ""
-    return Server(ready["grpc_address"], metrics_url or None, int(ready["pid"]), rest)
-
-
-def tensorflow_batching(
-    model: ModelFiles, repository: Path, spec: LoadSpec, texts: Path, logs: Path
-) -> list[Cell]:
+def tensorflow_batching(model: ModelFiles, repository: Path, spec: LoadSpec, texts: Path) -> list[Cell]:
     """Batching on and off at concurrency 32 with `--runtime tf`, on a repository of this model alone
     (loading all of them into TensorFlow would take minutes); nothing when TensorFlow is absent."""
     saved_model = model.version_dir / (model.config.export.saved_model_dir or "saved_model")
@@ -221,35 +87,9 @@ def tensorflow_batching(
         (alone / tokenizer.parent).mkdir(parents=True)
         shutil.copy2(repository / tokenizer, alone / tokenizer)
         for batching, extra in (("on", ()), ("off", ("--max-queue-delay-us", "0"))):
-            port, metrics_port = free_port(), free_port()
-            command = serve_command(alone, port, metrics_port, "--runtime", "tf", *extra)
-            with started(command, logs / f"bench-server-tf-{port}.log") as ready:
-                cells += measure(
-                    serving(ready), model.name, spec, texts, batching, runtime="tf", concurrencies=(32,)
-                )
+            with start_seqserve(alone, "server-tf", "--runtime", "tf", *extra) as server:
+                cells += measure(server, model.name, spec, texts, batching, runtime="tf", concurrencies=(32,))
     return cells
-
-
-def serve_command(repository: Path, port: int, metrics_port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(repository),
-        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port),
-        "--rest-port", "0", "--log-level", "WARNING", *extra,
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Verdict:
-    target: str
-    passed: bool
-    evidence: str
-    out_of_reach: bool = False  # above what the machine's CPUs allow (bench/cpu_budget.py)
-
-    @property
-    def label(self) -> str:
-        return (
-            "PASS" if self.passed else "FAIL, out of reach on this machine" if self.out_of_reach else "FAIL"
-        )
 
 
 def cheapest_ms_per_text(times: dict[int, float]) -> float:
@@ -283,7 +123,9 @@ def echo_budget(cells: list[Cell], model: str) -> CpuBudget:
     )
 
 
-def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: list[Cell]) -> list[Verdict]:
+def verdicts(
+    models: list[str], in_process: dict[str, dict[int, float]], cells: list[Cell]
+) -> list[TargetResult]:
     def cell(target: str, batching: str, concurrency: int, runtime: str = "onnx") -> Summary:
         return find_cell(cells, target, batching, concurrency, runtime).summary
 
@@ -294,7 +136,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
         served = cell(model, "on", 32).requests_per_s
         ceiling = budget.ceiling_calls_per_s(cheapest_ms_per_text(in_process[model]))
         results.append(
-            Verdict(
+            TargetResult(
                 f"(a) {model}: calls/s at concurrency 32 ≥ {ECHO_SHARE:.0%} of the echo service",
                 served >= ECHO_SHARE * echo,
                 f"{served:.0f} vs echo {echo:.0f} calls/s (measured beside it) = {served / echo:.0%}; "
@@ -312,7 +154,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
             continue
         on, off = (cell(costliest, batching, 32, runtime).texts_per_s for batching in ("on", "off"))
         results.append(
-            Verdict(
+            TargetResult(
                 f"(b) {costliest} (most expensive in process), runtime {runtime}: batching on ≥ "
                 f"{BATCHING_GAIN:g}x the texts/s of batching off at concurrency 32",
                 on >= BATCHING_GAIN * off,
@@ -324,7 +166,7 @@ def verdicts(models: list[str], in_process: dict[str, dict[int, float]], cells: 
         for batching in ("on", "off"):
             p50 = cell(model, batching, 1).latency_ms["p50"]
             results.append(
-                Verdict(
+                TargetResult(
                     f"(c) {model}, batching {batching}: server p50 at concurrency 1 within "
                     f"{IN_PROCESS_GAP_MS:g} ms of in-process tokenize+inference",
                     p50 - local <= IN_PROCESS_GAP_MS,
@@ -345,18 +187,17 @@ def markdown(
     models: list[ModelFiles],
     in_process: dict[str, dict[int, float]],
     cells: list[Cell],
-    results: list[Verdict],
+    results: list[TargetResult],
     spec: LoadSpec,
 ) -> str:
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in VERSIONS)
     lines = [
         "# Serving benchmark",
         "",
         f"- command: `{shlex.join(['.venv/bin/python', '-m', 'bench.run', *argv])}`",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {now_text()}",
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs; load average (1, 5, 15 min) at start "
-        f"{_loads(load_before)}, at end {_loads(os.getloadavg())}",
-        f"- Python {platform.python_version()}, {versions}",
+        f"{loads_text(load_before)}, at end {loads_text(os.getloadavg())}",
+        f"- Python {platform.python_version()}, {versions(VERSIONS)}",
         f"- each cell: {spec.warmup_s:g} s warm-up, {spec.duration_s:g} s measured, one text per request, "
         f"{spec.channels} channels; server defaults except `--max-queue-delay-us 0` for batching off "
         f"(default {Settings().max_queue_delay_us} µs, max batch {Settings().max_batch_size}, "
@@ -395,7 +236,7 @@ def markdown(
     lines += protocol_cost(cells)
     lines += cpu_ceilings(models, in_process, cells)
     lines += ["", "## Targets", ""]
-    lines += [f"- **{v.label}** {v.target}: {v.evidence}" for v in results]
+    lines += [v.line() for v in results]
     return "\n".join(lines) + "\n"
 
 
@@ -466,25 +307,6 @@ def cpu_ceilings(
     return rows
 
 
-def write_report(path: Path, report: str) -> None:
-    """Write a benchmark's markdown report and show it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report)
-    print("\n" + report + f"\nwritten to {path}")
-
-
-def _loads(loads: Sequence[float]) -> str:
-    return " ".join(f"{x:.2f}" for x in loads)
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -499,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("reports/bench.md"), help="markdown output")
     args = parser.parse_args(args_list)
 
-    models = find_models(args.models) if args.models.is_dir() else []
+    models = find_models(args.models)
     if not models:
         print(f"bench: no model in {args.models}/; train some first: `make train` (every sarcasm "
               "architecture) or `make serve` (a quick 3-epoch set)", file=sys.stderr)  # fmt: skip
@@ -517,21 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in models
     }
     cells: list[Cell] = []
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
     with contextlib.ExitStack() as servers:
-
-        def start(command: list[str], name: str) -> Server:
-            return serving(servers.enter_context(started(command, logs / f"bench-{name}.log")))
-
-        on_port, off_port, echo_port = free_port(), free_port(), free_port()
-        batching_on = start(serve_command(args.models, on_port, free_port()), f"server-{on_port}")
-        batching_off = start(
-            serve_command(args.models, off_port, free_port(), "--max-queue-delay-us", "0"),
-            f"server-{off_port}",
+        batching_on = servers.enter_context(start_seqserve(args.models, "server"))
+        batching_off = servers.enter_context(
+            start_seqserve(args.models, "server", "--max-queue-delay-us", "0")
         )
-        echo = start(
-            [sys.executable, "-m", "bench.echo_server", "--port", str(echo_port)], f"echo-{echo_port}"
-        )
+        echo = servers.enter_context(start_echo("echo"))
         cells += measure(echo, "echo", spec, args.texts, "-", runtime="-")
         for model in models:
             for protocol in ("seqserve", "v2", "rest"):
@@ -541,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 echo, "echo", spec, args.texts, "-", runtime="-", concurrencies=(32,), beside=model.name
             )
     costliest = next(m for m in models if m.name == costliest_model(in_process))
-    cells += tensorflow_batching(costliest, args.models, spec, args.texts, logs)
+    cells += tensorflow_batching(costliest, args.models, spec, args.texts)
 
     results = verdicts([m.name for m in models], in_process, cells)
     write_report(args.report, markdown(args_list, load_before, models, in_process, cells, results, spec))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness import ServerProcess, start_seqserve
 from bench.proc import status_kib
-from bench.run import free_port, serve_command, started
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.report import Summary, summarize
 from seqserve.loadtest.runner import LoadSpec, run_model
@@ -56,14 +56,10 @@ def ok_requests(metrics_url: str, model: str) -> float:
     )
 
 
-def child_memory_kib() -> dict[int, tuple[int, int]]:
-    """pid -> (VmRSS, VmHWM) in KiB of this process's children (the servers), from /proc."""
-    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
-    memory = {}
-    for pid in map(int, children):
-        rss, peak = status_kib(pid, "VmRSS", "VmHWM")
-        memory[pid] = (rss, peak)
-    return memory
+def memory_kib(server: ServerProcess) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB of a server, from /proc."""
+    rss, peak = status_kib(server.pid, "VmRSS", "VmHWM")
+    return rss, peak
 
 
 @dataclass(frozen=True)
@@ -79,14 +75,17 @@ def run_servers(servers: int, args: argparse.Namespace, texts: TextCycle, spec: 
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        readies = []
-        for _ in range(servers):
-            port = free_port()
-            command = serve_command(args.models, port, free_port(), *shlex.split(args.server_args))
-            readies.append(stack.enter_context(started(command, log_dir / f"scale-out-{servers}-{port}.log")))
-        model = args.model or sorted(readies[0]["models"])[0]
-        before = [ok_requests(ready["metrics_url"], model) for ready in readies]
-        address = round_robin_address([ready["grpc_address"] for ready in readies])
+        started = [
+            stack.enter_context(
+                start_seqserve(
+                    args.models, f"scale-out-{servers}", *shlex.split(args.server_args), log_dir=log_dir
+                )
+            )
+            for _ in range(servers)
+        ]
+        model = args.model or sorted(started[0].ready["models"])[0]
+        before = [ok_requests(server.metrics_url, model) for server in started]
+        address = round_robin_address([server.address for server in started])
 
         async def load() -> Summary:
             # aio channels belong to the running loop; each balances its calls over every address
@@ -100,12 +99,13 @@ def run_servers(servers: int, args: argparse.Namespace, texts: TextCycle, spec: 
 
         summary = asyncio.run(load())
         served = [
-            ok_requests(ready["metrics_url"], model) - b for ready, b in zip(readies, before, strict=True)
+            ok_requests(server.metrics_url, model) - b for server, b in zip(started, before, strict=True)
         ]
-        memory = list(child_memory_kib().values())
+        memory = [memory_kib(server) for server in started]
+        served_models = sorted(started[0].ready["models"])
     total = sum(served) or 1.0
     shares = [count / total for count in served]
-    return ScaleOutRun(servers, summary, shares, memory, sorted(readies[0]["models"]))
+    return ScaleOutRun(servers, summary, shares, memory, served_models)
 
 
 def markdown(runs: list[ScaleOutRun], spec: LoadSpec, command: str, server_args: str) -> str:

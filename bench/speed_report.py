@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.run import Cell
+from bench.served import Cell
 from bench.speed_verdicts import (
     CLAIMS,
     DOES_NOT_HOLD,

@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -43,10 +42,14 @@ import onnx
 from google.protobuf import text_format
 
 from bench.dataset_texts import DATA_DIR, dataset_texts
+from bench.harness import start_seqserve
 from bench.in_process import InProcessModel, load_in_process
 from bench.inference_timing import TimingBudget, interleaved_timings
-from bench.run import ModelFiles, cpu_model, find_models, free_port, measure, serve_command, serving, started
+from bench.machine import cpu_model, loads_text, now_text
+from bench.models import ModelFiles, find_models
+from bench.served import measure
 from bench.speed_verdicts import Spread
+from bench.targets import TargetResult
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
@@ -182,14 +185,10 @@ class ServedResult:
 def compare_served(
     models: Sequence[ModelFiles], repository: Path, texts: Path, spec: LoadSpec, rounds: int
 ) -> list[ServedResult]:
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-variable-length-") as scratch:
         forms = {model.name: write_forms(model, repository, Path(scratch)) for model in models}
-        port = free_port()
-        log = logs / f"bench-variable-{port}.log"
-        with started(serve_command(Path(scratch), port, free_port()), log) as ready:
-            server = serving(ready)
+        with start_seqserve(Path(scratch), "variable") as server:
             sample = load_texts(texts, limit=BATCH)
             for model in models:
                 names = forms[model.name]
@@ -205,35 +204,36 @@ def compare_served(
     return results
 
 
-def _label(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def _spread(spread: Spread) -> str:
     return f"{spread.median:.1f} ({spread.low:.1f}-{spread.high:.1f})"
 
 
-def verdicts(in_process: list[InProcessResult], served: list[ServedResult]) -> list[str]:
-    lines = []
+def verdicts(in_process: list[InProcessResult], served: list[ServedResult]) -> list[TargetResult]:
+    results = []
     for r in in_process:
         exact = r.parity <= PARITY_TOLERANCE
         if r.model in IN_PROCESS_TARGETS or not exact:
             gain = r.gain("fixed-length graph")
-            passed = exact and (gain >= IN_PROCESS_GAIN or r.model not in IN_PROCESS_TARGETS)
-            lines.append(
-                f"**{_label(passed)}** (a) {r.model}: per-text CPU {gain:.2f}x lower than the fixed-length "
-                f"graph (target {IN_PROCESS_GAIN:g}x; {r.gain('padded'):.2f}x lower than padded to "
-                f"max_length, outputs within {r.parity:.1e})"
+            results.append(
+                TargetResult(
+                    f"(a) {r.model}",
+                    exact and (gain >= IN_PROCESS_GAIN or r.model not in IN_PROCESS_TARGETS),
+                    f"per-text CPU {gain:.2f}x lower than the fixed-length graph (target "
+                    f"{IN_PROCESS_GAIN:g}x; {r.gain('padded'):.2f}x lower than padded to max_length, "
+                    f"outputs within {r.parity:.1e})",
+                )
             )
     for r in served:
         gain = r.gain("fixed-length graph")
-        passed = r.parity <= PARITY_TOLERANCE and gain >= SERVED_GAIN
-        lines.append(
-            f"**{_label(passed)}** (b) {r.model}: {gain:.2f}x the texts/s of the fixed-length graph served "
-            f"(target {SERVED_GAIN:g}x; {r.gain('padded'):.2f}x padded to max_length, answers within "
-            f"{r.parity:.1e})"
+        results.append(
+            TargetResult(
+                f"(b) {r.model}",
+                r.parity <= PARITY_TOLERANCE and gain >= SERVED_GAIN,
+                f"{gain:.2f}x the texts/s of the fixed-length graph served (target {SERVED_GAIN:g}x; "
+                f"{r.gain('padded'):.2f}x padded to max_length, answers within {r.parity:.1e})",
+            )
         )
-    return lines
+    return results
 
 
 def report(
@@ -249,9 +249,9 @@ def report(
         "# Variable-length graphs against fixed-length ones",
         "",
         f"- command: `{command}` (part of `make bench`)",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {now_text()}",
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs; load average (1, 5, 15 min): "
-        + "; ".join(f"{phase} {' '.join(f'{x:.2f}' for x in load)}" for phase, load in loads),
+        + "; ".join(f"{phase} {loads_text(load)}" for phase, load in loads),
         "- forms of each version (same weights): *variable* as served; *padded* to max_length (config "
         "`sequence` cleared); *fixed-length graph*: recurrent ops without `sequence_lens`, padded to "
         "max_length, as exported before masking (for Conv1D and GAP the same as padded)",
@@ -293,7 +293,7 @@ def report(
             f"| {r.model} | {cells} | {r.gain('fixed-length graph'):.2f}x | {r.gain('padded'):.2f}x "
             f"| {r.parity:.1e} |"
         )
-    lines += ["", "## Targets", "", *(f"- {v}" for v in verdicts(in_process, served))]
+    lines += ["", "## Targets", "", *(v.line() for v in verdicts(in_process, served))]
     return "\n".join(lines) + "\n"
 
 
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("reports/variable_length.md"), help="output")
     args = parser.parse_args(args_list)
 
-    found = find_models(args.models) if args.models.is_dir() else []
+    found = find_models(args.models)
     variable = [m for m in found if m.config.sequence.variable_length]
     if not variable:
         print(f"bench: no variable-length model in {args.models}/; train some first", file=sys.stderr)
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads.append(("end", os.getloadavg()))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report(args_list, loads, in_process, served, spec, args.rounds))
-    print("\n" + "\n".join(verdicts(in_process, served)) + f"\n\nwritten to {args.report}")
+    print("\n" + "\n".join(v.line() for v in verdicts(in_process, served)) + f"\n\nwritten to {args.report}")
     return 0
 
 

@@ -1,4 +1,5 @@
-from bench.run import Cell, costliest_model, protocol_cost, verdicts
+from bench.run import costliest_model, protocol_cost, verdicts
+from bench.served import Cell
 from seqserve.loadtest.report import Summary
 
 # echo: 4000 calls/s, client 80% + server 100% of a CPU -> 0.45 ms of CPU per call

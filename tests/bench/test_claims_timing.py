@@ -106,8 +106,8 @@ def test_shorter_texts_are_timed_at_batch_1_and_the_control_batch_full_ones_at_e
 
 
 def test_the_served_phase_measures_every_model_on_both_runtimes(tiny_model_repository) -> None:
-    """Regression: the served phase called bench.run.measure with the arguments it took before it was
-    handed a Server, and `make claims` failed after its in-process phase."""
+    """Regression: the served phase called the cell measurement (then bench.run.measure) with the
+    arguments it took before it was handed a server, and `make claims` failed after its in-process phase."""
     spec = LoadSpec(duration_s=0.3, warmup_s=0.1, max_requests=50)
     served = serve_and_measure(
         tiny_model_repository, ["sarcasm-gru"], spec, DATA_DIR / "sarcasm" / "sarcasm.json"

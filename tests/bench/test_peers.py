@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
+from bench.harness import start_echo
+from bench.models import find_models
 from bench.peers import (
     FLOOR,
     KSERVE,
@@ -20,9 +22,7 @@ from bench.peers import (
     worker_memory,
 )
 from bench.proc import process_tree
-from bench.run import REPO_ROOT, find_models
 from seqserve.loadtest.report import Summary
-from serving.announce import read_ready_line
 
 
 def summary(requests_per_s: float, p50_ms: float = 1.0) -> Summary:
@@ -118,25 +118,14 @@ def test_the_scratch_repository_and_the_peer_manifest_name_the_same_files(
 
 
 def test_the_floor_answers_v2_with_the_shape_the_models_answer() -> None:
-    floor = subprocess.Popen(
-        [sys.executable, "-m", "bench.echo_server", "--port", "0"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready = read_ready_line(floor.stdout, 60)
-        assert ready is not None
-        client = triton.InferenceServerClient(ready["grpc_address"])
+    with start_echo("test-floor") as floor:
+        client = triton.InferenceServerClient(floor.address)
         text = triton.InferInput("text", [3], "BYTES")
         text.set_data_from_numpy(np.array([b"a", b"b", b"c"], dtype=object))
         assert client.is_model_ready("any")
         probabilities = client.infer("any", [text]).as_numpy("probabilities")
         assert probabilities.shape == (3, 2) and probabilities.dtype == np.float32
         client.close()
-    finally:
-        floor.terminate()
-        floor.wait(30)
 
 
 def test_process_tree_holds_the_children_of_children() -> None:

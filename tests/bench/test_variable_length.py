@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 from google.protobuf import text_format
 
-from bench.run import ModelFiles
+from bench.models import ModelFiles
 from bench.variable_length import without_sequence_lens, write_forms
 from seqserve.v1 import model_config_pb2
 from tests.serving.variable_length_models import publish, variable_length_onnx

@@ -1,0 +1,33 @@
+"""The models a benchmark measures: the latest version of each in a repository, as the server loads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from seqserve.v1 import model_config_pb2
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    name: str
+    version_dir: Path
+    config: model_config_pb2.ModelConfig
+
+
+def find_models(repository: Path) -> list[ModelFiles]:
+    """The latest version of every model in the repository (the one the server answers with); none when
+    the repository does not exist."""
+    if not repository.is_dir():
+        return []
+    found = []
+    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
+        versions = [p for p in model_dir.iterdir() if p.name.isdigit() and (p / "config.pbtxt").is_file()]
+        if not versions:
+            continue
+        latest = max(versions, key=lambda p: int(p.name))
+        config = text_format.Parse((latest / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        found.append(ModelFiles(model_dir.name, latest, config))
+    return found
