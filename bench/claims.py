@@ -54,7 +54,7 @@ from bench.speed_report import (
     verdict_table,
     write_json,
 )
-from bench.speed_verdicts import Spread
+from bench.speed_verdicts import TimingSpread
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
@@ -162,7 +162,7 @@ def _run_each(model: Runtime, batches: Sequence[np.ndarray]) -> None:
 
 def time_setting(
     subjects: Sequence[Subject], setting: Setting, vocab_size: int, real: RealTexts, budget: TimingBudget
-) -> dict[str, dict[str, Spread]]:
+) -> dict[str, dict[str, TimingSpread]]:
     """Interleaved timings of every subject on the same texts; clock -> subject key -> ms per batch."""
     batches = {s.key: setting_ids(setting, s.padding, vocab_size, real) for s in subjects}
     samples = interleaved_timings(
@@ -170,7 +170,7 @@ def time_setting(
     )
     return {
         clock: {
-            key: Spread.of([1e3 * x / len(batches[key]) for x in values])
+            key: TimingSpread.of([1e3 * x / len(batches[key]) for x in values])
             for key, values in by_subject.items()
         }
         for clock, by_subject in (("wall", samples.wall), ("cpu", samples.cpu))
@@ -181,8 +181,8 @@ def control_batch(batches: Sequence[int]) -> int:
     return min(batches, key=lambda batch: (abs(batch - CONTROL_BATCH), batch))
 
 
-Inference = dict[str, dict[str, dict[Setting, dict[str, Spread]]]]
-Control = dict[str, dict[str, dict[str, tuple[Spread, Spread]]]]
+Inference = dict[str, dict[str, dict[Setting, dict[str, TimingSpread]]]]
+Control = dict[str, dict[str, dict[str, tuple[TimingSpread, TimingSpread]]]]
 
 
 def plan(dataset_length: int, long_length: int, batches: Sequence[int]) -> list[Setting]:
@@ -238,7 +238,7 @@ def training_timings(models: Path, dataset: str) -> dict[str, TrainingTiming]:
         used = seconds[1:] if len(seconds) > 1 else seconds
         epochs = f"2-{len(seconds)}" if len(seconds) > 1 else "1"
         timings[architecture] = TrainingTiming(
-            architecture, model.name, model.version, epochs, Spread.of(used)
+            architecture, model.name, model.version, epochs, TimingSpread.of(used)
         )
     return timings
 

@@ -11,19 +11,17 @@ from pathlib import Path
 from bench.served import Cell
 from bench.speed_verdicts import (
     CLAIMS,
-    DOES_NOT_HOLD,
     FASTER_RATIO,
-    HOLDS,
-    MIXED,
     MUCH_FASTER_RATIO,
     ClaimVerdict,
     Finding,
-    Judgement,
-    Spread,
+    TimingSpread,
     assess,
     judge,
     overall,
 )
+from seqserve import verdicts as rule
+from seqserve.verdicts import Judgement, Verdict
 
 ARCHITECTURE_ORDER = ("flatten", "gap", "rnn", "lstm", "lstm2", "gru", "conv")
 REFERENCE = "lstm"
@@ -69,7 +67,7 @@ class TrainingTiming:
     model: str
     version: int
     epochs_used: str  # e.g. "2-10"
-    seconds: Spread
+    seconds: TimingSpread
 
 
 @dataclass(frozen=True)
@@ -83,9 +81,9 @@ class SpeedRun:
     architectures: tuple[str, ...]  # measured, in report order
     # clock -> runtime -> setting -> architecture -> ms per batch; at the dataset length the trained
     # models, at the long length untrained networks
-    inference: dict[str, dict[str, dict[Setting, dict[str, Spread]]]]
+    inference: dict[str, dict[str, dict[Setting, dict[str, TimingSpread]]]]
     # clock -> runtime -> architecture -> (trained, untrained) at the dataset length and control batch
-    control: dict[str, dict[str, dict[str, tuple[Spread, Spread]]]]
+    control: dict[str, dict[str, dict[str, tuple[TimingSpread, TimingSpread]]]]
     control_batch: int
     training: dict[str, TrainingTiming]
     served: dict[str, list[Cell]]  # runtime -> cells
@@ -97,7 +95,7 @@ def ordered(architectures: Sequence[str]) -> tuple[str, ...]:
     return tuple(known + sorted(a for a in architectures if a not in ARCHITECTURE_ORDER))
 
 
-def contexts(run: SpeedRun) -> dict[str, dict[str, dict[str, Spread]]]:
+def contexts(run: SpeedRun) -> dict[str, dict[str, dict[str, TimingSpread]]]:
     """Verdict context -> setting label -> architecture -> timing."""
     result = {"training": {"s/epoch": {a: t.seconds for a, t in run.training.items()}}}
     for runtime in RUNTIME_TITLES:
@@ -130,12 +128,11 @@ def where_it_holds(verdict: ClaimVerdict, texts: Mapping[str, str]) -> str:
     groups: dict[str, list[Finding]] = {}
     for finding in verdict.findings:
         groups.setdefault(texts.get(finding.setting, finding.setting), []).append(finding)
-    by_verdict: dict[str, list[str]] = {}
+    by_verdict: dict[Verdict, list[str]] = {}
     for group, findings in groups.items():
         by_verdict.setdefault(overall(findings), []).append(group)
-    return "; ".join(
-        f"{v}: {', '.join(by_verdict[v])}" for v in (HOLDS, MIXED, DOES_NOT_HOLD) if v in by_verdict
-    )
+    shown = (Verdict.HOLDS, Verdict.MIXED, Verdict.DOES_NOT_HOLD, Verdict.UNCLEAR)
+    return "; ".join(f"{v}: {', '.join(by_verdict[v])}" for v in shown if v in by_verdict)
 
 
 def where_table(run: SpeedRun, verdicts: Mapping[str, list[ClaimVerdict]]) -> list[str]:
@@ -339,10 +336,10 @@ def render(run: SpeedRun, plots: Sequence[Path]) -> str:
         f"Rules: A is *faster* than B in one setting when B's median is at least {FASTER_RATIO:.2f}x A's "
         "**and** A's 75th percentile is below B's 25th (the interquartile ranges do not overlap); *much "
         f"faster* needs {MUCH_FASTER_RATIO:g}x. The reverse (B faster than A by {FASTER_RATIO:.2f}x with "
-        "separated ranges) contradicts the claim; anything else is *no clear difference* (this includes a "
-        "real speed-up below the needed ratio). A claim **holds** in a column when every comparison in "
-        "every setting supports it, **does not hold** when none does, and is **mixed** otherwise. Speed-up "
-        "= the claimed-slower model's median ÷ the claimed-faster one's (above 1: the claim's direction). "
+        "separated ranges) contradicts the claim; anything else is *unclear* (this includes a real "
+        "speed-up below the needed ratio). Each comparison in each setting is one check of the claim in "
+        f"its column: {rule.RULE} Speed-up = the claimed-slower model's median ÷ the claimed-faster "
+        "one's (above 1: the claim's direction). "
         "Inference settings: every batch size at every text length; training: per-epoch wall time.",
         "",
         "### Where each claim holds, by text length",
@@ -358,7 +355,7 @@ def render(run: SpeedRun, plots: Sequence[Path]) -> str:
         lines += [f"### {claim.text}", ""]
         lines += _claim_details(verdicts, index)
         lines.append("")
-    lines += ["✓ supports, ✗ contradicts, ~ no clear difference.", ""]
+    lines += [f"✓ {Judgement.SUPPORTS}, ✗ {Judgement.CONTRADICTS}, ~ {Judgement.UNCLEAR}.", ""]
     lines += [
         "## Inference in process",
         "",

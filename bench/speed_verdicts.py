@@ -2,25 +2,26 @@
 
 A timing is never one number here: every measured configuration keeps all its samples, summarised as
 median and interquartile range. "A is faster than B" needs both a large enough ratio of medians and
-interquartile ranges that do not overlap, so a difference smaller than the noise is reported as
-"no clear difference" rather than as a win for either side.
+interquartile ranges that do not overlap, so a difference smaller than the noise is "unclear" rather
+than a win for either side; the findings of a claim make its verdict by seqserve.verdicts' rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
+from seqserve import verdicts as rule
+from seqserve.verdicts import Judgement, Verdict
+
 FASTER_RATIO = 1.10  # "faster": the slower median is at least 1.10x the faster one
 MUCH_FASTER_RATIO = 2.0  # "much faster": at least 2x
-HOLDS, DOES_NOT_HOLD, MIXED, NOT_MEASURED = "holds", "does not hold", "mixed", "not measured"
 
 
 @dataclass(frozen=True)
-class Spread:
+class TimingSpread:
     """Median and interquartile range of repeated timings (any unit, the same for all compared)."""
 
     median: float
@@ -29,7 +30,7 @@ class Spread:
     count: int
 
     @classmethod
-    def of(cls, samples: Sequence[float]) -> Spread:
+    def of(cls, samples: Sequence[float]) -> TimingSpread:
         if len(samples) == 0:
             raise ValueError("a spread needs at least one sample")
         values = np.asarray(samples, dtype=np.float64)
@@ -43,23 +44,17 @@ class Spread:
         return (self.high - self.low) / self.median
 
 
-class Judgement(Enum):
-    SUPPORTS = "supports"
-    CONTRADICTS = "contradicts"
-    UNCLEAR = "no clear difference"
-
-
-def speedup(fast: Spread, slow: Spread) -> float:
+def speedup(fast: TimingSpread, slow: TimingSpread) -> float:
     """How many times faster `fast` is than `slow` (below 1: it is slower)."""
     return slow.median / fast.median
 
 
-def judge(fast: Spread, slow: Spread, needed: float = FASTER_RATIO) -> Judgement:
+def judge(fast: TimingSpread, slow: TimingSpread, needed: float = FASTER_RATIO) -> Judgement:
     """Does "`fast` is faster than `slow` by `needed`x" hold for these two timings?
 
     It is supported when the speed-up reaches `needed` and `fast`'s 75th percentile is below `slow`'s
     25th; contradicted when the reverse holds with the plain FASTER_RATIO (the other one is clearly
-    faster); anything else is no clear difference, including a real speed-up below `needed`.
+    faster); anything else is unclear, including a real speed-up below `needed`.
     """
     ratio = speedup(fast, slow)
     if ratio >= needed and fast.high < slow.low:
@@ -114,7 +109,7 @@ class Finding:
 @dataclass(frozen=True)
 class ClaimVerdict:
     claim: Claim
-    verdict: str
+    verdict: Verdict
     findings: tuple[Finding, ...]
 
     def count(self, judgement: Judgement) -> int:
@@ -134,11 +129,11 @@ class ClaimVerdict:
         return (min(values), max(values)) if values else None
 
 
-def assess(claim: Claim, settings: Mapping[str, Mapping[str, Spread]]) -> ClaimVerdict:
+def assess(claim: Claim, settings: Mapping[str, Mapping[str, TimingSpread]]) -> ClaimVerdict:
     """Judge every comparison of `claim` in every setting (setting -> architecture -> timing).
 
-    The claim holds when every finding supports it, does not hold when none does, and is mixed
-    otherwise; comparisons whose architectures were not measured in a setting are skipped.
+    The verdict follows seqserve.verdicts' rule over the findings; comparisons whose architectures were
+    not measured in a setting are skipped.
     """
     findings = tuple(
         Finding(
@@ -154,11 +149,6 @@ def assess(claim: Claim, settings: Mapping[str, Mapping[str, Spread]]) -> ClaimV
     return ClaimVerdict(claim, overall(findings), findings)
 
 
-def overall(findings: Sequence[Finding]) -> str:
-    """Holds when every finding supports the claim, does not hold when none does, mixed otherwise."""
-    supported = sum(f.judgement is Judgement.SUPPORTS for f in findings)
-    if not findings:
-        return NOT_MEASURED
-    if supported == len(findings):
-        return HOLDS
-    return DOES_NOT_HOLD if supported == 0 else MIXED
+def overall(findings: Sequence[Finding]) -> Verdict:
+    """The verdict of these findings by seqserve.verdicts' rule (the report also judges per text length)."""
+    return rule.verdict(finding.judgement for finding in findings)

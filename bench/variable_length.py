@@ -48,7 +48,7 @@ from bench.inference_timing import TimingBudget, interleaved_timings
 from bench.machine import cpu_model, loads_text, now_text
 from bench.models import ModelFiles, find_models
 from bench.served import measure
-from bench.speed_verdicts import Spread
+from bench.speed_verdicts import TimingSpread
 from bench.targets import TargetResult
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
@@ -112,8 +112,8 @@ class InProcessResult:
     mean_width: float  # columns per batch, variable-length
     max_length: int
     parity: float  # max |variable - padded| over every batch
-    cpu_us: dict[str, Spread]  # per text: form (and "encode") -> CPU time
-    wall_us: dict[str, Spread]
+    cpu_us: dict[str, TimingSpread]  # per text: form (and "encode") -> CPU time
+    wall_us: dict[str, TimingSpread]
 
     def gain(self, baseline: str, clock: str = "cpu") -> float:
         """The baseline form's per-text time over the variable-length graph's."""
@@ -152,8 +152,8 @@ def compare_in_process(
     samples = interleaved_timings(subjects, budget)
     texts = BATCH * len(timed)
 
-    def per_text(by_subject: dict[str, list[float]]) -> dict[str, Spread]:
-        return {s: Spread.of([1e6 * x / texts for x in values]) for s, values in by_subject.items()}
+    def per_text(by_subject: dict[str, list[float]]) -> dict[str, TimingSpread]:
+        return {s: TimingSpread.of([1e6 * x / texts for x in values]) for s, values in by_subject.items()}
 
     width = statistics.fmean(variable.encode(b).shape[1] for b in batches)
     cpu, wall = per_text(samples.cpu), per_text(samples.wall)
@@ -204,7 +204,7 @@ def compare_served(
     return results
 
 
-def _spread(spread: Spread) -> str:
+def _spread(spread: TimingSpread) -> str:
     return f"{spread.median:.1f} ({spread.low:.1f}-{spread.high:.1f})"
 
 

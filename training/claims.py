@@ -1,8 +1,9 @@
 """The course's claims about the architectures, judged over seeds rather than on one run.
 
 A difference of a few tenths of a point between two single runs may be no more than another seed would
-change, so every check is decided on a 95 % interval (training.statistics) and says "unclear" when the
-interval does not settle it. RULE states the rule in the report; THRESHOLDS the ranges the claims imply.
+change, so every check is decided on a 95 % interval (training.statistics) and is "unclear" when the
+interval does not settle it; the checks of a claim make its verdict by seqserve.verdicts' rule. RULE
+states the rule in the report; THRESHOLDS the ranges the claims imply.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
+from seqserve import verdicts as rule
+from seqserve.verdicts import Judgement, Verdict
 from training.runs import Model, Run, mean_step
 from training.statistics import PERCENT, Interval, Spread, Unit, difference_interval, mean_interval
 
-HOLDS, DOES_NOT_HOLD, MIXED = "holds", "does not hold", "mixed"
-NO_CLEAR_DIFFERENCE, NOT_ENOUGH_SEEDS, NOT_MEASURED = (
-    "no clear difference",
-    "not enough seeds",
-    "not measured",
-)
+NOT_ENOUGH_SEEDS = "not enough seeds"  # why a check without an interval is unclear
 
 # Thresholds of the claim checks (fractions of 1 for accuracies).
 NEAR_ACCURACY = 0.05  # "~85%" means within 5 points
@@ -45,11 +42,9 @@ RULE = (
     "model: a figure of one architecture through the 95% interval of its mean (one-sample t), a "
     "comparison of two architectures through Welch's 95% interval of the difference of their means "
     "(unequal variances; it excludes 0 exactly when a two-sided Welch t-test at 5% rejects equal means). "
-    "A check says **yes** when the whole interval lies inside the range, **no** when it lies wholly "
-    "outside, **unclear** when it straddles a bound, and **not enough seeds** with fewer than 2 runs on "
-    "a side. A claim **holds** when every check says yes, **does not hold** when every check says no, "
-    f"shows **{NO_CLEAR_DIFFERENCE}** when no check is decided ({NOT_ENOUGH_SEEDS} when none could "
-    f"be), and is **{MIXED}** otherwise.",
+    f"A check **{Judgement.SUPPORTS}** the claim when the whole interval lies inside the range, "
+    f"**{Judgement.CONTRADICTS}** it when the interval lies wholly outside, and is **{Judgement.UNCLEAR}** "
+    f"when it straddles a bound, or ({NOT_ENOUGH_SEEDS}) with fewer than 2 runs on a side. {rule.RULE}",
     "Accuracy and loss figures leave degenerate runs out (unless every run of the model is "
     "degenerate); epoch times use every run. Accuracy comparisons use the test split at each run's "
     "published epoch, chosen on validation; curve shapes use the validation curves.",
@@ -72,35 +67,33 @@ THRESHOLDS = (
 )
 
 
-class Outcome(StrEnum):
-    YES = "yes"
-    NO = "no"
-    UNCLEAR = "unclear"
-    FEW = NOT_ENOUGH_SEEDS
-
-
 @dataclass(frozen=True)
 class Check:
     text: str
-    outcome: Outcome
+    judgement: Judgement
+    reason: str = ""  # why it is unclear, when that is not the interval straddling a bound
+
+    def __str__(self) -> str:
+        return f"{self.text}: {self.judgement}" + (f" ({self.reason})" if self.reason else "")
 
 
 @dataclass(frozen=True)
-class Verdict:
+class JudgedClaim:
     claim: str
-    verdict: str
+    verdict: Verdict
     evidence: str
 
 
-def decide(interval: Interval | None, low: float, high: float) -> Outcome:
-    """yes inside (low, high), no wholly outside, unclear across a bound; no interval, no decision."""
+def decide(text: str, interval: Interval | None, low: float, high: float) -> Check:
+    """Supports inside (low, high), contradicts wholly outside, unclear across a bound; no interval, no
+    decision."""
     if interval is None:
-        return Outcome.FEW
+        return Check(text, Judgement.UNCLEAR, NOT_ENOUGH_SEEDS)
     if low < interval.low and interval.high < high:
-        return Outcome.YES
+        return Check(text, Judgement.SUPPORTS)
     if interval.high < low or interval.low > high:
-        return Outcome.NO
-    return Outcome.UNCLEAR
+        return Check(text, Judgement.CONTRADICTS)
+    return Check(text, Judgement.UNCLEAR)
 
 
 def _claimed(low: float, high: float, unit: Unit) -> str:
@@ -117,9 +110,11 @@ def level(
     """Is the mean of one architecture's per-seed figure inside (low, high)?"""
     interval = mean_interval(values)
     shown = "" if interval is None else f", 95% interval of the mean {unit.interval(interval)}"
-    return Check(
+    return decide(
         f"{label} {unit.spread(Spread.of(values))}{shown} (claimed {_claimed(low, high, unit)})",
-        decide(interval, low, high),
+        interval,
+        low,
+        high,
     )
 
 
@@ -139,29 +134,19 @@ def difference(
     if interval is not None:
         shown = f", difference {unit.value(interval.estimate, True)} {unit.interval(interval, True)}"
     factor = f"{scale:g}x " if scale != 1 else ""
-    return Check(
+    return decide(
         f"{label} {first_name} {unit.spread(Spread.of(first_values))} vs {second_name} "
         f"{unit.spread(Spread.of(second_values))}{shown} "
         f"(claimed {first_name} - {factor}{second_name} {_claimed(low, high, unit)})",
-        decide(interval, low, high),
+        interval,
+        low,
+        high,
     )
 
 
-def combine(outcomes: Sequence[Outcome]) -> str:
-    if all(outcome is Outcome.YES for outcome in outcomes):
-        return HOLDS
-    if all(outcome is Outcome.NO for outcome in outcomes):
-        return DOES_NOT_HOLD
-    if not any(outcome in (Outcome.YES, Outcome.NO) for outcome in outcomes):
-        return (
-            NOT_ENOUGH_SEEDS if all(outcome is Outcome.FEW for outcome in outcomes) else NO_CLEAR_DIFFERENCE
-        )
-    return MIXED
-
-
-def _verdict(claim: str, checks: Sequence[Check]) -> Verdict:
-    evidence = "; ".join(f"{check.text}: {check.outcome}" for check in checks)
-    return Verdict(claim, combine([check.outcome for check in checks]), evidence)
+def _verdict(claim: str, checks: Sequence[Check]) -> JudgedClaim:
+    evidence = "; ".join(map(str, checks))
+    return JudgedClaim(claim, rule.verdict(check.judgement for check in checks), evidence)
 
 
 # ---------------------------------------------------------------- per-seed figures
@@ -202,11 +187,11 @@ def _late_change(run: Run) -> float:
 Models = dict[str, Model]
 
 
-def claim_gap_plateau(models: Models) -> Verdict:
+def claim_gap_plateau(models: Models) -> JudgedClaim:
     claim = "Without RNNs (gap), accuracy climbs quickly to ~85% train / ~80% validation and flattens."
     gap = models.get("gap")
     if gap is None:
-        return Verdict(claim, NOT_MEASURED, "no gap model")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "no gap model")
     return _verdict(
         claim,
         [
@@ -240,14 +225,14 @@ def claim_gap_plateau(models: Models) -> Verdict:
     )
 
 
-def claim_lstm_overfits(models: Models) -> Verdict:
+def claim_lstm_overfits(models: Models) -> JudgedClaim:
     claim = (
         "The bidirectional LSTM climbs to ~97% train accuracy while validation accuracy drops "
         "and validation loss rises."
     )
     lstm = models.get("lstm")
     if lstm is None:
-        return Verdict(claim, NOT_MEASURED, "no lstm model")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "no lstm model")
     runs = lstm.counted
     return _verdict(
         claim,
@@ -269,11 +254,11 @@ def claim_lstm_overfits(models: Models) -> Verdict:
     )
 
 
-def claim_stacked_lstm_smoother(models: Models) -> Verdict:
+def claim_stacked_lstm_smoother(models: Models) -> JudgedClaim:
     claim = "The multi-layer LSTM's curves are smoother than the single-layer LSTM's."
     lstm, lstm2 = models.get("lstm"), models.get("lstm2")
     if lstm is None or lstm2 is None:
-        return Verdict(claim, NOT_MEASURED, "needs lstm and lstm2 models")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "needs lstm and lstm2 models")
     checks = [
         difference(
             f"{key} jaggedness",
@@ -288,11 +273,11 @@ def claim_stacked_lstm_smoother(models: Models) -> Verdict:
     return _verdict(claim, checks)
 
 
-def claim_gru_vs_lstm(models: Models) -> Verdict:
+def claim_gru_vs_lstm(models: Models) -> JudgedClaim:
     claim = "GRU trains faster than LSTM, with slightly lower accuracy."
     lstm, gru = models.get("lstm"), models.get("gru")
     if lstm is None or gru is None:
-        return Verdict(claim, NOT_MEASURED, "needs lstm and gru models")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "needs lstm and gru models")
     return _verdict(
         claim,
         [
@@ -309,12 +294,12 @@ def claim_gru_vs_lstm(models: Models) -> Verdict:
     )
 
 
-def claim_flatten_conv_fast(models: Models) -> Verdict:
+def claim_flatten_conv_fast(models: Models) -> JudgedClaim:
     claim = "Flatten and Conv1D train much faster than LSTM/GRU."
     recurrent = [models[name] for name in ("lstm", "gru") if name in models]
     fast = [models[name] for name in ("flatten", "conv") if name in models]
     if not recurrent or not fast:
-        return Verdict(claim, NOT_MEASURED, "needs flatten or conv and lstm or gru models")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "needs flatten or conv and lstm or gru models")
     quickest = min(recurrent, key=lambda model: Spread.of(_seconds(model)[1]).mean)
     checks = [
         difference(
@@ -325,11 +310,11 @@ def claim_flatten_conv_fast(models: Models) -> Verdict:
     return _verdict(claim, checks)
 
 
-def claim_conv_matches_lstm(models: Models) -> Verdict:
+def claim_conv_matches_lstm(models: Models) -> JudgedClaim:
     claim = "The bidirectional LSTM and Conv1D reach similar accuracy and loss, with Conv1D more stable."
     lstm, conv = models.get("lstm"), models.get("conv")
     if lstm is None or conv is None:
-        return Verdict(claim, NOT_MEASURED, "needs lstm and conv models")
+        return JudgedClaim(claim, Verdict.NOT_MEASURED, "needs lstm and conv models")
     similar = [
         difference(
             f"test {figure}",
@@ -351,7 +336,7 @@ def claim_conv_matches_lstm(models: Models) -> Verdict:
     return _verdict(claim, [*similar, steadier])
 
 
-CLAIMS: tuple[Callable[[Models], Verdict], ...] = (
+CLAIMS: tuple[Callable[[Models], JudgedClaim], ...] = (
     claim_gap_plateau,
     claim_lstm_overfits,
     claim_stacked_lstm_smoother,
@@ -362,6 +347,6 @@ CLAIMS: tuple[Callable[[Models], Verdict], ...] = (
 SARCASM_CLAIMS = (claim_conv_matches_lstm,)
 
 
-def verdicts(dataset: str, models: Models) -> list[Verdict]:
+def verdicts(dataset: str, models: Models) -> list[JudgedClaim]:
     claims = CLAIMS + (SARCASM_CLAIMS if dataset == "sarcasm" else ())
     return [claim(models) for claim in claims]

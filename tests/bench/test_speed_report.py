@@ -18,16 +18,17 @@ from bench.speed_report import (
     setting_texts,
     where_it_holds,
 )
-from bench.speed_verdicts import CLAIMS, DOES_NOT_HOLD, HOLDS, MIXED, Spread
+from bench.speed_verdicts import CLAIMS, TimingSpread
 from seqserve.v1 import model_config_pb2
+from seqserve.verdicts import Verdict
 from training.repository import CONFIG_FILE, HISTORY_FILE, write_config
 
 ARCHITECTURES = ("flatten", "gap", "rnn", "lstm", "lstm2", "gru", "conv")
 GRU_CLAIM = next(i for i, claim in enumerate(CLAIMS) if claim.text == "GRU is faster than LSTM")
 
 
-def exact(value: float) -> Spread:
-    return Spread(value, value * 0.99, value * 1.01, 10)
+def exact(value: float) -> TimingSpread:
+    return TimingSpread(value, value * 0.99, value * 1.01, 10)
 
 
 def speed_run(training: dict[str, float], onnx: dict[str, float], tf: dict[str, float]) -> SpeedRun:
@@ -67,11 +68,11 @@ def test_each_context_is_judged_on_its_own_timings() -> None:
     verdicts = claim_verdicts(run)
     gru = {context: found[GRU_CLAIM].verdict for context, found in verdicts.items()}
     assert gru == {
-        "training": HOLDS,
-        "ONNX Runtime latency": DOES_NOT_HOLD,
-        "ONNX Runtime CPU time": HOLDS,
-        "TensorFlow SavedModel latency": HOLDS,
-        "TensorFlow SavedModel CPU time": DOES_NOT_HOLD,
+        "training": Verdict.HOLDS,
+        "ONNX Runtime latency": Verdict.DOES_NOT_HOLD,
+        "ONNX Runtime CPU time": Verdict.HOLDS,
+        "TensorFlow SavedModel latency": Verdict.HOLDS,
+        "TensorFlow SavedModel CPU time": Verdict.DOES_NOT_HOLD,
     }
     assert "| GRU is faster than LSTM | **holds** (1/1 support); speed-up gru vs lstm 2.00x" in (
         render(run, [])
@@ -134,7 +135,7 @@ def test_where_a_claim_holds_is_judged_for_each_text_length() -> None:
     )
     lstm_claim = next(i for i, claim in enumerate(CLAIMS) if claim.text.startswith("LSTM is slower"))
     verdict = claim_verdicts(run)["ONNX Runtime CPU time"][lstm_claim]
-    assert verdict.verdict == MIXED
+    assert verdict.verdict == Verdict.MIXED
     assert (
         where_it_holds(verdict, setting_texts(run))
         == "holds: 120 tokens; mixed: real texts; does not hold: 8 tokens"

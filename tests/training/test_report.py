@@ -7,15 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from seqserve.v1 import model_config_pb2
+from seqserve.verdicts import Verdict
 from training.claims import (
-    DOES_NOT_HOLD,
-    HOLDS,
-    MIXED,
-    NO_CLEAR_DIFFERENCE,
     NOT_ENOUGH_SEEDS,
-    NOT_MEASURED,
     claim_conv_matches_lstm,
     claim_flatten_conv_fast,
     claim_gap_plateau,
@@ -103,37 +100,63 @@ def _timed(architecture: str, seconds: list[float], test_accuracies: list[float]
 # ---------------------------------------------------------------- the verdict rule
 
 
-def test_identical_series_show_no_clear_difference() -> None:
+def test_identical_series_are_unclear_not_a_claim_that_does_not_hold() -> None:
     lstm = _timed("lstm", [20.0, 21.0, 22.0], [0.84, 0.85, 0.86])
     gru = _timed("gru", [20.0, 21.0, 22.0], [0.84, 0.85, 0.86])
     verdict = claim_gru_vs_lstm({"lstm": lstm, "gru": gru})
-    assert verdict.verdict == NO_CLEAR_DIFFERENCE
+    assert verdict.verdict == Verdict.UNCLEAR
     assert verdict.evidence.count(": unclear") == 2
 
 
 def test_well_separated_series_give_a_clear_verdict() -> None:
     slow_accurate = _timed("lstm", [20.0, 21.0, 22.0], [0.850, 0.855, 0.860])
     fast_less_accurate = _timed("gru", [10.0, 10.5, 11.0], [0.835, 0.840, 0.845])
-    assert claim_gru_vs_lstm({"lstm": slow_accurate, "gru": fast_less_accurate}).verdict == HOLDS
+    assert claim_gru_vs_lstm({"lstm": slow_accurate, "gru": fast_less_accurate}).verdict == Verdict.HOLDS
     swapped = {"lstm": _timed("lstm", [10.0, 10.5, 11.0], [0.835, 0.840, 0.845])}
     swapped["gru"] = _timed("gru", [20.0, 21.0, 22.0], [0.850, 0.855, 0.860])
-    assert claim_gru_vs_lstm(swapped).verdict == DOES_NOT_HOLD
+    assert claim_gru_vs_lstm(swapped).verdict == Verdict.DOES_NOT_HOLD
 
 
-def test_one_clear_check_and_one_unclear_is_mixed() -> None:
-    lstm = _timed("lstm", [20.0, 21.0, 22.0], [0.80, 0.85, 0.90])
-    gru = _timed("gru", [10.0, 10.5, 11.0], [0.80, 0.85, 0.90])
-    verdict = claim_gru_vs_lstm({"lstm": lstm, "gru": gru})
-    assert verdict.verdict == MIXED
-    assert ": yes" in verdict.evidence and ": unclear" in verdict.evidence
+SCATTERED, CLOSE, HIGHER = [0.80, 0.85, 0.90], [0.85, 0.855, 0.86], [0.9, 0.905, 0.91]
+
+
+@pytest.mark.parametrize(
+    ("gru_seconds", "lstm_accuracy", "gru_accuracy", "expected", "checks"),
+    [
+        # faster, accuracies too scattered to compare: one check supports, one is unclear
+        ([10.0, 10.5, 11.0], SCATTERED, SCATTERED, Verdict.HOLDS, ("supports", "unclear")),
+        # slower, accuracies as scattered: one contradicts, one is unclear
+        ([30.0, 31.0, 32.0], SCATTERED, SCATTERED, Verdict.DOES_NOT_HOLD, ("contradicts", "unclear")),
+        # faster but clearly more accurate: one supports, one contradicts
+        (
+            [10.0, 10.5, 11.0],
+            [0.85, 0.855, 0.86],
+            [0.9, 0.905, 0.91],
+            Verdict.MIXED,
+            ("supports", "contradicts"),
+        ),
+    ],
+)
+def test_only_the_checks_that_decided_make_the_verdict(
+    gru_seconds: list[float],
+    lstm_accuracy: list[float],
+    gru_accuracy: list[float],
+    expected: Verdict,
+    checks: tuple[str, str],
+) -> None:
+    lstm = _timed("lstm", [20.0, 21.0, 22.0], lstm_accuracy)
+    verdict = claim_gru_vs_lstm({"lstm": lstm, "gru": _timed("gru", gru_seconds, gru_accuracy)})
+    assert verdict.verdict == expected
+    assert [check.rsplit(": ", 1)[1] for check in verdict.evidence.split("; ")] == list(checks)
 
 
 def test_a_single_seed_never_decides() -> None:
     lstm = _timed("lstm", [100.0], [0.95])
     gru = _timed("gru", [1.0], [0.50])
     verdict = claim_gru_vs_lstm({"lstm": lstm, "gru": gru})
-    assert verdict.verdict == NOT_ENOUGH_SEEDS
-    assert claim_gru_vs_lstm({"lstm": lstm}).verdict == NOT_MEASURED
+    assert verdict.verdict == Verdict.UNCLEAR
+    assert verdict.evidence.count(f": unclear ({NOT_ENOUGH_SEEDS})") == 2
+    assert claim_gru_vs_lstm({"lstm": lstm}).verdict == Verdict.NOT_MEASURED
 
 
 def test_gap_plateau_verdicts() -> None:
@@ -151,9 +174,9 @@ def test_gap_plateau_verdicts() -> None:
             accuracy=[0.6, 0.7, 0.8, 0.9, 0.97, 0.99 - 0.005 * i],
         )
 
-    assert claim_gap_plateau({"gap": _seeded("gap", plateau)}).verdict == HOLDS
-    assert claim_gap_plateau({"gap": _seeded("gap", slow_high)}).verdict == DOES_NOT_HOLD
-    assert claim_gap_plateau({}).verdict == NOT_MEASURED
+    assert claim_gap_plateau({"gap": _seeded("gap", plateau)}).verdict == Verdict.HOLDS
+    assert claim_gap_plateau({"gap": _seeded("gap", slow_high)}).verdict == Verdict.DOES_NOT_HOLD
+    assert claim_gap_plateau({}).verdict == Verdict.NOT_MEASURED
 
 
 def test_lstm_overfitting_verdicts() -> None:
@@ -174,8 +197,8 @@ def test_lstm_overfitting_verdicts() -> None:
         )
 
     verdict = claim_lstm_overfits({"lstm": _seeded("lstm", overfit)})
-    assert verdict.verdict == HOLDS and "(claimed > 10.0%)" in verdict.evidence
-    assert claim_lstm_overfits({"lstm": _seeded("lstm", steady)}).verdict == DOES_NOT_HOLD
+    assert verdict.verdict == Verdict.HOLDS and "(claimed > 10.0%)" in verdict.evidence
+    assert claim_lstm_overfits({"lstm": _seeded("lstm", steady)}).verdict == Verdict.DOES_NOT_HOLD
 
 
 def _jagged(i: int) -> Run:
@@ -188,9 +211,9 @@ def _smooth(i: int) -> Run:
 
 def test_smoothness_is_judged_over_seeds() -> None:
     jagged, smooth = _seeded("lstm", _jagged), _seeded("lstm2", _smooth)
-    assert claim_stacked_lstm_smoother({"lstm": jagged, "lstm2": smooth}).verdict == HOLDS
+    assert claim_stacked_lstm_smoother({"lstm": jagged, "lstm2": smooth}).verdict == Verdict.HOLDS
     swapped = {"lstm": _seeded("lstm", _smooth), "lstm2": _seeded("lstm2", _jagged)}
-    assert claim_stacked_lstm_smoother(swapped).verdict == DOES_NOT_HOLD
+    assert claim_stacked_lstm_smoother(swapped).verdict == Verdict.DOES_NOT_HOLD
 
 
 def test_much_faster_is_half_the_quicker_recurrent_epoch_time() -> None:
@@ -201,7 +224,7 @@ def test_much_faster_is_half_the_quicker_recurrent_epoch_time() -> None:
         "conv": _timed("conv", [5.9, 6.0, 6.1], [0.85] * 3),  # above it
     }
     verdict = claim_flatten_conv_fast(models)
-    assert verdict.verdict == MIXED
+    assert verdict.verdict == Verdict.MIXED
     assert "claimed flatten - 0.5x lstm < 0.0 s" in verdict.evidence
 
 
@@ -218,12 +241,15 @@ def test_similarity_needs_the_whole_interval_within_the_margin() -> None:
     close = _seeded(
         "conv", lambda i: _run(SEEDS[i], [0.8, 0.81, 0.82 + 0.001 * i], test_accuracy=0.850 + 0.002 * i)
     )
-    assert claim_conv_matches_lstm({"lstm": lstm, "conv": close}).verdict == HOLDS
+    assert claim_conv_matches_lstm({"lstm": lstm, "conv": close}).verdict == Verdict.HOLDS
     scattered = _seeded(
         "conv", lambda i: _run(SEEDS[i], [0.8, 0.81, 0.82 + 0.001 * i], test_accuracy=(0.75, 0.85, 0.95)[i])
     )
     verdict = claim_conv_matches_lstm({"lstm": lstm, "conv": scattered})
-    assert verdict.verdict == MIXED and verdict.evidence.startswith("test accuracy conv 85.0 ± 10.0%")
+    accuracy, *others = verdict.evidence.split("; ")
+    assert accuracy.startswith("test accuracy conv 85.0 ± 10.0%") and accuracy.endswith(": unclear")
+    assert all(check.endswith(": supports") for check in others)
+    assert verdict.verdict == Verdict.HOLDS  # the scattered accuracy decides nothing either way
 
 
 def test_degenerate_runs_are_left_out_unless_all_are() -> None:
@@ -340,7 +366,8 @@ def test_versions_without_runs_json_still_report(tmp_path: Path) -> None:
     text = output.read_text()
     assert f"| sarcasm-gap | 1 | {PERCENT.show(0.75)} | — | 1 / 42 / 3 | — |" in text
     assert "Versions written before runs.json count as one run each" in text
-    assert f"- **{NOT_ENOUGH_SEEDS}** — Without RNNs (gap)" in text
+    assert f"- **{Verdict.UNCLEAR}** — Without RNNs (gap)" in text
+    assert f": unclear ({NOT_ENOUGH_SEEDS})" in text
 
 
 def test_report_on_a_trained_repository(trained_repository: Path, tmp_path: Path) -> None:
@@ -351,7 +378,8 @@ def test_report_on_a_trained_repository(trained_repository: Path, tmp_path: Path
     for architecture in ("flatten", "gap", "rnn", "lstm", "lstm2", "gru", "conv"):
         assert f"| sarcasm-{architecture} | 1" in text
     # Five general claims and the sarcasm-only one, none decided on a single seed.
-    assert text.count(f"- **{NOT_ENOUGH_SEEDS}** — ") == 6
+    assert text.count(f"- **{Verdict.UNCLEAR}** — ") == 6
+    assert text.count(f"- **{Verdict.DOES_NOT_HOLD}** — ") == 0
     for metric in ("accuracy", "loss"):
         plot = output.parent / f"sarcasm-{metric}.png"
         assert plot.read_bytes().startswith(PNG_MAGIC) and plot.stat().st_size > 10_000
