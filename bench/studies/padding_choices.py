@@ -9,7 +9,7 @@ before timing, so only the runtime's cost differs between the subjects, interlea
 - grouped: the same 64 texts sorted by length and run as two batches of 32, each padded to its own
   longest: the most a batcher that groups queued requests by length could gain.
 
-    .venv/bin/python -m bench.padding_choices [--models models] [--data-dir ../shared/data]
+    .venv/bin/python -m bench.studies.padding_choices [--models models] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -29,8 +28,9 @@ import numpy as np
 from bench.dataset_texts import DATA_DIR, dataset_texts
 from bench.in_process import InProcessModel, load_in_process
 from bench.inference_timing import TimingBudget, interleaved_timings
-from bench.run import cpu_model, find_models
-from bench.speed_verdicts import Spread
+from bench.machine import cpu_model, loads_text, now_text
+from bench.models import find_models
+from bench.speed_verdicts import TimingSpread
 from seqserve.loadtest.texts import load_texts
 from serving.sequence import SequencePadding
 
@@ -77,7 +77,7 @@ def run_all(run: Callable[[np.ndarray], np.ndarray], arrays: Sequence[np.ndarray
         run(ids)
 
 
-def time_model(model: InProcessModel, texts: Sequence[str], budget: TimingBudget) -> dict[str, Spread]:
+def time_model(model: InProcessModel, texts: Sequence[str], budget: TimingBudget) -> dict[str, TimingSpread]:
     """Subject -> CPU µs per text."""
     sets = id_sets(model, texts)
     reference = [model.runtime.run(ids) for ids in sets[SUBJECTS[0]]]
@@ -86,7 +86,7 @@ def time_model(model: InProcessModel, texts: Sequence[str], budget: TimingBudget
             np.testing.assert_allclose(model.runtime.run(ids), expected, atol=1e-5)
     subjects = {name: partial(run_all, model.runtime.run, arrays) for name, arrays in sets.items()}
     samples = interleaved_timings(subjects, budget)
-    return {name: Spread.of([1e6 * x / len(texts) for x in samples.cpu[name]]) for name in SUBJECTS}
+    return {name: TimingSpread.of([1e6 * x / len(texts) for x in samples.cpu[name]]) for name in SUBJECTS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,11 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(args_list)
 
-    models = (
-        [m for m in find_models(args.models) if m.config.sequence.variable_length]
-        if args.models.is_dir()
-        else []
-    )
+    models = [m for m in find_models(args.models) if m.config.sequence.variable_length]
     if not models:
         print(f"bench: no variable-length model in {args.models}/", file=sys.stderr)
         return 1
@@ -118,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         "# Padding choices for variable-length batches",
         "",
-        f"- command: `{shlex.join(['.venv/bin/python', '-m', 'bench.padding_choices', *args_list])}`",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `{shlex.join(['.venv/bin/python', '-m', 'bench.studies.padding_choices', *args_list])}`",
+        f"- date: {now_text()}",
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs; load average at start "
-        + " ".join(f"{x:.2f}" for x in load_before),
+        f"{loads_text(load_before)}",
         f"- runtime CPU µs per text, median (interquartile range) over interleaved rounds of {BATCHES} x "
         f"{GROUPS * BATCH} real texts; rounding gain = exact / rounded; grouping gain = the cheaper of "
         "exact and one batch / grouped (above 1: the choice is cheaper)",

@@ -5,7 +5,7 @@ as `Loop` graphs; `training.onnx_fused` writes every recurrent layer as its fuse
 the same random-weight model converted both ways, the graph's op types, the largest output
 difference between the two graphs, and the median latency at batch 1 and 32.
 
-    .venv/bin/python -m bench.onnx_fused_vs_loop [--threads 1] [--runs 200] [--seconds 20]
+    .venv/bin/python -m bench.studies.onnx_fused_vs_loop [--threads 1] [--runs 200] [--seconds 20]
 """
 
 from __future__ import annotations
