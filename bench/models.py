@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,3 +32,12 @@ def find_models(repository: Path) -> list[ModelFiles]:
         config = text_format.Parse((latest / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         found.append(ModelFiles(model_dir.name, latest, config))
     return found
+
+
+def copy_tokenizer(config: model_config_pb2.ModelConfig, source: Path, into: Path) -> Path:
+    """The model's tokenizer file at the same path in the repository `into` (copied once)."""
+    target = into / config.tokenizer.path
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / config.tokenizer.path, target)
+    return target

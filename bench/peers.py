@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bench.harness import LOG_DIR, REPO_ROOT, ServerProcess, free_port, start_echo, start_seqserve
 from bench.machine import cpu_model, loads_text, now_text, write_report
-from bench.models import ModelFiles, find_models
+from bench.models import ModelFiles, copy_tokenizer, find_models
 from bench.targets import TargetResult
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.report import Summary, summarize
@@ -160,10 +160,7 @@ def scratch_repository(models: Sequence[ModelFiles], source: Path, into: Path) -
         version_dir.mkdir(parents=True)
         shutil.copy2(model.version_dir / "config.pbtxt", version_dir / "config.pbtxt")
         shutil.copy2(model.version_dir / onnx_name, version_dir / onnx_name)
-        tokenizer = into / config.tokenizer.path
-        if not tokenizer.exists():
-            tokenizer.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / config.tokenizer.path, tokenizer)
+        tokenizer = copy_tokenizer(config, source, into)
         manifest.append(
             {
                 "name": model.name,

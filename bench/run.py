@@ -39,7 +39,7 @@ from bench.cpu_budget import CpuBudget
 from bench.harness import start_echo, start_seqserve
 from bench.in_process import load_in_process
 from bench.machine import cpu_model, loads_text, now_text, versions, write_report
-from bench.models import ModelFiles, find_models
+from bench.models import ModelFiles, copy_tokenizer, find_models
 from bench.served import Cell, measure
 from bench.targets import TargetResult
 from seqserve.loadtest.cli import DEFAULT_TEXTS
@@ -83,9 +83,7 @@ def tensorflow_batching(model: ModelFiles, repository: Path, spec: LoadSpec, tex
     with tempfile.TemporaryDirectory(prefix="bench-tf-") as scratch:
         alone = Path(scratch)
         shutil.copytree(model.version_dir, alone / model.name / model.version_dir.name)
-        tokenizer = Path(model.config.tokenizer.path)
-        (alone / tokenizer.parent).mkdir(parents=True)
-        shutil.copy2(repository / tokenizer, alone / tokenizer)
+        copy_tokenizer(model.config, repository, alone)
         for batching, extra in (("on", ()), ("off", ("--max-queue-delay-us", "0"))):
             with start_seqserve(alone, "server-tf", "--runtime", "tf", *extra) as server:
                 cells += measure(server, model.name, spec, texts, batching, runtime="tf", concurrencies=(32,))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from bench.harness import start_seqserve
 from bench.in_process import InProcessModel, load_in_process
 from bench.inference_timing import TimingBudget, interleaved_timings
 from bench.machine import cpu_model, loads_text, now_text
-from bench.models import ModelFiles, find_models
+from bench.models import ModelFiles, copy_tokenizer, find_models
 from bench.served import measure
 from bench.speed_verdicts import TimingSpread
 from bench.targets import TargetResult
@@ -82,9 +81,7 @@ def without_sequence_lens(model: onnx.ModelProto) -> onnx.ModelProto | None:
 
 def write_forms(model: ModelFiles, repository: Path, directory: Path) -> dict[str, str]:
     """The model's three forms as versions in `directory`, a model repository; form -> model name."""
-    tokenizer = Path(model.config.tokenizer.path)
-    (directory / tokenizer.parent).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(repository / tokenizer, directory / tokenizer)
+    copy_tokenizer(model.config, repository, directory)
     onnx_file = model.config.export.onnx_file or "model.onnx"
     graph = onnx.load(model.version_dir / onnx_file)
     fixed = without_sequence_lens(graph)
