@@ -40,20 +40,13 @@ def free_port() -> int:
 ReadyProbe = Callable[[subprocess.Popen[str], float], dict | None]
 
 
-def serve_command(
-    repository: Path,
-    *extra: str,
-    port: int | None = None,
-    rest_port: int = 0,
-    metrics_port: int | None = None,
-) -> list[str]:
-    """`seqserve serve` on loopback; ports left out are picked free; `extra` flags win over these."""
+def serve_command(repository: Path, *extra: str, port: int, rest_port: int = 0) -> list[str]:
+    """`seqserve serve` on loopback (REST port 0: any free one), /metrics on a free port; `extra` flags
+    win over these."""
     return [
         sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(repository),
-        "--host", "127.0.0.1", "--port", str(free_port() if port is None else port),
-        "--rest-port", str(rest_port),
-        "--metrics-port", str(free_port() if metrics_port is None else metrics_port),
-        *extra,
+        "--host", "127.0.0.1", "--port", str(port), "--rest-port", str(rest_port),
+        "--metrics-port", str(free_port()), *extra,
     ]  # fmt: skip
 
 
