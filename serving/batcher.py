@@ -35,7 +35,7 @@ import collections
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 # A client's own deadline timer fires slightly before the server's (the server starts counting the
@@ -98,17 +98,14 @@ class BatchPolicy:
     inline_max_s: float = 0.0005
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     items: Sequence[Any]
     future: asyncio.Future[Any]
     enqueued_at: float
     deadline: float | None  # event-loop time, None = no deadline
+    size: int
     started: bool = False  # handed to run_batch
-    size: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.size = len(self.items)
 
 
 class Batcher:
@@ -153,7 +150,7 @@ class Batcher:
         if len(self._queue) >= self._policy.max_queue_size:
             raise QueueFull(f"{self._name} queue holds {self._policy.max_queue_size} requests")
         loop = asyncio.get_running_loop()
-        request = _Request(items, loop.create_future(), loop.time(), deadline)
+        request = _Request(items, loop.create_future(), loop.time(), deadline, len(items))
         self._queue.append(request)
         self._observer.queue_depth(len(self._queue))
         if not self._dispatch_due:

@@ -68,7 +68,11 @@ class InferenceService:
     def check_texts(self, texts: Sequence[str]) -> None:
         limits = self._settings
         self.check_text_count(len(texts))
+        # A character is at most 4 bytes of UTF-8: only a text that could be over the limit is encoded.
+        longest_safe = limits.max_text_bytes // 4
         for index, text in enumerate(texts):
+            if len(text) <= longest_safe:
+                continue
             size = len(text.encode("utf-8"))
             if size > limits.max_text_bytes:
                 raise ServingError(
@@ -107,8 +111,12 @@ class InferenceService:
                 if self._settings.log_texts:
                     details["texts"] = list(texts)
                 log.debug("classify", extra=details)
-            with model.metrics.in_flight.track_inprogress():
+            in_flight = model.metrics.in_flight
+            in_flight.inc()
+            try:
                 probabilities = await self._submit(model, texts, time_remaining)
+            finally:
+                in_flight.dec()
             elapsed = time.perf_counter() - started
             model.metrics.request_duration.observe(elapsed)
             return Classification(model, probabilities, elapsed)

@@ -86,9 +86,12 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, message: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelInferResponse:
-        with self._dataplane.counting_refusals(message.model_name, message.model_version):
-            request = InferRequest.from_grpc(message)
-        response = await self._dataplane.infer(request, context.time_remaining())
+        response = await self._dataplane.infer(
+            lambda: InferRequest.from_grpc(message),
+            message.model_name,
+            message.model_version,
+            context.time_remaining(),
+        )
         return response.to_grpc()
 
     @grpc_errors

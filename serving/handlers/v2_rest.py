@@ -79,11 +79,11 @@ class V2RestHandler:
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = self._model(request)
-        with self._dataplane.counting_refusals(name, version):
-            infer = InferRequest.from_rest(
-                name, version, await request.read(), request.headers.get(HEADER_LENGTH)
-            )
-        document, binary = (await self._dataplane.infer(infer, infer.timeout_s)).to_rest()
+        body, header_length = await request.read(), request.headers.get(HEADER_LENGTH)
+        response = await self._dataplane.infer(
+            lambda: InferRequest.from_rest(name, version, body, header_length), name, version, None
+        )
+        document, binary = response.to_rest()
         if not binary:
             return json_response(document)
         header = json_response(document).body

@@ -13,9 +13,8 @@ readable: it lists each failed version with its reason.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -119,20 +118,20 @@ class DataPlane:
 
     # inference
 
-    @contextlib.contextmanager
-    def counting_refusals(self, name: str, version: str | int) -> Iterator[None]:
-        """Count a request refused while its wire message is decoded as `classify` counts a failed one
-        (an unknown model outranks the malformed message), then let the error go on. `version`: as
-        on the wire, or parsed; a malformed one counts as the latest."""
+    async def infer(
+        self, decode: Callable[[], InferRequest], name: str, version: str, time_remaining: float | None
+    ) -> InferResponse:
+        """Decode a wire's request (`decode`, e.g. InferRequest.from_grpc of its message), classify its
+        texts, build the response. A request refused while decoding is counted as `classify` counts
+        a failed one (an unknown model outranks the malformed message; `name` and `version` as on the
+        wire). The deadline is the wire's (`time_remaining`), else the request's own timeout."""
         try:
-            yield
-        except ServingError as error:
-            number = version if isinstance(version, int) else _version_or_latest(version)
-            raise self._service.refuse(name, number, error) from None
-
-    async def infer(self, request: InferRequest, time_remaining: float | None) -> InferResponse:
-        with self.counting_refusals(request.model_name, request.model_version):
+            request = decode()
             texts = request.texts(self._service.check_text_count)
+        except ServingError as error:
+            raise self._service.refuse(name, _version_or_latest(version), error) from None
+        if time_remaining is None:
+            time_remaining = request.timeout_s
         result = await self._service.classify(
             request.model_name, request.model_version, texts, time_remaining
         )

@@ -55,6 +55,9 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_DATA_SIZE = "binary_data_size"
 TIMEOUT_PARAMETER = "timeout"  # microseconds
 
+# What a gRPC request naming no outputs and no parameters gets: every output, in raw contents.
+ALL_OUTPUTS_RAW = tuple((name, True) for name in OUTPUT_NAMES)
+
 _LENGTH = struct.Struct("<I")
 _VERSION = re.compile(r"[0-9]+")
 
@@ -103,7 +106,10 @@ def parse_version(text: str) -> int:
     return int(text)
 
 
-@dataclass(frozen=True)
+# Built per request: plain slotted dataclasses (a frozen one's __init__ costs several times more).
+
+
+@dataclass(slots=True)
 class InputTensor:
     """One input as a wire format delivered it: typed elements, or raw bytes."""
 
@@ -119,7 +125,7 @@ class InputTensor:
     typed_source: str = "contents"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutputRequest:
     name: str
     parameters: Mapping[str, Any]  # wire parameters as Python values (bool, int, str)
@@ -159,7 +165,7 @@ def requested_outputs(
     return chosen
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferRequest:
     """One V2 inference request, whichever wire it came on. Built by `from_grpc` / `from_rest`, which
     check the structure and raise `ServingError`; the texts are decoded by `texts`, after the count
@@ -244,8 +250,11 @@ class InferRequest:
                     typed_source="contents.bytes_contents",
                 )
             )
-        requests = [OutputRequest(o.name, _grpc_parameters(o.parameters)) for o in message.outputs]
-        outputs = requested_outputs(requests, _grpc_parameters(message.parameters), binary_default=True)
+        if message.outputs or message.parameters:
+            requests = [OutputRequest(o.name, _grpc_parameters(o.parameters)) for o in message.outputs]
+            outputs = requested_outputs(requests, _grpc_parameters(message.parameters), binary_default=True)
+        else:
+            outputs = ALL_OUTPUTS_RAW
         if len({raw for _, raw in outputs}) > 1:
             raise invalid(
                 "binary_data differs between outputs; raw_output_contents holds every output or none"
@@ -403,7 +412,7 @@ def _timeout_s(parameters: Mapping[str, Any]) -> float | None:
     return timeout / 1e6
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutputTensor:
     name: str
     datatype: str
@@ -417,7 +426,7 @@ class OutputTensor:
         return encode_bytes_elements(self.values)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferResponse:
     model_name: str
     model_version: str
