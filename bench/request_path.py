@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
     parser.add_argument("--model", default="sarcasm-conv")
-    parser.add_argument("--texts", default="../shared/data/sarcasm/sarcasm.json")
+    parser.add_argument("--texts", default="../shared/data/sarcasm/sarcasm.json", help="request texts")
     parser.add_argument("--requests", type=int, default=3200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
