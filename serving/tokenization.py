@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from serving.fast_tokenizer import AsciiWordLevel, UnknownComponent
 from serving.sequence import SequencePadding
 
 
@@ -36,11 +38,17 @@ class TokenEncoder:
     columns its `SequencePadding` asks for (all of the cut columns are padding). Any other tokenizer keeps
     its own path and every model gets its full rows: they are right for a variable-length graph too,
     only not shorter.
+
+    On that path, a tokenizer made only of parts serving.fast_tokenizer knows exactly (the ones training
+    writes) has its ASCII texts split in Python, several times faster; every other text, and every
+    other tokenizer, is tokenized by HF. `fast_path_refusal` says why a tokenizer has no fast path.
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
         self._bare: Tokenizer | None = None
+        self._words: AsciiWordLevel | None = None
+        self.fast_path_refusal: str | None = "the tokenizer pads itself"
         padding, truncation = tokenizer.padding, tokenizer.truncation
         if padding is None or truncation is None:
             return
@@ -61,6 +69,11 @@ class TokenEncoder:
         self._bare = Tokenizer.from_str(tokenizer.to_str())
         self._bare.no_padding()
         self._bare.no_truncation()
+        try:
+            self._words = AsciiWordLevel(tokenizer)
+            self.fast_path_refusal = None
+        except UnknownComponent as refusal:
+            self.fast_path_refusal = str(refusal)
 
     @property
     def pads_itself(self) -> bool:
@@ -76,21 +89,31 @@ class TokenEncoder:
         # encode_batch_fast: the same ids without character offsets, which serving never reads
         if self._bare is None:
             return np.array([e.ids for e in self._tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
+        rows = self._untruncated_rows(texts)
         length = self._length
-        rows = []
-        for encoding in self._bare.encode_batch_fast(list(texts)):
-            tokens = encoding.ids
-            if len(tokens) > length:
-                tokens = tokens[-length:] if self._keep_end else tokens[:length]
-            rows.append(tokens)
-        width = padding.width(max(map(len, rows), default=0)) if self._trims else length
-        ids = np.full((len(texts), width), self._pad_id, dtype=np.int32)
         for row, tokens in enumerate(rows):
-            if self._pad_left:
-                ids[row, width - len(tokens) :] = tokens
-            else:
-                ids[row, : len(tokens)] = tokens
+            if len(tokens) > length:
+                rows[row] = tokens[-length:] if self._keep_end else tokens[:length]
+        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+        width = padding.width(int(lengths.max(initial=0))) if self._trims else length
+        columns = np.arange(width)
+        filled = columns >= (width - lengths)[:, None] if self._pad_left else columns < lengths[:, None]
+        ids = np.full((len(rows), width), self._pad_id, dtype=np.int32)
+        ids[filled] = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
         return ids
+
+    def _untruncated_rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids before truncation: from the fast path where it can, else from HF."""
+        assert self._bare is not None
+        if self._words is None:
+            return [encoding.ids for encoding in self._bare.encode_batch_fast(list(texts))]
+        rows = self._words.batch_ids(texts)
+        missing = [row for row, tokens in enumerate(rows) if tokens is None]
+        if missing:
+            encodings = self._bare.encode_batch_fast([texts[row] for row in missing])
+            for row, encoding in zip(missing, encodings, strict=True):
+                rows[row] = encoding.ids
+        return rows  # type: ignore[return-value]
 
 
 class TokenizerStore:
