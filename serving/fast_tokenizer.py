@@ -1,16 +1,20 @@
-"""The ids of a word-level tokenizer, computed in Python for ASCII texts: exact by construction.
+"""The ids of a word-level tokenizer, computed in Python for plain texts: exact by construction.
 
 HF `tokenizers` spends most of a headline's time building an `Encoding` (tokens, offsets, masks) that
 serving never reads. For the tokenizers training writes (NFKC, `<br />` -> space, lowercase; split on
-whitespace, each punctuation character a token of its own; a word-level vocabulary), an ASCII text
-needs none of the Unicode rules: NFKC leaves ASCII unchanged, and ASCII whitespace and punctuation are
-the short lists below. So those texts are split with `str.lower`/`str.split` and one dict lookup per
-whitespace-separated chunk instead.
+whitespace, each punctuation character a token of its own; a word-level vocabulary), a plain text
+needs none of the Unicode rules: ASCII, the Latin-1 letters and six common dashes and quotes
+(PLAIN_CHARACTERS) are left as they are by NFKC in any context, and their whitespace and punctuation
+are the short lists below. So those texts are split with `str.lower`/`str.split` and one dict lookup
+per whitespace-separated chunk instead.
 
 The fast path is built only from a tokenizer whose every component (model, normalizers, pre-tokenizers,
 added tokens) it knows exactly, read from the tokenizer's JSON; anything else raises `UnknownComponent`
-and HF serves. Texts it cannot guarantee (any non-ASCII character, or the four ASCII separators that
-Python's `str.split` takes for whitespace and HF does not) get `None`, and their caller asks HF.
+and HF serves. A text with any other character (or one of the four ASCII separators that Python's
+`str.split` takes for whitespace and HF does not, or NUL) is not `answered`: its caller asks HF.
+
+A batch is tokenized as one string (its texts joined by a NUL chunk), and its ids come back as one flat
+array with each text's start and length (`FlatIds`), so no per-text Python work is left but the lookups.
 """
 
 from __future__ import annotations
@@ -19,20 +23,37 @@ import json
 import re
 import string
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer
 
 # char::is_whitespace on ASCII (what WhitespaceSplit splits on) and Oniguruma's \s on ASCII.
 ASCII_WHITESPACE = " \t\n\x0b\x0c\r"
 # str.split() also splits on these; HF keeps them inside words. A text with one goes to HF.
 PYTHON_ONLY_WHITESPACE = "\x1c\x1d\x1e\x1f"
-_SEPARATOR = PYTHON_ONLY_WHITESPACE[0]
 # char::is_ascii_punctuation: what Punctuation isolates among ASCII characters.
 ASCII_PUNCTUATION = string.punctuation
-# Normalizers that leave every ASCII text as it is.
-ASCII_IDENTITIES = frozenset({"NFC", "NFD", "NFKC", "NFKD"})
+# Beyond ASCII, characters as plain as ASCII's: NFC and NFKC quick check Yes and combining class 0 (so a
+# text of them is in NFC and NFKC already, whatever their order: none decomposes or composes with a
+# neighbour), lowercase mappings that Python and Rust share, and each either a letter (neither whitespace
+# nor punctuation anywhere) or in general category Pd, Pi or Pf (punctuation for HF, isolated).
+LATIN1_LETTERS = "".join(chr(code) for code in range(0xC0, 0x100) if chr(code) not in "\u00d7\u00f7")
+UNICODE_PUNCTUATION = "\u2013\u2014\u2018\u2019\u201c\u201d"  # en and em dash, curly quotes
+PLAIN_CHARACTERS = "".join(map(chr, range(128))) + LATIN1_LETTERS + UNICODE_PUNCTUATION
+# Between the texts of a batch joined into one string: a chunk of its own that maps to id -1. No text
+# that holds it is answered, and no normalizer step (KNOWN_REGEXES, ASCII replacements) matches or
+# writes it, so the texts' boundaries survive normalization.
+_SEPARATOR, _SEPARATOR_ID = "\x00", -1
+_UNANSWERED = PYTHON_ONLY_WHITESPACE + _SEPARATOR
+# Any character a text, or a batch joined by _SEPARATOR, must not hold.
+_NOT_PLAIN = re.compile(
+    f"[^{re.escape(''.join(c for c in PLAIN_CHARACTERS if c not in PYTHON_ONLY_WHITESPACE))}]"
+)
+# Normalizers that leave every text of PLAIN_CHARACTERS as it is (NFD and NFKD decompose its letters).
+PLAIN_IDENTITIES = frozenset({"NFC", "NFKC"})
 # The Replace patterns known exactly on ASCII: the tokenizer's regex -> the same regex in Python, and
 # a substring every match contains (testing for it is much cheaper than a search, and usually fails).
 KNOWN_REGEXES = {r"<br\s*/?>": (f"<br[{re.escape(ASCII_WHITESPACE)}]*/?>", "<br")}
@@ -40,11 +61,39 @@ KNOWN_REGEXES = {r"<br\s*/?>": (f"<br[{re.escape(ASCII_WHITESPACE)}]*/?>", "<br"
 CACHED_CHUNKS = 65_536
 CACHED_CHUNK_LENGTH = 64
 
-_PIECES = re.compile(f"[{re.escape(ASCII_PUNCTUATION)}]|[^{re.escape(ASCII_PUNCTUATION)}]+")
+_PUNCTUATION = re.escape(ASCII_PUNCTUATION + UNICODE_PUNCTUATION)
+_PIECES = re.compile(f"[{_PUNCTUATION}]|[^{_PUNCTUATION}]+")
 
 
 class UnknownComponent(Exception):
     """The tokenizer has a part whose behaviour the fast path does not reproduce exactly."""
+
+
+@dataclass(frozen=True)
+class FlatIds:
+    """The untruncated ids of a batch's texts: text i's are ids[starts[i] : starts[i] + lengths[i]]."""
+
+    ids: np.ndarray  # int32
+    starts: np.ndarray  # intp, one per text
+    lengths: np.ndarray  # intp, one per text
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Sequence[int]]) -> FlatIds:
+        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=total)
+        return cls(ids, np.cumsum(lengths) - lengths, lengths)
+
+    @classmethod
+    def merged(cls, parts: Sequence[tuple[Sequence[int], FlatIds]], count: int) -> FlatIds:
+        """One batch of `count` texts from parts that each hold the texts at the positions given."""
+        starts, lengths = np.empty(count, dtype=np.intp), np.empty(count, dtype=np.intp)
+        offset = 0
+        for positions, part in parts:
+            starts[positions] = part.starts + offset
+            lengths[positions] = part.lengths
+            offset += part.ids.size
+        return cls(np.concatenate([part.ids for _positions, part in parts]), starts, lengths)
 
 
 class _ChunkIds(dict[str, tuple[int, ...]]):
@@ -56,10 +105,11 @@ class _ChunkIds(dict[str, tuple[int, ...]]):
         super().__init__(
             (word, (index,))
             for word, index in vocab.items()
-            if word.isascii() and word.split() == [word] and _PIECES.fullmatch(word)
+            if word.split() == [word] and _PIECES.fullmatch(word)
         )
         self._vocab, self._unk_id = vocab, unk_id
         self._room = CACHED_CHUNKS
+        self[_SEPARATOR] = (_SEPARATOR_ID,)
 
     def __missing__(self, chunk: str) -> tuple[int, ...]:
         ids = tuple(self._vocab.get(piece, self._unk_id) for piece in _PIECES.findall(chunk))
@@ -69,8 +119,8 @@ class _ChunkIds(dict[str, tuple[int, ...]]):
         return ids
 
 
-class AsciiWordLevel:
-    """The ids (untruncated, unpadded) HF gives an ASCII text, from a dict lookup per chunk."""
+class PythonWordLevel:
+    """The ids (untruncated, unpadded) HF gives a plain text, from a dict lookup per chunk."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         spec = json.loads(tokenizer.to_str())
@@ -86,41 +136,44 @@ class AsciiWordLevel:
             raise UnknownComponent(f"unknown-word token {model.get('unk_token')!r} is not in the vocabulary")
         self._chunks = _ChunkIds(vocab, vocab[model["unk_token"]])
 
-    def batch_ids(self, texts: Sequence[str]) -> list[list[int] | None]:
-        """Each text's ids, or None for a text that needs HF's Unicode rules.
+    def answers(self, text: str) -> bool:
+        """False for a text that needs HF's Unicode rules (or holds a separator)."""
+        return _SEPARATOR not in text and _NOT_PLAIN.search(text) is None
 
-        The usual batch is all ASCII: it is normalized as one string, its texts joined by a separator
-        no text holds and no normalizer step matches or writes (PYTHON_ONLY_WHITESPACE)."""
-        joined = _SEPARATOR.join(texts)
-        if not joined.isascii() or joined.count(_SEPARATOR) != len(texts) - 1 or _holds_others(joined):
-            return list(map(self._ids, texts))
-        for step in self._steps:
-            joined = step(joined)
-        chunk_ids = self._chunks.__getitem__
-        return [list(chain.from_iterable(map(chunk_ids, text.split()))) for text in joined.split(_SEPARATOR)]
-
-    def _ids(self, text: str) -> list[int] | None:
-        if not text.isascii() or _SEPARATOR in text or _holds_others(text):
+    def batch(self, texts: Sequence[str]) -> FlatIds | None:
+        """The texts' ids, or None unless it `answers` every text."""
+        count = len(texts)
+        if count == 0:
+            return FlatIds.of_rows([])
+        joined = f" {_SEPARATOR} ".join(texts)
+        if joined.count(_SEPARATOR) != count - 1:
+            return None
+        if joined.isascii():  # the usual batch: the few checks that need no pass over every character
+            if any(c in joined for c in PYTHON_ONLY_WHITESPACE):
+                return None
+        elif _NOT_PLAIN.search(joined):
             return None
         for step in self._steps:
-            text = step(text)
-        return list(chain.from_iterable(map(self._chunks.__getitem__, text.split())))
-
-
-def _holds_others(text: str) -> bool:
-    """True when `text` holds one of PYTHON_ONLY_WHITESPACE other than _SEPARATOR."""
-    return "\x1d" in text or "\x1e" in text or "\x1f" in text
+            joined = step(joined)
+        chunks = joined.split()
+        ids = np.fromiter(chain.from_iterable(map(self._chunks.__getitem__, chunks)), dtype=np.int32)
+        ends = np.flatnonzero(ids == _SEPARATOR_ID)  # of every text but the last
+        starts = np.empty(count, dtype=np.intp)
+        starts[0], starts[1:] = 0, ends + 1
+        lengths = np.empty(count, dtype=np.intp)
+        lengths[:-1], lengths[-1] = ends - starts[:-1], ids.size - starts[-1]
+        return FlatIds(ids, starts, lengths)
 
 
 def _normalizer_steps(spec: dict[str, Any] | None) -> list[Callable[[str], str]]:
-    """The normalizer as Python string functions, in order; identities on ASCII are left out."""
+    """The normalizer as Python string functions, in order; identities on plain texts are left out."""
     if spec is None:
         return []
     parts = spec["normalizers"] if spec.get("type") == "Sequence" else [spec]
     steps: list[Callable[[str], str]] = []
     for part in parts:
         kind = part.get("type")
-        if kind in ASCII_IDENTITIES:
+        if kind in PLAIN_IDENTITIES:
             continue
         if kind == "Lowercase":
             steps.append(str.lower)
@@ -132,8 +185,8 @@ def _normalizer_steps(spec: dict[str, Any] | None) -> list[Callable[[str], str]]
 
 
 def _replacement(pattern: str, contained: str, content: str) -> Callable[[str], str]:
-    if not content.isascii() or any(c in content for c in PYTHON_ONLY_WHITESPACE):
-        raise UnknownComponent(f"replacement {content!r} is not plain ASCII")
+    if _SEPARATOR in content or _NOT_PLAIN.search(content):
+        raise UnknownComponent(f"replacement {content!r} is not plain text")
     regex, literal = re.compile(pattern), content.replace("\\", "\\\\")
     return lambda text: regex.sub(literal, text) if contained in text else text
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from serving.fast_tokenizer import AsciiWordLevel, UnknownComponent
+from serving.fast_tokenizer import FlatIds, PythonWordLevel, UnknownComponent
 from serving.sequence import SequencePadding
 
 
@@ -40,14 +39,16 @@ class TokenEncoder:
     only not shorter.
 
     On that path, a tokenizer made only of parts serving.fast_tokenizer knows exactly (the ones training
-    writes) has its ASCII texts split in Python, several times faster; every other text, and every
-    other tokenizer, is tokenized by HF. `fast_path_refusal` says why a tokenizer has no fast path.
+    writes) has its plain texts (ASCII, Latin-1 letters, dashes and quotes) split in Python, several
+    times faster; every other text, and every other tokenizer, is tokenized by HF. `fast_path_refusal`
+    says why a tokenizer has no fast path;
+    `python_fast_path=False` turns it off (the benchmark's HF path, bench/tokenizer_speed.py).
     """
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, *, python_fast_path: bool = True) -> None:
         self._tokenizer = tokenizer
         self._bare: Tokenizer | None = None
-        self._words: AsciiWordLevel | None = None
+        self._words: PythonWordLevel | None = None
         self.fast_path_refusal: str | None = "the tokenizer pads itself"
         padding, truncation = tokenizer.padding, tokenizer.truncation
         if padding is None or truncation is None:
@@ -69,8 +70,11 @@ class TokenEncoder:
         self._bare = Tokenizer.from_str(tokenizer.to_str())
         self._bare.no_padding()
         self._bare.no_truncation()
+        if not python_fast_path:
+            self.fast_path_refusal = "turned off"
+            return
         try:
-            self._words = AsciiWordLevel(tokenizer)
+            self._words = PythonWordLevel(tokenizer)
             self.fast_path_refusal = None
         except UnknownComponent as refusal:
             self.fast_path_refusal = str(refusal)
@@ -89,31 +93,41 @@ class TokenEncoder:
         # encode_batch_fast: the same ids without character offsets, which serving never reads
         if self._bare is None:
             return np.array([e.ids for e in self._tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
-        rows = self._untruncated_rows(texts)
-        length = self._length
-        for row, tokens in enumerate(rows):
-            if len(tokens) > length:
-                rows[row] = tokens[-length:] if self._keep_end else tokens[:length]
-        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
-        width = padding.width(int(lengths.max(initial=0))) if self._trims else length
+        tokens = self._untruncated(texts)
+        kept = np.minimum(tokens.lengths, self._length)
+        starts = tokens.starts + tokens.lengths - kept if self._keep_end else tokens.starts
+        width = padding.width(int(kept.max(initial=0))) if self._trims else self._length
         columns = np.arange(width)
-        filled = columns >= (width - lengths)[:, None] if self._pad_left else columns < lengths[:, None]
-        ids = np.full((len(rows), width), self._pad_id, dtype=np.int32)
-        ids[filled] = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
+        if self._pad_left:
+            filled = columns >= (width - kept)[:, None]
+            source = (starts - (width - kept))[:, None] + columns
+        else:
+            filled = columns < kept[:, None]
+            source = starts[:, None] + columns
+        ids = np.full((len(texts), width), self._pad_id, dtype=np.int32)
+        ids[filled] = tokens.ids[source[filled]]
         return ids
 
-    def _untruncated_rows(self, texts: Sequence[str]) -> list[list[int]]:
-        """Each text's ids before truncation: from the fast path where it can, else from HF."""
+    def _untruncated(self, texts: Sequence[str]) -> FlatIds:
+        """The texts' ids before truncation: from the fast path where it answers, else from HF."""
         assert self._bare is not None
-        if self._words is None:
-            return [encoding.ids for encoding in self._bare.encode_batch_fast(list(texts))]
-        rows = self._words.batch_ids(texts)
-        missing = [row for row, tokens in enumerate(rows) if tokens is None]
-        if missing:
-            encodings = self._bare.encode_batch_fast([texts[row] for row in missing])
-            for row, encoding in zip(missing, encodings, strict=True):
-                rows[row] = encoding.ids
-        return rows  # type: ignore[return-value]
+        if self._words is not None:
+            tokens = self._words.batch(texts)
+            if tokens is not None:
+                return tokens
+            answered = [row for row, text in enumerate(texts) if self._words.answers(text)]
+            if answered:
+                others = sorted(set(range(len(texts))).difference(answered))
+                fast = self._words.batch([texts[row] for row in answered])
+                assert fast is not None
+                return FlatIds.merged(
+                    [(answered, fast), (others, self._hf([texts[row] for row in others]))], len(texts)
+                )
+        return self._hf(texts)
+
+    def _hf(self, texts: Sequence[str]) -> FlatIds:
+        assert self._bare is not None
+        return FlatIds.of_rows([encoding.ids for encoding in self._bare.encode_batch_fast(list(texts))])
 
 
 class TokenizerStore:

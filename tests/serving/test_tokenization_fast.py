@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel, WordPiece
 
 from serving import fast_tokenizer
-from serving.fast_tokenizer import PYTHON_ONLY_WHITESPACE, AsciiWordLevel
+from serving.fast_tokenizer import (
+    LATIN1_LETTERS,
+    PLAIN_CHARACTERS,
+    PYTHON_ONLY_WHITESPACE,
+    UNICODE_PUNCTUATION,
+    PythonWordLevel,
+)
 from serving.sequence import SequencePadding
 from serving.tokenization import TokenEncoder
 from tests.conftest import DATA_DIR
@@ -31,7 +38,9 @@ DISCRIMINATING = [
     "don't -- stop!! it's 2024...",
     "a\x00b <p> trump's <br /> u.s. 'quoted'",
     "scientists discover 12 new thes x \x00 y",
+    "CAFÉ — café",
 ]
+NOT_ANSWERED = "\x00" + PYTHON_ONLY_WHITESPACE  # NUL: the fast path's separator
 
 
 @functools.cache
@@ -47,6 +56,19 @@ def headline_tokenizer(truncation_side: str = "right") -> Tokenizer:
 def hf_ids(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     """HF's own truncation and padding: the reference every path must equal."""
     return np.array([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int32).reshape(len(texts), -1)
+
+
+def fast_rows(tokenizer: Tokenizer, texts: list[str]) -> list[list[int] | None]:
+    """Each text's untruncated ids from the fast path, None where it does not answer."""
+    words = PythonWordLevel(tokenizer)
+    answered = [text for text in texts if words.answers(text)]
+    flat = words.batch(answered)
+    assert flat is not None
+    found = iter(
+        flat.ids[start : start + length].tolist()
+        for start, length in zip(flat.starts, flat.lengths, strict=True)
+    )
+    return [next(found) if words.answers(text) else None for text in texts]
 
 
 def untruncated(tokenizer: Tokenizer) -> Tokenizer:
@@ -65,8 +87,8 @@ TRICKY = [
     "<br />", "<br>", "<br/>", "<BR />", "<br\t/>", "<br\n\n>", "<br / >", "<br", "/>",
     " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x00", "\x7f",
     "\u00a0", "\u2028", "\u2029", "\u3000", "\u0085", "\u200b", *PYTHON_ONLY_WHITESPACE,
-    "ﬁ", "É", "İ", "ß", "Ⅻ", "\uff21\uff22\uff23", "①", "café", "cafe\u0301",
-    "“", "”", "—", "…", "¿", "«»", "½",
+    "ﬁ", "É", "İ", "ß", "ÿ", "Ⅻ", "\uff21\uff22\uff23", "①", "café", "CAFÉ", "cafe\u0301", "É\u0301",
+    "“", "”", "\u2018", "\u2019", "—", "\u2013", "…", "¿", "«»", "½", "\u00d7", "µ", "ª", "\u0096",
     "don't", "U.S.", "$5", "#1", "@", "a.b", "...", "!!", "'", '"', "-", "_", "~", "`", "|",
 ]  # fmt: skip
 text_pieces = st.one_of(
@@ -74,13 +96,14 @@ text_pieces = st.one_of(
     st.sampled_from(WORDS),
     st.text(max_size=6),  # any Unicode
     st.text(alphabet=st.characters(max_codepoint=127), max_size=6),  # any ASCII, controls too
+    st.text(alphabet=PLAIN_CHARACTERS, max_size=6),  # what the fast path answers
 )
 texts = st.lists(text_pieces, max_size=30).map("".join)
-ascii_texts = st.lists(
-    st.one_of(st.sampled_from(WORDS), st.text(alphabet=st.characters(max_codepoint=127), max_size=6)),
+plain_texts = st.lists(
+    st.one_of(st.sampled_from(WORDS), st.text(alphabet=PLAIN_CHARACTERS, max_size=6)),
     max_size=30,
 ).map(" ".join)
-batches = st.lists(st.one_of(texts, ascii_texts), min_size=1, max_size=8)
+batches = st.lists(st.one_of(texts, plain_texts), min_size=1, max_size=8)
 
 
 def test_the_tokenizers_training_writes_take_the_python_fast_path() -> None:
@@ -105,29 +128,43 @@ def test_ids_equal_hf_on_any_unicode_text(side: str, batch: list[str], trailing:
 @given(batch=batches)
 def test_untruncated_ids_equal_hf_where_the_fast_path_answers(batch: list[str]) -> None:
     tokenizer = TOKENIZERS["right"]
-    rows = AsciiWordLevel(tokenizer).batch_ids(batch)
+    rows = fast_rows(tokenizer, batch)
+    assert PythonWordLevel(tokenizer).batch(batch) is None or None not in rows  # one string for the batch
     for text, ids, encoding in zip(batch, rows, untruncated(tokenizer).encode_batch(batch), strict=True):
         if ids is None:
-            assert not text.isascii() or any(c in text for c in PYTHON_ONLY_WHITESPACE)
+            assert any(c not in PLAIN_CHARACTERS or c in NOT_ANSWERED for c in text)
         else:
             assert ids == encoding.ids, text
 
 
-def test_every_ascii_character_splits_as_hf_splits_it_and_only_four_go_to_hf() -> None:
+def test_every_plain_character_splits_as_hf_splits_it_and_only_five_go_to_hf() -> None:
     tokenizer = TOKENIZERS["right"]
-    characters = [chr(code) for code in range(128)]
-    batch = [f"the{c}cat {c} x{c}{c}Y{c} <br{c}/> <br{c}>{c}" for c in characters]
-    rows = AsciiWordLevel(tokenizer).batch_ids(batch)
+    characters = list(PLAIN_CHARACTERS)
+    batch = [f"the{c}cat {c} x{c}{c}Y{c} <br{c}/> <br{c}>{c} caf{c}É" for c in characters]
+    rows = fast_rows(tokenizer, batch)
     encodings = untruncated(tokenizer).encode_batch(batch)
-    sent_to_hf = [c for c, ids in zip(characters, rows, strict=True) if ids is None]
-    assert sent_to_hf == list(PYTHON_ONLY_WHITESPACE)
+    assert [c for c, ids in zip(characters, rows, strict=True) if ids is None] == list(NOT_ANSWERED)
     for c, ids, encoding in zip(characters, rows, encodings, strict=True):
         if ids is not None:
             assert ids == encoding.ids, repr(c)
 
 
+@pytest.mark.parametrize("c", LATIN1_LETTERS + UNICODE_PUNCTUATION)
+def test_the_plain_characters_beyond_ascii_are_what_the_fast_path_takes_them_for(c: str) -> None:
+    """NFC/NFKC-stable starters whose lowercase Python and HF agree on, letters or HF punctuation."""
+    assert unicodedata.combining(c) == 0
+    assert unicodedata.normalize("NFKC", c) == unicodedata.normalize("NFC", c) == c
+    assert TOKENIZERS["right"].normalizer.normalize_str(c) == c.lower()
+    assert c.lower() in PLAIN_CHARACTERS and not c.isspace()
+    category = unicodedata.category(c)
+    assert category[0] == "L" if c in LATIN1_LETTERS else category in ("Pd", "Pi", "Pf")
+    assert [token for token, _span in TOKENIZERS["right"].pre_tokenizer.pre_tokenize_str(f"a{c}b")] == (
+        ["a" + c + "b"] if c in LATIN1_LETTERS else ["a", c, "b"]
+    )
+
+
 def test_a_batch_mixing_ascii_and_other_texts_keeps_each_row_in_place() -> None:
-    batch = ["the cat", "café au lait", "", "x\x1cy", "THE CAT<br />sat", "ﬁne\u00a0day"]
+    batch = ["the cat", "café au lait", "", "x\x1cy", "THE CAT<br />sat", "ﬁne\u00a0day", "a\x00b", "İ"]
     for side, encoder in ENCODERS.items():
         np.testing.assert_array_equal(
             encoder.encode(batch, SequencePadding(LENGTH)), hf_ids(TOKENIZERS[side], batch)
@@ -180,6 +217,7 @@ REFUSED = {
         normalizer=normalizers.Sequence([*KNOWN_NORMALIZER, normalizers.Replace(Regex(r"\d+"), "0")])
     ),
     "BertNormalizer": lambda: _with(normalizer=normalizers.BertNormalizer(lowercase=True)),
+    "NFD": lambda: _with(normalizer=normalizers.Sequence([normalizers.NFD(), *KNOWN_NORMALIZER[1:]])),
     "Whitespace": lambda: _with(pre_tokenizer=pre_tokenizers.Whitespace()),
     "WhitespaceSplit alone": lambda: _with(pre_tokenizer=pre_tokenizers.WhitespaceSplit()),
     "Punctuation removed": lambda: _with(
