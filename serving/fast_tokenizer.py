@@ -5,8 +5,8 @@ serving never reads. For the tokenizers training writes (NFKC, `<br />` -> space
 whitespace, each punctuation character a token of its own; a word-level vocabulary), a plain text
 needs none of the Unicode rules: ASCII, the Latin-1 letters and six common dashes and quotes
 (PLAIN_CHARACTERS) are left as they are by NFKC in any context, and their whitespace and punctuation
-are the short lists below. So those texts are split with `str.lower`/`str.split` and one dict lookup
-per whitespace-separated chunk instead.
+are the short lists below. So those texts are split with `str.lower`, a `str.replace` that puts spaces
+around each punctuation character present, `str.split`, and one dict lookup per token instead.
 
 The fast path is built only from a tokenizer whose every component (model, normalizers, pre-tokenizers,
 added tokens) it knows exactly, read from the tokenizer's JSON; anything else raises `UnknownComponent`
@@ -57,12 +57,8 @@ PLAIN_IDENTITIES = frozenset({"NFC", "NFKC"})
 # The Replace patterns known exactly on ASCII: the tokenizer's regex -> the same regex in Python, and
 # a substring every match contains (testing for it is much cheaper than a search, and usually fails).
 KNOWN_REGEXES = {r"<br\s*/?>": (f"<br[{re.escape(ASCII_WHITESPACE)}]*/?>", "<br")}
-# Chunks beyond the vocabulary (unknown words, words with punctuation) whose ids are remembered.
-CACHED_CHUNKS = 65_536
-CACHED_CHUNK_LENGTH = 64
-
-_PUNCTUATION = re.escape(ASCII_PUNCTUATION + UNICODE_PUNCTUATION)
-_PIECES = re.compile(f"[{_PUNCTUATION}]|[^{_PUNCTUATION}]+")
+# Each punctuation character with the spaces that make it a token of its own for str.split.
+_SPACED_PUNCTUATION = [(c, f" {c} ") for c in ASCII_PUNCTUATION + UNICODE_PUNCTUATION]
 
 
 class UnknownComponent(Exception):
@@ -96,27 +92,17 @@ class FlatIds:
         return cls(np.concatenate([part.ids for _positions, part in parts]), starts, lengths)
 
 
-class _ChunkIds(dict[str, tuple[int, ...]]):
-    """Whitespace-free chunk -> its token ids: a word or punctuation character of the vocabulary is
-    stored up front; any other chunk is split into punctuation and the runs between, looked up, and
-    remembered while there is room (its ids never change, so the cache is exact)."""
+class _Vocabulary(dict[str, int]):
+    """WordLevel's lookup: a token's id, or the unknown-word id; the separator chunk is _SEPARATOR_ID
+    (no answered text holds it, so no token of a text is looked up there)."""
 
     def __init__(self, vocab: dict[str, int], unk_id: int) -> None:
-        super().__init__(
-            (word, (index,))
-            for word, index in vocab.items()
-            if word.split() == [word] and _PIECES.fullmatch(word)
-        )
-        self._vocab, self._unk_id = vocab, unk_id
-        self._room = CACHED_CHUNKS
-        self[_SEPARATOR] = (_SEPARATOR_ID,)
+        super().__init__(vocab)
+        self[_SEPARATOR] = _SEPARATOR_ID
+        self._unk_id = unk_id
 
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
-        ids = tuple(self._vocab.get(piece, self._unk_id) for piece in _PIECES.findall(chunk))
-        if self._room > 0 and len(chunk) <= CACHED_CHUNK_LENGTH:
-            self._room -= 1
-            self[chunk] = ids
-        return ids
+    def __missing__(self, token: str) -> int:
+        return self._unk_id
 
 
 class PythonWordLevel:
@@ -134,7 +120,7 @@ class PythonWordLevel:
         vocab: dict[str, int] = model["vocab"]
         if model.get("unk_token") not in vocab:
             raise UnknownComponent(f"unknown-word token {model.get('unk_token')!r} is not in the vocabulary")
-        self._chunks = _ChunkIds(vocab, vocab[model["unk_token"]])
+        self._vocabulary = _Vocabulary(vocab, vocab[model["unk_token"]])
 
     def answers(self, text: str) -> bool:
         """False for a text that needs HF's Unicode rules (or holds a separator)."""
@@ -155,8 +141,11 @@ class PythonWordLevel:
             return None
         for step in self._steps:
             joined = step(joined)
-        chunks = joined.split()
-        ids = np.fromiter(chain.from_iterable(map(self._chunks.__getitem__, chunks)), dtype=np.int32)
+        for c, spaced in _SPACED_PUNCTUATION:
+            if c in joined:
+                joined = joined.replace(c, spaced)
+        tokens = joined.split()
+        ids = np.fromiter(map(self._vocabulary.__getitem__, tokens), dtype=np.int32, count=len(tokens))
         ends = np.flatnonzero(ids == _SEPARATOR_ID)  # of every text but the last
         starts = np.empty(count, dtype=np.intp)
         starts[0], starts[1:] = 0, ends + 1
