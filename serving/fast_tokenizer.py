@@ -24,7 +24,7 @@ import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -92,19 +92,6 @@ class FlatIds:
         return cls(np.concatenate([part.ids for _positions, part in parts]), starts, lengths)
 
 
-class _Vocabulary(dict[str, int]):
-    """WordLevel's lookup: a token's id, or the unknown-word id; the separator chunk is _SEPARATOR_ID
-    (no answered text holds it, so no token of a text is looked up there)."""
-
-    def __init__(self, vocab: dict[str, int], unk_id: int) -> None:
-        super().__init__(vocab)
-        self[_SEPARATOR] = _SEPARATOR_ID
-        self._unk_id = unk_id
-
-    def __missing__(self, token: str) -> int:
-        return self._unk_id
-
-
 class PythonWordLevel:
     """The ids (untruncated, unpadded) HF gives a plain text, from a dict lookup per chunk."""
 
@@ -120,7 +107,10 @@ class PythonWordLevel:
         vocab: dict[str, int] = model["vocab"]
         if model.get("unk_token") not in vocab:
             raise UnknownComponent(f"unknown-word token {model.get('unk_token')!r} is not in the vocabulary")
-        self._vocabulary = _Vocabulary(vocab, vocab[model["unk_token"]])
+        # WordLevel's lookup; the separator chunk gets _SEPARATOR_ID (no answered text holds it, so no
+        # token of a text is looked up there)
+        self._vocabulary = {**vocab, _SEPARATOR: _SEPARATOR_ID}
+        self._unk_id = vocab[model["unk_token"]]
 
     def answers(self, text: str) -> bool:
         """False for a text that needs HF's Unicode rules (or holds a separator)."""
@@ -145,7 +135,9 @@ class PythonWordLevel:
             if c in joined:
                 joined = joined.replace(c, spaced)
         tokens = joined.split()
-        ids = np.fromiter(map(self._vocabulary.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        ids = np.fromiter(
+            map(self._vocabulary.get, tokens, repeat(self._unk_id)), dtype=np.int32, count=len(tokens)
+        )
         ends = np.flatnonzero(ids == _SEPARATOR_ID)  # of every text but the last
         starts = np.empty(count, dtype=np.intp)
         starts[0], starts[1:] = 0, ends + 1
