@@ -93,7 +93,7 @@ class FlatIds:
 
 
 class PythonWordLevel:
-    """The ids (untruncated, unpadded) HF gives a plain text, from a dict lookup per chunk."""
+    """The ids (untruncated, unpadded) HF gives a plain text, from a dict lookup per token."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         spec = json.loads(tokenizer.to_str())
