@@ -41,8 +41,8 @@ class TokenEncoder:
     On that path, a tokenizer made only of parts serving.fast_tokenizer knows exactly (the ones training
     writes) has its plain texts (ASCII, Latin-1 letters, dashes and quotes) split in Python, several
     times faster; every other text, and every other tokenizer, is tokenized by HF. `fast_path_refusal`
-    says why a tokenizer has no fast path;
-    `python_fast_path=False` turns it off (the benchmark's HF path, bench/tokenizer_speed.py).
+    says why a tokenizer has no fast path; `python_fast_path=False` turns it off (the HF path that
+    bench/tokenizer_speed.py measures beside it).
     """
 
     def __init__(self, tokenizer: Tokenizer, *, python_fast_path: bool = True) -> None:
