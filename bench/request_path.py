@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,11 +29,12 @@ from serving.handlers.v2_grpc import KServeV2Servicer
 from serving.health import HealthService
 from serving.inference import InferenceService
 from serving.metrics import ServerMetrics
+from serving.model import ServedModel
 from serving.protocol.v2_dataplane import DataPlane
 from serving.protocol.v2_types import encode_bytes_elements
 from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
-from serving.settings import Settings
+from serving.settings import build_settings
 
 
 class Context:
@@ -61,7 +63,7 @@ async def measure(call, requests: list, concurrency: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    settings = Settings(model_repository=Path(args.models))
+    settings = build_settings(["--model-repository", args.models, *shlex.split(args.serve_args)])
     metrics = ServerMetrics()
     health = HealthService()
     executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
@@ -77,6 +79,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     texts = load_texts(Path(args.texts))
     results: dict[str, list[float]] = {}
     cells = [
+        ("v2", 2, 1),
+        ("v2", 4, 1),
         ("v2", 1, 1),
         ("v2", 32, 1),
         ("v2", 8, 32),
@@ -99,9 +103,40 @@ async def main_async(args: argparse.Namespace) -> dict:
             await measure(call, requests[: len(requests) // 10], concurrency)  # warm-up
             key = f"{protocol} c={concurrency} texts={per_request}"
             results.setdefault(key, []).append(await measure(call, requests, concurrency))
+    model = registry.snapshot.models[args.model].latest
+    results.update(await batch_costs(model, texts, executor, args.rounds))
     await registry.close()
     executor.shutdown()
     return {key: statistics.median(values) for key, values in results.items()}
+
+
+def _cpu_us(work: Callable[[], object], calls: int) -> float:
+    started = time.process_time()
+    for _ in range(calls):
+        work()
+    return (time.process_time() - started) / calls * 1e6
+
+
+async def batch_costs(
+    model: ServedModel, texts: Sequence[str], executor: ThreadPoolExecutor, rounds: int, calls: int = 2000
+) -> dict[str, list[float]]:
+    """What one batch costs whatever its size, in CPU µs: the parts of `predict_batch` for one text,
+    and the hand-off of a trivial call to the inference threads and back."""
+    loop = asyncio.get_running_loop()
+    one = [texts[0]]
+    ids = model.tokenize(one)
+    costs: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        costs.setdefault("batch of 1: tokenize", []).append(_cpu_us(lambda: model.tokenize(one), calls))
+        costs.setdefault("batch of 1: runtime", []).append(_cpu_us(lambda: model.runtime.run(ids), calls))
+        costs.setdefault("batch of 1: predict_batch", []).append(
+            _cpu_us(lambda: model.predict_batch(one), calls)
+        )
+        started = time.process_time()
+        for _ in range(calls):
+            await loop.run_in_executor(executor, int)
+        costs.setdefault("thread hand-off and back", []).append((time.process_time() - started) / calls * 1e6)
+    return costs
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -111,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--texts", default="../shared/data/sarcasm/sarcasm.json", help="request texts")
     parser.add_argument("--requests", type=int, default=3200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-args", default="", help="`seqserve serve` flags of the server measured")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(main_async(args)), indent=1))
 
