@@ -75,6 +75,7 @@ PARITY_PROTOCOL = "v2"
 PARITY_TEXTS = 48
 PARITY_TOLERANCE = 1e-5
 IN_PROCESS_BATCHES = (1, 32)
+IN_PROCESS_CHUNKS = 8  # one timed call runs this many different batches of real texts
 WHOLE_OVER_WORKER_RSS = 2.2  # --workers 2: the whole server's RSS against one worker's
 T = TypeVar("T")
 
@@ -242,7 +243,9 @@ def in_process_costs(
 ) -> list[InProcessCost]:
     """Each model's tokenize + runtime per text at batch 1 and 32 of real texts."""
     loaded = {m.name: load_in_process(m.version_dir, m.config, repository) for m in models}
-    batches = {b: [list(texts[i * b : (i + 1) * b]) for i in range(8)] for b in IN_PROCESS_BATCHES}
+    batches = {
+        b: [list(texts[i * b : (i + 1) * b]) for i in range(IN_PROCESS_CHUNKS)] for b in IN_PROCESS_BATCHES
+    }
 
     def run(model: InProcessModel, batch: int) -> None:
         for chunk in batches[batch]:
@@ -258,10 +261,35 @@ def in_process_costs(
     return [
         InProcessCost(
             name,
-            {b: 1e6 * statistics.median(samples.cpu[f"{name} {b}"]) / (8 * b) for b in IN_PROCESS_BATCHES},
+            {
+                b: 1e6 * statistics.median(samples.cpu[f"{name} {b}"]) / (IN_PROCESS_CHUNKS * b)
+                for b in IN_PROCESS_BATCHES
+            },
         )
         for name in loaded
     ]
+
+
+def judge(
+    target: Target, label: str, ours: Mapping[int, Measurement], theirs: Mapping[int, Measurement], cost: str
+) -> TargetResult | None:
+    """One target from the rounds both servers were measured in (None: no such round), by `margin`."""
+    rounds = sorted(ours.keys() & theirs.keys())
+    if not rounds:
+        return None
+    value = METRICS[target.metric]
+    compared = [target.compare(value(ours[r]), value(theirs[r])) for r in rounds]
+    judgement = margin(compared, target.limit, target.higher_is_better)
+    kind, shown = ("ratio", "x") if target.relation == "ratio" else ("difference", f" {target.unit}")
+    mid_ours = statistics.median(value(ours[r]) for r in rounds)
+    mid_theirs = statistics.median(value(theirs[r]) for r in rounds)
+    evidence = (
+        f"{kind} per round {min(compared):.3g}..{max(compared):.3g}{shown} over {len(rounds)} round(s) "
+        f"(medians {mid_ours:.4g} vs {mid_theirs:.4g} {target.unit})" + (f"; {cost}" if cost else "")
+    )
+    return TargetResult(
+        label, judgement == Judgement.SUPPORTS, evidence, unclear=judgement == Judgement.UNCLEAR
+    )
 
 
 def verdicts(
@@ -274,44 +302,27 @@ def verdicts(
     """Each target per model and protocol: `subject` (a seqserve server) against the reference server in
     the same cell, protocol and round, judged by the range of the per-round comparisons. A reference of
     another process count than the subject's is no comparison: its targets are left out."""
-    by_name = {s.name: s for s in servers}
+    processes = next(s.processes for s in servers if s.name == subject)
     results = []
     for model, architecture in architectures.items():
         for target in TARGETS:
             if target.architectures is not None and architecture not in target.architectures:
                 continue
-            cell = Cell(model, *target.shape)
             reference = next((s for s in servers if s.name == target.reference and s.serves(model)), None)
-            if reference is None or reference.processes != by_name[subject].processes:
+            if reference is None or reference.processes != processes:
                 continue
-            value = METRICS[target.metric]
+            cell = Cell(model, *target.shape)
+            cost = costs[model].line(cell.batch) if costs and model in costs else ""
             for protocol in target.protocols:
-                ours = per_round(measurements, subject, protocol, cell)
-                theirs = per_round(measurements, reference.name, protocol, cell)
-                rounds = sorted(ours.keys() & theirs.keys())
-                if not rounds:
-                    continue  # a cell `--cells` left out, or a protocol the reference does not speak
-                compared = [target.compare(value(ours[r]), value(theirs[r])) for r in rounds]
-                judgement = margin(compared, target.limit, target.higher_is_better)
-                low, high = min(compared), max(compared)
-                shown = "x" if target.relation == "ratio" else f" {target.unit}"
-                mid_ours = statistics.median(value(ours[r]) for r in rounds)
-                mid_theirs = statistics.median(value(theirs[r]) for r in rounds)
-                evidence = (
-                    f"{'ratio' if target.relation == 'ratio' else 'difference'} per round "
-                    f"{low:.3g}..{high:.3g}{shown} over {len(rounds)} round(s) (medians {mid_ours:.4g} vs "
-                    f"{mid_theirs:.4g} {target.unit})"
+                result = judge(
+                    target,
+                    f"{model}, {PROTOCOLS[protocol]}: {target.name} {target.bound}",
+                    per_round(measurements, subject, protocol, cell),
+                    per_round(measurements, reference.name, protocol, cell),
+                    cost,
                 )
-                if costs and model in costs:
-                    evidence += f"; {costs[model].line(target.shape[1])}"
-                results.append(
-                    TargetResult(
-                        f"{model}, {PROTOCOLS[protocol]}: {target.name} {target.bound}",
-                        judgement == Judgement.SUPPORTS,
-                        evidence,
-                        unclear=judgement == Judgement.UNCLEAR,
-                    )
-                )
+                if result is not None:  # None: a cell `--cells` left out, a protocol it does not speak
+                    results.append(result)
     return results
 
 

@@ -18,9 +18,11 @@ from bench.peers import (
     Measurement,
     Memory,
     ParityError,
+    Run,
     Served,
     check_parity,
     margin,
+    markdown,
     measured_pairs,
     medians,
     rotated,
@@ -33,6 +35,7 @@ from bench.peers import (
 from bench.proc import process_tree
 from bench.targets import TargetResult
 from seqserve.loadtest.report import Summary
+from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import model_config_pb2
 from seqserve.verdicts import Judgement
@@ -281,3 +284,28 @@ def test_process_tree_holds_the_children_of_children() -> None:
         child.kill()
         child.wait()
         subprocess.run(["kill", str(grandchild_pid)], check=False)
+
+
+def test_the_report_says_who_pads_how_and_keeps_the_two_process_server_out_of_the_targets() -> None:
+    cell = Cell("m", 32, 1)
+    measurements = [
+        *rounds_of("seqserve N=1", cell, [900.0, 950.0]),
+        *rounds_of("seqserve N=2", cell, [1500.0, 1600.0]),
+        *rounds_of(KSERVE_TRIMMED, cell, [800.0, 800.0]),
+        *rounds_of(FLOOR, cell, [1000.0, 1000.0]),
+    ]
+    servers = [
+        Served("seqserve N=1", None, ("v2",), 1, "to the batch's longest text"),  # type: ignore[arg-type]
+        Served("seqserve N=2", None, ("v2",), 2, "to the batch's longest text"),  # type: ignore[arg-type]
+        Served(KSERVE_TRIMMED, None, ("v2",), 1, "to the request's longest text + 5", frozenset({"m"})),  # type: ignore[arg-type]
+        Served(FLOOR, None, ("v2",), 1, "none: constant answers", parity=False),  # type: ignore[arg-type]
+    ]
+    spec = LoadSpec(duration_s=1.0, warmup_s=0.5, channels=4)
+    run = Run(
+        "cmd", spec, 2, ((1, 1, 1), (1, 1, 1)), measurements, servers, {"m": "conv"}, {"m": 0.0}, [], []
+    )
+    report = markdown(run)
+    assert f"| {KSERVE_TRIMMED} | 1 | V2 ModelInfer | to the request's longest text + 5 | m |" in report
+    assert "- **PASS** m, V2 ModelInfer: c=32 req/s ≥ 85 % of the no-op floor's" in report
+    assert "seqserve N=2 runs 2 processes and no reference here does" in report
+    assert f"| m, c=32, 1 text/request | {KSERVE_TRIMMED} | 1.16 |" in report  # 925 / 800
