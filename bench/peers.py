@@ -367,10 +367,17 @@ def v2_probabilities(address: str, model: str, texts: Sequence[str]) -> np.ndarr
 
 def served_parity(servers: Sequence[Served], models: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
     """model -> the largest difference between the servers that answer the models' probabilities;
-    raises ParityError on the first model where one differs."""
+    raises ParityError on the first model where one differs, or for a server it cannot ask (one that
+    does not speak V2 ModelInfer is never measured unchecked)."""
+    unchecked = [s.name for s in servers if s.parity and PARITY_PROTOCOL not in s.protocols]
+    if unchecked:
+        raise ParityError(
+            f"{', '.join(unchecked)} speak(s) no {PROTOCOLS[PARITY_PROTOCOL]}: their answers cannot be "
+            "compared; give bench.peers.served_parity a client for their protocol"
+        )
     worst = {}
     for model in models:
-        answering = [s for s in servers if s.parity and s.serves(model) and PARITY_PROTOCOL in s.protocols]
+        answering = [s for s in servers if s.parity and s.serves(model)]
         answers = {s.name: v2_probabilities(s.server.address, model, texts) for s in answering}
         worst[model] = check_parity(answers, answering[0].name, model)
     return worst

@@ -178,6 +178,12 @@ def test_the_parity_check_refuses_a_server_that_answers_other_probabilities() ->
         check_parity({"a": reference, "b": np.full_like(reference, np.nan)}, "a", "m")
 
 
+def test_a_server_whose_answers_cannot_be_asked_for_is_refused_not_measured_unchecked() -> None:
+    predict_only = Served("other server", None, ("predict",), 1, "-")  # type: ignore[arg-type]
+    with pytest.raises(ParityError, match=r"other server speak.* no V2 ModelInfer"):
+        served_parity([served("seqserve N=1"), predict_only], ["m"], ["a text"])
+
+
 def test_served_parity_asks_every_server_but_the_floor_and_refuses_one_that_differs(
     tiny_model_repository: Path,
 ) -> None:
