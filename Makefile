@@ -138,8 +138,10 @@ soak: setup
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .ruff_cache
 
-# seqserve against KServe's Python ModelServer on the same ONNX files and the same client
-# (bench/peers.py): reports/peers.md. The peer lives in its own virtualenv, kept for reruns.
+# seqserve against the no-op floor and KServe's Python ModelServer (fully padded, and padded to each
+# request's longest text) on the same ONNX files and the same client (bench/peers.py): parity of every
+# server first, then targets judged against the floor of the same round: reports/peers.md. The peer
+# lives in its own virtualenv, kept for reruns.
 # PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement.
 KSERVE_VENV := .venv-kserve
 PEERS_ROUNDS ?= 3

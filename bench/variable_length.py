@@ -15,7 +15,8 @@ Each variable-length version is measured three ways, on the same files and weigh
     lower per-text CPU than the fixed-length graph for sarcasm's lstm, lstm2, gru, rnn and conv; the
     other models' gains are reported.
 (b) Served: one server holding each model in all three forms (`<name>-padded`, `<name>-fixed`, in a
-    temporary repository), 32 headlines per request at concurrency 8, the three in alternation.
+    temporary repository), 32 headlines per request at concurrency 8, the three in alternation, their
+    order rotated from round to round.
     Target: >= 2x the texts/s of the fixed-length graph for sarcasm-lstm and sarcasm-lstm2.
 
     .venv/bin/python -m bench.variable_length [--models models] [--data-dir ../shared/data]
@@ -179,6 +180,13 @@ class ServedResult:
         return statistics.median(self.texts_per_s["variable"]) / statistics.median(self.texts_per_s[baseline])
 
 
+def form_order(forms: Sequence[str], round_: int) -> list[str]:
+    """The forms in the order of round `round_`, each round starting one further along, so that none is
+    always measured first (or right after the same neighbour) on a machine whose load drifts."""
+    shift = round_ % len(forms)
+    return [*forms[shift:], *forms[:shift]]
+
+
 def compare_served(
     models: Sequence[ModelFiles], repository: Path, texts: Path, spec: LoadSpec, rounds: int
 ) -> list[ServedResult]:
@@ -191,12 +199,12 @@ def compare_served(
                 names = forms[model.name]
                 parity = served_parity(server.address, [names["variable"], names["padded"]], sample)
                 by_form: dict[str, list[float]] = {form: [] for form in names}
-                for _ in range(rounds):
-                    for form, values in by_form.items():
+                for round_ in range(rounds):
+                    for form in form_order(list(by_form), round_):
                         cells = measure(
                             server, names[form], spec, texts, "on", concurrencies=(spec.concurrency,)
                         )
-                        values.append(cells[0].summary.texts_per_s)
+                        by_form[form].append(cells[0].summary.texts_per_s)
                 results.append(ServedResult(model.name, parity, by_form))
     return results
 
@@ -277,7 +285,8 @@ def report(
         f"## (b) Served: {spec.batch} headlines per request, concurrency {spec.concurrency}, one server",
         "",
         f"texts/s per {spec.duration_s:g} s cell ({spec.warmup_s:g} s warm-up), {rounds} rounds, the "
-        "three forms in alternation; gains = ratios of the medians; parity = max |variable - padded| "
+        "three forms in alternation (order rotated each round); gains = ratios of the medians; parity = "
+        "max |variable - padded| "
         f"over one request of {BATCH} headlines.",
         "",
         "| model | fixed-length graph texts/s | padded texts/s | variable texts/s "

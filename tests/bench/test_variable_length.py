@@ -11,7 +11,7 @@ import onnxruntime as ort
 from google.protobuf import text_format
 
 from bench.models import ModelFiles
-from bench.variable_length import without_sequence_lens, write_forms
+from bench.variable_length import FORMS, form_order, without_sequence_lens, write_forms
 from seqserve.v1 import model_config_pb2
 from tests.serving.variable_length_models import publish, variable_length_onnx
 
@@ -75,3 +75,11 @@ def test_forms_share_the_files_and_only_the_variable_one_keeps_its_sequence(tmp_
             assert written.name == name
             assert written.sequence.variable_length == (name == f"sarcasm-{kind}")
     assert (forms / "tokenizers" / "sarcasm" / "tokenizer.json").read_text() == "{}"
+
+
+def test_the_served_forms_are_rotated_so_each_is_measured_first_in_one_round() -> None:
+    forms = list(FORMS)
+    orders = [form_order(forms, r) for r in range(len(forms))]
+    assert [order[0] for order in orders] == forms
+    assert all(sorted(order) == sorted(forms) for order in orders)
+    assert form_order(forms, len(forms)) == forms
