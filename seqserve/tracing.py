@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span
 
@@ -22,7 +23,14 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 KNOWN_EXPORTERS = ("otlp", "console")
-TRACEPARENT = "traceparent"
+# The server's stage spans (serving.tracing records them, the load tester reads them back).
+ADMISSION_SPAN = "seqserve.admission"
+QUEUE_WAIT_SPAN = "seqserve.queue_wait"
+BATCH_SPAN = "seqserve.batch"
+TOKENIZE_SPAN = "seqserve.tokenize"
+RUNTIME_SPAN = "seqserve.runtime"
+BATCH_SIZE, BATCH_REQUESTS = "seqserve.batch.size", "seqserve.batch.requests"
+PADDED_LENGTH = "seqserve.batch.padded_length"
 
 
 class TracingConfigError(ValueError):
@@ -84,3 +92,55 @@ def traceparent_of(span: Span) -> list[tuple[str, str]]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=trace.set_span_in_context(span))
     return list(carrier.items())
+
+
+def resource(default_service_name: str, attributes: Mapping[str, str] | None = None) -> Resource:
+    """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) over `attributes`, with
+    `default_service_name` unless the environment names the service."""
+    from opentelemetry.sdk.resources import Resource
+
+    created = Resource.create(dict(attributes or {}))
+    if str(created.attributes.get("service.name", "")).startswith("unknown_service"):
+        created = created.merge(Resource({"service.name": default_service_name}))
+    return created
+
+
+def otlp_grpc_exporter(endpoint: str) -> SpanExporter:
+    """An OTLP/gRPC exporter to `endpoint` (http:// = plaintext), whatever the OTEL_* variables say."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+
+
+class ClientTracing:
+    """A client's own tracer: one CLIENT span per call, a `ratio` of them sampled (the `traceparent`
+    it sends says which, and a server sampling parent-based follows), batched to `exporters`."""
+
+    def __init__(self, service_name: str, ratio: float, exporters: Iterable[SpanExporter]) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+        self._provider = TracerProvider(sampler=TraceIdRatioBased(ratio), resource=resource(service_name))
+        for exporter in exporters:
+            self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer = self._provider.get_tracer(service_name)
+
+    def start_call(self, name: str, attributes: Mapping[str, str | int]) -> Span:
+        from opentelemetry.trace import SpanKind
+
+        return self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+    def shutdown(self) -> None:
+        """Export the spans still buffered."""
+        self._provider.shutdown()
+
+
+def trace_ids(span: Span) -> tuple[str, str] | None:
+    """(trace id, span id) in hex of a sampled span; None for one that is not."""
+    from opentelemetry import trace
+
+    context = span.get_span_context()
+    if not context.trace_flags.sampled:
+        return None
+    return trace.format_trace_id(context.trace_id), trace.format_span_id(context.span_id)

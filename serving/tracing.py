@@ -29,6 +29,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from seqserve import tracing as shared
+from seqserve.tracing import (
+    ADMISSION_SPAN,
+    BATCH_REQUESTS,
+    BATCH_SIZE,
+    BATCH_SPAN,
+    PADDED_LENGTH,
+    QUEUE_WAIT_SPAN,
+    RUNTIME_SPAN,
+    TOKENIZE_SPAN,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -38,15 +48,8 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVICE_NAME = "seqserve"
 INSTRUMENTATION_SCOPE = "seqserve.serving"
-ADMISSION_SPAN = "seqserve.admission"
-QUEUE_WAIT_SPAN = "seqserve.queue_wait"
-BATCH_SPAN = "seqserve.batch"
-TOKENIZE_SPAN = "seqserve.tokenize"
-RUNTIME_SPAN = "seqserve.runtime"
 MODEL_NAME, MODEL_VERSION, MODEL_RUNTIME = "seqserve.model.name", "seqserve.model.version", "seqserve.runtime"
 TEXT_COUNT = "seqserve.request.text_count"
-BATCH_SIZE, BATCH_REQUESTS = "seqserve.batch.size", "seqserve.batch.requests"
-PADDED_LENGTH = "seqserve.batch.padded_length"
 
 Exemplar = dict[str, str]
 
@@ -78,13 +81,12 @@ def exemplar_of(context: SpanContext) -> Exemplar:
 
 
 def _resource() -> Any:
-    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+    """Every process exports on its own: its service.instance.id is the given one (or the host
+    name) with the process id appended, so `--workers` workers stay apart."""
+    from opentelemetry.sdk.resources import OTELResourceDetector
 
     given = OTELResourceDetector().detect().attributes.get("service.instance.id") or socket.gethostname()
-    resource = Resource.create({"service.instance.id": f"{given}-{os.getpid()}"})
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
-    return resource
+    return shared.resource(DEFAULT_SERVICE_NAME, {"service.instance.id": f"{given}-{os.getpid()}"})
 
 
 class ServerTracing:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from seqserve import tracing as names
 from seqserve.loadtest.trace_receiver import TraceReceiver
 from seqserve.tracing import TracingConfigError, exporter_names, otlp_protocol
 from serving import tracing
@@ -94,8 +95,8 @@ def test_spans_reach_an_otlp_receiver_with_this_process_as_instance(receiver, mo
     server_tracing.shutdown()  # flushes the batch processor
     spans = {span.name: span for span in receiver.spans()}
     assert set(spans) == {
-        "svc/Method", tracing.ADMISSION_SPAN, tracing.QUEUE_WAIT_SPAN, tracing.BATCH_SPAN,
-        tracing.TOKENIZE_SPAN, tracing.RUNTIME_SPAN,
+        "svc/Method", names.ADMISSION_SPAN, names.QUEUE_WAIT_SPAN, names.BATCH_SPAN,
+        names.TOKENIZE_SPAN, names.RUNTIME_SPAN,
     }  # fmt: skip
     server = spans["svc/Method"]
     assert (server.trace_id, server.parent_span_id) == (
@@ -106,13 +107,13 @@ def test_spans_reach_an_otlp_receiver_with_this_process_as_instance(receiver, mo
     assert server.resource["service.instance.id"] == f"pod-7-{os.getpid()}"
     assert server.resource["deployment.environment"] == "test"
     assert server.attributes[tracing.TEXT_COUNT] == 3
-    for stage in (tracing.ADMISSION_SPAN, tracing.QUEUE_WAIT_SPAN):
+    for stage in (names.ADMISSION_SPAN, names.QUEUE_WAIT_SPAN):
         assert spans[stage].parent_span_id == server.span_id
-    batch = spans[tracing.BATCH_SPAN]
+    batch = spans[names.BATCH_SPAN]
     assert [link.span_id for link in batch.links] == [server.span_id]
-    assert batch.attributes[tracing.BATCH_SIZE] == 3 and batch.attributes[tracing.PADDED_LENGTH] == 40
-    assert spans[tracing.QUEUE_WAIT_SPAN].duration_s == pytest.approx(0.003, abs=0.002)
-    for stage in (tracing.TOKENIZE_SPAN, tracing.RUNTIME_SPAN):
+    assert batch.attributes[names.BATCH_SIZE] == 3 and batch.attributes[names.PADDED_LENGTH] == 40
+    assert spans[names.QUEUE_WAIT_SPAN].duration_s == pytest.approx(0.003, abs=0.002)
+    for stage in (names.TOKENIZE_SPAN, names.RUNTIME_SPAN):
         assert spans[stage].parent_span_id == batch.span_id
         assert spans[stage].duration_s == pytest.approx(0.001, abs=0.0005)
 
