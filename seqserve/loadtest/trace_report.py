@@ -48,6 +48,22 @@ def slowest(calls: Sequence[TracedCall], count: int) -> list[TracedCall]:
     return sorted(calls, key=lambda call: call.latency_s, reverse=True)[:count]
 
 
+def _child_stages(
+    parent: ReceivedSpan, stages: dict[str, str], spans: Sequence[ReceivedSpan]
+) -> dict[str, float]:
+    """stage -> ms of the spans named in `stages` that are children of `parent`."""
+    found = {}
+    for stage, name in stages.items():
+        for span in spans:
+            if (
+                span.name == name
+                and span.parent_span_id == parent.span_id
+                and span.trace_id == parent.trace_id
+            ):
+                found[stage] = span.duration_s * 1e3
+    return found
+
+
 def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
     server = next(
         (
@@ -59,15 +75,7 @@ def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
     )
     if server is None:
         return CallBreakdown(call.trace_id, call.latency_s * 1e3)
-    stages = {"server": server.duration_s * 1e3}
-    for stage, name in REQUEST_STAGES.items():
-        for span in spans:
-            if (
-                span.name == name
-                and span.parent_span_id == server.span_id
-                and span.trace_id == server.trace_id
-            ):
-                stages[stage] = span.duration_s * 1e3
+    stages = {"server": server.duration_s * 1e3, **_child_stages(server, REQUEST_STAGES, spans)}
     batch = next(
         (
             s
@@ -79,18 +87,9 @@ def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
     size = requests = 0
     if batch is not None:
         stages["batch"] = batch.duration_s * 1e3
-        size, requests = (
-            int(batch.attributes.get(BATCH_SIZE, 0)),
-            int(batch.attributes.get(BATCH_REQUESTS, 0)),
-        )
-        for stage, name in BATCH_STAGES.items():
-            for span in spans:
-                if (
-                    span.name == name
-                    and span.parent_span_id == batch.span_id
-                    and span.trace_id == batch.trace_id
-                ):
-                    stages[stage] = span.duration_s * 1e3
+        stages.update(_child_stages(batch, BATCH_STAGES, spans))
+        size = int(batch.attributes.get(BATCH_SIZE, 0))
+        requests = int(batch.attributes.get(BATCH_REQUESTS, 0))
     instance = str(server.resource.get("service.instance.id", ""))
     return CallBreakdown(call.trace_id, call.latency_s * 1e3, stages, size, requests, instance)
 
