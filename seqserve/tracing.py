@@ -53,6 +53,13 @@ def exporter_names(environ: Mapping[str, str]) -> list[str]:
     return names
 
 
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise TracingConfigError if the OTEL_* variables ask for what cannot be done (at start-up,
+    before anything else happens)."""
+    if "otlp" in exporter_names(environ):
+        otlp_protocol(environ)
+
+
 def otlp_protocol(environ: Mapping[str, str]) -> str:
     """grpc (the default, port 4317) or http/protobuf (port 4318)."""
     for variable in PROTOCOL_VARIABLES:

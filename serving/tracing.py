@@ -143,14 +143,14 @@ class BatchTracing:
     def traced_run(
         self,
         run: Callable[[list[Any]], Any],
-        requests: Sequence[tuple[RequestTrace, float]],
+        requests: Sequence[tuple[RequestTrace | None, float]],
         started: float,
     ) -> Callable[[list[Any]], Any]:
         """`run` for a batch of `requests` (their trace, time enqueued on the loop's clock) that starts
         at `started`: records their queue waits now, and the batch span around `run` itself."""
         from opentelemetry import trace
 
-        traced = [(trace_, enqueued) for trace_, enqueued in requests if trace_.context is not None]
+        traced = [(t, enqueued) for t, enqueued in requests if t is not None and t.context is not None]
         if not traced:
             return run
         now, now_ns = time.monotonic(), time.time_ns()
