@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
@@ -24,11 +26,13 @@ from serving import tracing
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.rest_client import call
 from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
+from tests.serving.test_prometheus import DASHBOARD, scraping
 
 MODEL = "sarcasm-gru"
 TEXTS = SARCASM_TEXTS[:3]
 SPANS_TIMEOUT_S = 15.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+GRAFANA_DATASOURCES = REPO_ROOT / "deploy" / "grafana" / "datasources.yaml"
 
 
 def exporting_to(endpoint: str) -> dict[str, str]:
@@ -312,3 +316,47 @@ def test_loadtest_prints_the_slowest_calls_with_the_servers_stages(
         assert set(row["stages_ms"]) == {"server", "admission", "queue_wait", "batch", "tokenize", "runtime"}
         assert row["stages_ms"]["server"] <= row["client_ms"]
         assert row["batch_size"] >= 1 and row["server_instance"].endswith(str(server.ready["pid"]))
+
+
+def test_prometheus_stores_the_exemplars_the_dashboard_links_to_traces(
+    traced_server, receiver, tmp_path
+) -> None:
+    """A real Prometheus (exemplar storage on) scraping the traced server answers the dashboard's
+    exemplar queries with the trace ids of sampled requests, under the label name the Grafana
+    datasource's exemplar link reads."""
+    link = yaml.safe_load(GRAFANA_DATASOURCES.read_text())["datasources"][0]["jsonData"]
+    (destination,) = link["exemplarTraceIdDestinations"]
+    exemplar_queries = [
+        target["expr"]
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", [])
+        if target.get("exemplar")
+    ]
+    assert len(exemplar_queries) >= 4
+    with scraping(traced_server.metrics_url, tmp_path, features=["exemplar-storage"]) as prometheus:
+        callers = [Caller(200 + i) for i in range(3)]
+        started = time.time()
+        found: set[str] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not found:
+            for caller in callers:
+                v2_infer(traced_server, TEXTS, traceparent=caller.traceparent)
+            time.sleep(1.5)  # a scrape or two
+            answer = prometheus.get(
+                "/api/v1/query_exemplars",
+                query=exemplar_queries[0],
+                start=str(started - 60),
+                end=str(time.time()),
+            )
+            assert answer["status"] == "success", answer
+            found = {
+                exemplar["labels"][destination["name"]]
+                for series in answer["data"]
+                for exemplar in series["exemplars"]
+            }
+        assert found & {c.trace_id for c in callers}, found
+        for query in exemplar_queries:
+            assert (
+                prometheus.get("/api/v1/query_exemplars", query=query, start=str(started - 60))["status"]
+                == "success"
+            )
