@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from seqserve.loadtest.runner import ModelRun
-from seqserve.loadtest.trace_report import CallBreakdown, format_breakdowns
+from seqserve.loadtest.trace_report import STAGES, CallBreakdown
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99.9": 0.999}
 
@@ -151,3 +151,22 @@ def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
+
+
+def format_breakdowns(model: str, rows: Sequence[CallBreakdown]) -> list[str]:
+    """Table lines: one call per row, the server's stages in ms (tokenize and runtime: its batch's)."""
+    table = [("trace id", "client", *STAGES, "batch texts/requests", "server instance")]
+    for row in rows:
+        table.append(
+            (
+                row.trace_id,
+                _ms(row.client_ms),
+                *(_ms(row.stages_ms.get(stage, math.nan)) for stage in STAGES),
+                f"{row.batch_size}/{row.batch_requests}" if row.batch_size else "-",
+                row.server_instance or "-",
+            )
+        )
+    if not any(row.stages_ms for row in rows):
+        title = f"slowest sampled calls to {model} (ms; --trace-receiver adds the server's stages)"
+        return [title, *table_lines([row[:2] for row in table])]
+    return [f"slowest sampled calls to {model} (ms), from the server's spans", *table_lines(table)]

@@ -6,7 +6,6 @@ spans. A call whose spans have not arrived is listed with its ids only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,28 +103,3 @@ def fetch_breakdowns(
 
     spans = receiver.wait_for(all_complete, wait_s)
     return [breakdown(call, spans) for call in calls]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
-
-
-def format_breakdowns(model: str, rows: Sequence[CallBreakdown]) -> list[str]:
-    """Table lines: one call per row, the server's stages in ms (tokenize and runtime: its batch's)."""
-    from seqserve.loadtest.report import table_lines
-
-    table = [("trace id", "client", *STAGES, "batch texts/requests", "server instance")]
-    for row in rows:
-        table.append(
-            (
-                row.trace_id,
-                _ms(row.client_ms),
-                *(_ms(row.stages_ms.get(stage)) for stage in STAGES),
-                f"{row.batch_size}/{row.batch_requests}" if row.batch_size else "-",
-                row.server_instance or "-",
-            )
-        )
-    if not any(row.stages_ms for row in rows):
-        title = f"slowest sampled calls to {model} (ms; --trace-receiver adds the server's stages)"
-        return [title, *table_lines([row[:2] for row in table])]
-    return [f"slowest sampled calls to {model} (ms), from the server's spans", *table_lines(table)]
