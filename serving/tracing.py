@@ -109,19 +109,21 @@ class ServerTracing:
         )
 
     def request(self, labels: ModelLabels, text_count: int) -> RequestTrace:
-        """The running request's trace, once it reaches the request path; ends its admission span."""
+        """The running request's trace, once it reaches the request path; ends its admission span.
+        On a stream (one span, many requests) only the first request records admission and names
+        the model; every one gets its queue wait and its batch's link."""
         from opentelemetry import trace
 
         span = trace.get_current_span()
         context = span.get_span_context()
         if not context.trace_flags.sampled:
             return NO_TRACE
-        span.set_attributes(
-            {MODEL_NAME: labels.model, MODEL_VERSION: labels.version, MODEL_RUNTIME: labels.runtime,
-             TEXT_COUNT: text_count}
-        )  # fmt: skip
         started = getattr(span, "start_time", None)  # an SDK span's, in ns
-        if started is not None:
+        if started is not None and TEXT_COUNT not in (getattr(span, "attributes", None) or {}):
+            span.set_attributes(
+                {MODEL_NAME: labels.model, MODEL_VERSION: labels.version, MODEL_RUNTIME: labels.runtime,
+                 TEXT_COUNT: text_count}
+            )  # fmt: skip
             self.tracer.start_span(ADMISSION_SPAN, start_time=started).end()
         return RequestTrace(context, exemplar_of(context))
 

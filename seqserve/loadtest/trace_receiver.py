@@ -5,10 +5,18 @@ it is sent in memory.
 (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:PORT), so the load tester reads the server's own spans
 of the calls it made without a collector in between; the tests use it the same way. It speaks the
 protocol a collector speaks, so anything exporting OTLP/gRPC can send to it.
+
+    python -m seqserve.loadtest.trace_receiver [--host 127.0.0.1] [--port 4317]
+        on its own (bench/tracing_overhead.py runs one beside the servers it measures): prints
+        `listening ENDPOINT`, and the spans it received by name when SIGTERM or SIGINT ends it
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -139,3 +147,25 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="An OTLP/gRPC trace receiver that counts what it gets.")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address [%(default)s]")
+    parser.add_argument("--port", type=int, default=4317, help="port (0: any free one) [%(default)s]")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with TraceReceiver(args.host, args.port) as receiver:
+        print(f"listening {receiver.endpoint}", flush=True)
+        stop.wait()
+        counts = collections.Counter(span.name for span in receiver.spans())
+    print(
+        f"received {sum(counts.values())} spans: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items()))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
