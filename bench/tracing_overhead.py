@@ -77,6 +77,7 @@ def markdown(
     names: Sequence[str],
     cells: Sequence[Cell],
     received: str,
+    load: tuple[float, float],
 ) -> str:
     lines = [
         "# Tracing overhead",
@@ -87,8 +88,9 @@ def markdown(
         f"per measurement after {spec.warmup_s:g} s warm-up, {spec.channels} channels, {rounds} "
         "interleaved rounds; medians over rounds. Ratio: over `off` in the same run.",
         "",
-        "| cell | server | req/s | p50 ms | p99 ms | server CPU ms/req | req/s over off | p50 over off |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| cell | server | req/s | p50 ms | p99 ms | server CPU ms/req | req/s over off | p50 over off "
+        "| server CPU over off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
         figures = {
@@ -99,11 +101,17 @@ def markdown(
         for name in names:
             f = figures[name]
             throughput, median = f.requests_per_s / off.requests_per_s, f.p50_ms / off.p50_ms
+            cpu = f.server_cpu_ms / off.server_cpu_ms
             lines.append(
                 f"| {cell.label} | {name} | {f.requests_per_s:.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
-                f"{f.server_cpu_ms:.3f} | {throughput:.3f} | {median:.3f} |"
+                f"{f.server_cpu_ms:.3f} | {throughput:.3f} | {median:.3f} | {cpu:.3f} |"
             )
-    lines += ["", f"Receiver: {received.strip() or 'no summary'}", ""]
+    lines += [
+        "",
+        f"Load average (1 min) before and after: {load[0]:.2f}, {load[1]:.2f} on {os.cpu_count()} CPUs.",
+        f"Receiver: {received.strip() or 'no summary'}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -127,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracing-overhead: {args.model} not in {args.models}/", file=sys.stderr)
         return 1
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    load_before = os.getloadavg()[0]
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         del os.environ[name]
     spec = LoadSpec(
@@ -167,10 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         measurements = run_rounds(servers, cells, spec, args.texts, args.rounds)
+    load = (load_before, os.getloadavg()[0])
     received = receiver_log.read_text().strip().splitlines()
     command = shlex.join([".venv/bin/python", "-m", "bench.tracing_overhead", *args_list])
     report = markdown(
-        command, spec, args.rounds, measurements, list(variants), cells, received[-1] if received else ""
+        command,
+        spec,
+        args.rounds,
+        measurements,
+        list(variants),
+        cells,
+        received[-1] if received else "",
+        load,
     )
     write_report(args.report, report)
     return 0

@@ -72,12 +72,8 @@ def _epoch_ns(monotonic_s: float, now_monotonic_s: float, now_ns: int) -> int:
 
 
 def exemplar_of(context: SpanContext) -> Exemplar:
-    from opentelemetry import trace
-
-    return {
-        "trace_id": trace.format_trace_id(context.trace_id),
-        "span_id": trace.format_span_id(context.span_id),
-    }
+    """The ids as traceparent and trace viewers write them (opentelemetry.trace.format_trace_id)."""
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
 def _resource() -> Any:

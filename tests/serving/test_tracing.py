@@ -360,3 +360,46 @@ def test_prometheus_stores_the_exemplars_the_dashboard_links_to_traces(
                 prometheus.get("/api/v1/query_exemplars", query=query, start=str(started - 60))["status"]
                 == "success"
             )
+
+
+def test_a_stream_is_one_span_with_a_queue_wait_and_a_batch_link_per_request(traced_server, receiver) -> None:
+    """ModelStreamInfer: one SERVER span for the stream; admission once, each request its queue wait,
+    and each request's batch linked to the stream's span."""
+    import queue
+
+    caller = Caller(300)
+    answers: queue.Queue = queue.Queue()
+    client = triton.InferenceServerClient(traced_server.address)
+    client.start_stream(
+        callback=lambda result, error: answers.put((result, error)),
+        headers={"traceparent": caller.traceparent},
+    )
+    try:
+        for index in range(3):
+            text_input = triton.InferInput("text", [1], "BYTES")
+            text_input.set_data_from_numpy(np.array([TEXTS[index].encode()], dtype=np.object_))
+            client.async_stream_infer(MODEL, [text_input], request_id=str(index))
+            _, error = answers.get(timeout=10)  # one at a time: three batches
+            assert error is None
+    finally:
+        client.stop_stream()
+        client.close()
+
+    def three_batches(spans: list[ReceivedSpan]) -> bool:
+        server = server_span_of(caller, spans)
+        return (
+            server is not None
+            and sum(
+                1
+                for s in spans
+                if s.name == names.BATCH_SPAN and any(link.span_id == server.span_id for link in s.links)
+            )
+            == 3
+        )
+
+    spans = receiver.wait_for(three_batches, SPANS_TIMEOUT_S)
+    assert three_batches(spans)
+    server = server_span_of(caller, spans)
+    assert server is not None and server.name == "inference.GRPCInferenceService/ModelStreamInfer"
+    children = [s.name for s in spans if s.parent_span_id == server.span_id and s.trace_id == server.trace_id]
+    assert children.count(names.ADMISSION_SPAN) == 1 and children.count(names.QUEUE_WAIT_SPAN) == 3
