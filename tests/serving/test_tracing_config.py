@@ -134,3 +134,14 @@ def test_a_sampler_from_the_environment_and_a_service_name(receiver, monkeypatch
     names = {span.name for span in receiver.spans()}
     assert "svc/Unsampled" not in names and "svc/Method" in names
     assert {span.resource["service.name"] for span in receiver.spans()} == {"classifier-eu"}
+
+
+def test_the_server_refuses_to_start_with_an_exporter_it_cannot_use(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_TRACES_EXPORTER"] = "jaeger"
+    result = subprocess.run(
+        [sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(tmp_path), "--port", "0"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "OTEL_TRACES_EXPORTER='jaeger': jaeger unknown; use otlp, console or none" in result.stderr
