@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,17 @@ class RequestTrace:
 
 
 NO_TRACE = RequestTrace(None, None)
+
+
+@dataclass(slots=True)
+class _BatchRecord:
+    """The sampled batch running in this thread: its exemplar, and its stage times once it has run."""
+
+    exemplar: Exemplar
+    stages: tuple[int, float, float, float] | None = None  # padded length, then perf_counter readings
+
+
+_RUNNING_BATCH: ContextVar[_BatchRecord | None] = ContextVar("seqserve_running_batch", default=None)
 
 
 def _epoch_ns(monotonic_s: float, now_monotonic_s: float, now_ns: int) -> int:
@@ -163,30 +175,52 @@ class BatchTracing:
         attributes = {**self._attributes, BATCH_REQUESTS: len(requests)}
 
         def run_traced(items: list[Any]) -> Any:
-            with self._tracer.start_as_current_span(
+            span = self._tracer.start_span(
                 BATCH_SPAN, first, links=links, attributes={**attributes, BATCH_SIZE: len(items)}
-            ):
+            )
+            record = _BatchRecord(exemplar_of(span.get_span_context()))
+            token = _RUNNING_BATCH.set(record)
+            try:
                 return run(items)
+            except BaseException as error:
+                span.record_exception(error)
+                span.set_status(trace.Status(trace.StatusCode.ERROR))
+                raise
+            finally:
+                _RUNNING_BATCH.reset(token)
+                self._end_batch(span, record)
 
         return run_traced
 
-    def batch_ran(
-        self, padded_length: int, started: float, tokenized: float, inferred: float
-    ) -> Exemplar | None:
-        """Inside the batch span (perf_counter readings): its tokenize and runtime spans; returns the
-        exemplar for the batch's stage histograms (None outside a sampled batch)."""
+    def _end_batch(self, span: Span, record: _BatchRecord) -> None:
+        """The batch's tokenize and runtime spans, from the times `batch_ran` noted, and its end."""
         from opentelemetry import trace
 
-        span = trace.get_current_span()
-        context = span.get_span_context()
-        if not context.trace_flags.sampled:
+        if record.stages is not None:
+            padded_length, started, tokenized, inferred = record.stages
+            span.set_attribute(PADDED_LENGTH, padded_length)
+            parent = trace.set_span_in_context(span)
+            now, now_ns = time.perf_counter(), time.time_ns()
+            tokenized_ns = _epoch_ns(tokenized, now, now_ns)
+            self._tracer.start_span(TOKENIZE_SPAN, parent, start_time=_epoch_ns(started, now, now_ns)).end(
+                tokenized_ns
+            )
+            self._tracer.start_span(RUNTIME_SPAN, parent, start_time=tokenized_ns).end(
+                _epoch_ns(inferred, now, now_ns)
+            )
+        span.end()
+
+    @staticmethod
+    def batch_ran(padded_length: int, started: float, tokenized: float, inferred: float) -> Exemplar | None:
+        """Inside a traced batch (perf_counter readings): notes its stage times, whose spans are made
+        once the batch is done, outside the time the batcher measures of it (which decides whether
+        small batches run on the event loop); returns the exemplar for the batch's stage histograms
+        (None outside a sampled batch)."""
+        record = _RUNNING_BATCH.get()
+        if record is None:
             return None
-        span.set_attribute(PADDED_LENGTH, padded_length)
-        now, now_ns = time.perf_counter(), time.time_ns()
-        tokenized_ns = _epoch_ns(tokenized, now, now_ns)
-        self._tracer.start_span(TOKENIZE_SPAN, start_time=_epoch_ns(started, now, now_ns)).end(tokenized_ns)
-        self._tracer.start_span(RUNTIME_SPAN, start_time=tokenized_ns).end(_epoch_ns(inferred, now, now_ns))
-        return exemplar_of(context)
+        record.stages = (padded_length, started, tokenized, inferred)
+        return record.exemplar
 
 
 def configure() -> ServerTracing | None:

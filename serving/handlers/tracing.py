@@ -54,17 +54,22 @@ class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracing: ServerTracing, address: ServerAddress) -> None:
         self._tracing = tracing
         self._address = address
+        self._traced_handlers: dict[grpc.RpcMethodHandler, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """The method's handler inside a span (made per call: only a traced server pays for it)."""
+        """The method's handler inside a span, wrapped once per handler the inner interceptor gives
+        (serving.handlers.grpc_guard makes one per method, so this holds one per method too)."""
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(UNTRACED_METHODS):
             return handler
-        return self._traced(handler, handler_call_details.method)
+        traced = self._traced_handlers.get(handler)
+        if traced is None:
+            traced = self._traced_handlers[handler] = self._traced(handler, handler_call_details.method)
+        return traced
 
     def _traced(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         service, _, name = method.lstrip("/").rpartition("/")

@@ -145,3 +145,46 @@ def test_the_server_refuses_to_start_with_an_exporter_it_cannot_use(tmp_path) ->
     )  # fmt: skip
     assert result.returncode == 2
     assert "OTEL_TRACES_EXPORTER='jaeger': jaeger unknown; use otlp, console or none" in result.stderr
+
+
+def test_a_traced_small_batch_still_runs_on_the_event_loop(receiver) -> None:
+    """Regression: the tokenize and runtime spans were made inside the batch's run, whose measured time
+    decides whether small batches skip the thread hand-off; tracing made them slow enough to lose it.
+    The spans are now made after the measured part, so a fast model's batches stay on the loop."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opentelemetry import context, trace
+
+    from serving.batcher import Batcher, BatchPolicy
+
+    server_tracing = tracing.configure()
+    assert server_tracing is not None
+    batch_tracing = server_tracing.for_model(LABELS)
+    threads: list[str] = []
+
+    def run_batch(items: list[str]) -> list[str]:
+        now = time.perf_counter()
+        batch_tracing.batch_ran(8, now, now, now)
+        threads.append(threading.current_thread().name)
+        return items
+
+    async def requests() -> None:
+        policy = BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.00003)
+        with ThreadPoolExecutor(1, thread_name_prefix="pool") as executor:
+            batcher = Batcher(run_batch, policy, executor, tracing=batch_tracing)
+            for _ in range(30):
+                span = server_tracing.server_span("svc/Method", {"traceparent": CALLER}, {})
+                token = context.attach(trace.set_span_in_context(span))
+                try:
+                    assert await batcher.submit(["a"], None, server_tracing.request(LABELS, 1)) == ["a"]
+                finally:
+                    context.detach(token)
+                    span.end()
+
+    asyncio.run(requests())
+    server_tracing.shutdown()
+    assert threads[-10:] == [threading.main_thread().name] * 10, threads
+    batches = [s for s in receiver.spans() if s.name == names.BATCH_SPAN]
+    assert len(batches) == 30 and all(s.attributes[names.PADDED_LENGTH] == 8 for s in batches)
