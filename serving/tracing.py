@@ -1,8 +1,8 @@
 """Server traces (OpenTelemetry), configured by the standard OTEL_* variables and off unless they ask.
 
 Off (no exporter asked for, see seqserve.tracing): `configure` returns None, nothing of OpenTelemetry
-is imported, and the request path carries `NO_TRACE`, a constant: the only cost is one `if` per
-request where the trace would be started. On: a TracerProvider whose sampler the SDK reads from
+is imported, and the request path carries `NO_TRACE`, a constant: what it costs is one `if` per
+request (inference.py) and one per batch in each of batcher.py and model.py. On: a TracerProvider whose sampler the SDK reads from
 OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on: a caller's
 `traceparent` decides), its resource from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (service.name
 defaults to `seqserve`), and one BatchSpanProcessor per exporter, flushed when the server stops.
