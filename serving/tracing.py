@@ -2,10 +2,11 @@
 
 Off (no exporter asked for, see seqserve.tracing): `configure` returns None, nothing of OpenTelemetry
 is imported, and the request path carries `NO_TRACE`, a constant: what it costs is one `if` per
-request (inference.py) and one per batch in each of batcher.py and model.py. On: a TracerProvider whose sampler the SDK reads from
-OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on: a caller's
-`traceparent` decides), its resource from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (service.name
-defaults to `seqserve`), and one BatchSpanProcessor per exporter, flushed when the server stops.
+request (inference.py) and one per batch in each of batcher.py and model.py. On: a TracerProvider
+whose sampler the SDK reads from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default
+parentbased_always_on: a caller's `traceparent` decides), its resource from OTEL_SERVICE_NAME /
+OTEL_RESOURCE_ATTRIBUTES (service.name defaults to `seqserve`), and one BatchSpanProcessor per
+exporter, flushed when the server stops.
 Each process exports on its own, so every `--workers` worker gets a `service.instance.id` of its own
 (the given one, or the host name, with the process id appended).
 
@@ -101,7 +102,11 @@ class ServerTracing:
     """The tracer of one server process. Made by `configure`, only when tracing is on."""
 
     def __init__(self, provider: TracerProvider) -> None:
+        from opentelemetry import context, propagate, trace  # once, not per call
+
         self._provider = provider
+        self._context, self._propagate, self._trace = context, propagate, trace
+        self._error = trace.Status(trace.StatusCode.ERROR)
         self.tracer: Tracer = provider.get_tracer(INSTRUMENTATION_SCOPE)
 
     def shutdown(self) -> None:
@@ -110,19 +115,31 @@ class ServerTracing:
 
     def server_span(self, name: str, headers: Mapping[str, str], attributes: Mapping[str, Any]) -> Span:
         """A SERVER span continuing the caller's trace context (W3C `traceparent` in `headers`)."""
-        from opentelemetry import propagate, trace
-
         return self.tracer.start_span(
-            name, propagate.extract(headers), kind=trace.SpanKind.SERVER, attributes=attributes
+            name, self._propagate.extract(headers), kind=self._trace.SpanKind.SERVER, attributes=attributes
         )
+
+    def activate(self, span: Span) -> object | None:
+        """Make a sampled `span` the current one (the request path finds it there); None for one that
+        is not sampled, which has nothing to record and no children."""
+        if not span.is_recording():
+            return None
+        return self._context.attach(self._trace.set_span_in_context(span))
+
+    def finish(self, span: Span, token: object | None, error: bool) -> None:
+        """End a span `activate` made current (marked as an error if the server failed the call)."""
+        if token is None:
+            return
+        if error:
+            span.set_status(self._error)
+        span.end()
+        self._context.detach(token)  # type: ignore[arg-type]
 
     def request(self, labels: ModelLabels, text_count: int) -> RequestTrace:
         """The running request's trace, once it reaches the request path; ends its admission span.
         On a stream (one span, many requests) only the first request records admission and names
         the model; every one gets its queue wait and its batch's link."""
-        from opentelemetry import trace
-
-        span = trace.get_current_span()
+        span = self._trace.get_current_span()
         context = span.get_span_context()
         if not context.trace_flags.sampled:
             return NO_TRACE

@@ -40,16 +40,6 @@ class ServerAddress:
         self.http_port = 0
 
 
-def _end(span: Any, error: bool, token: object) -> None:
-    from opentelemetry import context
-    from opentelemetry.trace import Status, StatusCode
-
-    if error:
-        span.set_status(Status(StatusCode.ERROR))
-    span.end()
-    context.detach(token)  # type: ignore[arg-type]
-
-
 class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracing: ServerTracing, address: ServerAddress) -> None:
         self._tracing = tracing
@@ -73,7 +63,10 @@ class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
 
     def _traced(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         service, _, name = method.lstrip("/").rpartition("/")
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        attributes = {
+            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
+            "server.address": self._address.host, "server.port": self._address.grpc_port,
+        }  # fmt: skip
         changes = {}
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behaviour = getattr(handler, kind)
@@ -83,27 +76,23 @@ class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
 
     def _start(
         self, name: str, attributes: dict[str, Any], context: grpc.aio.ServicerContext
-    ) -> tuple[Any, object]:
-        from opentelemetry import context as otel_context
-        from opentelemetry import trace
-
+    ) -> tuple[Any, object | None]:
         metadata = {
             key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
         }
-        span = self._tracing.server_span(
-            name,
-            metadata,
-            {**attributes, "server.address": self._address.host, "server.port": self._address.grpc_port},
-        )
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        span = self._tracing.server_span(name, metadata, attributes)
+        return span, self._tracing.activate(span)
 
-    @staticmethod
-    def _finish(span: Any, token: object, context: grpc.aio.ServicerContext, failed: bool) -> None:
+    def _finish(
+        self, span: Any, token: object | None, context: grpc.aio.ServicerContext, failed: bool
+    ) -> None:
+        if token is None:  # not sampled
+            return
         code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
         if isinstance(code, int):  # grpc.aio reports the code set by abort as its number
             code = next(c for c in grpc.StatusCode if c.value[0] == code)
         span.set_attribute("rpc.grpc.status_code", code.value[0])
-        _end(span, code in SERVER_FAULTS, token)
+        self._tracing.finish(span, token, code in SERVER_FAULTS)
 
     def _wrap(
         self, behaviour: Callable[..., Any], name: str, attributes: dict[str, Any]
@@ -144,8 +133,6 @@ def http_tracing_middleware(tracing: ServerTracing, address: ServerAddress) -> A
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in HEALTH_PATHS:
             return await handler(request)
-        from opentelemetry import context, trace
-
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else ""
         span = tracing.server_span(
@@ -158,7 +145,7 @@ def http_tracing_middleware(tracing: ServerTracing, address: ServerAddress) -> A
                 "server.port": address.http_port,
             },
         )
-        token = context.attach(trace.set_span_in_context(span))
+        token = tracing.activate(span)
         status = 500
         try:
             response = await handler(request)
@@ -169,6 +156,6 @@ def http_tracing_middleware(tracing: ServerTracing, address: ServerAddress) -> A
             raise
         finally:
             span.set_attribute("http.response.status_code", status)
-            _end(span, status >= 500, token)
+            tracing.finish(span, token, status >= 500)
 
     return middleware
