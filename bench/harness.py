@@ -160,12 +160,17 @@ class ServerProcess:
 
 
 def start_seqserve(
-    repository: Path, name: str, *extra: str, cwd: Path = REPO_ROOT, log_dir: Path = LOG_DIR
+    repository: Path,
+    name: str,
+    *extra: str,
+    cwd: Path = REPO_ROOT,
+    log_dir: Path = LOG_DIR,
+    env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """`seqserve serve` as the benchmarks run it: warnings only, in <log_dir>/bench-<name>-<port>.log."""
     port = free_port()
     command = serve_command(repository, "--log-level", "WARNING", *extra, port=port)
-    return ServerProcess(command, log_dir / f"bench-{name}-{port}.log", cwd=cwd)
+    return ServerProcess(command, log_dir / f"bench-{name}-{port}.log", cwd=cwd, env=env)
 
 
 def start_echo(name: str) -> ServerProcess:

@@ -22,31 +22,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from bench.harness import LOG_DIR, REPO_ROOT, free_port, start_seqserve
+from bench.machine import write_report
+from bench.models import find_models
 from bench.peers import Cell, Measurement, Served, median_figures, run_rounds, scratch_repository
-from bench.run import REPO_ROOT, find_models, free_port, serve_command, started, write_report
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.runner import LoadSpec
 
 REPORT = Path("reports/tracing_overhead.md")
 PROTOCOL = "v2"
-
-
-@contextlib.contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """`variables` set in this process's environment (which a server started now inherits)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -142,8 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=args.duration, warmup_s=args.warmup, channels=args.channels, max_requests=200_000
     )
     cells = [Cell(args.model, *(int(n) for n in shape.split("x"))) for shape in args.cells.split(",")]
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    receiver_log = logs / "tracing-overhead-receiver.log"
+    receiver_log = LOG_DIR / "tracing-overhead-receiver.log"
     with tempfile.TemporaryDirectory(prefix="tracing-overhead-") as scratch, contextlib.ExitStack() as stack:
         repository = Path(scratch) / "models"
         scratch_repository([found[args.model]], args.models, repository)
@@ -164,13 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         servers = []
         for name, (variables, tree) in variants.items():
-            port = free_port()
-            log = logs / f"tracing-overhead-{name.replace(' ', '-')}-{port}.log"
-            with environment(variables):
-                ready = stack.enter_context(
-                    started(serve_command(repository, port, free_port()), log, cwd=tree)
-                )
-            servers.append(Served(name, ready["grpc_address"], int(ready["pid"]), (PROTOCOL,)))
+            label = "tracing-" + name.replace(" ", "-")
+            server = stack.enter_context(start_seqserve(repository, label, cwd=tree, env=variables))
+            servers.append(Served(name, server, (PROTOCOL,)))
         print(
             f"tracing-overhead: {len(cells)} cells x {len(servers)} servers x {args.rounds} rounds",
             flush=True,
