@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -53,7 +53,8 @@ def serve_command(repository: Path, *extra: str, port: int, rest_port: int = 0) 
 class ServerProcess:
     """A started server; as a context manager it is stopped (SIGTERM, then SIGKILL) on leaving the block.
 
-    `cwd`: the source tree whose modules `python -m` runs (another checkout for an A/B).
+    `cwd`: the source tree whose modules `python -m` runs (another checkout for an A/B); `env`: variables
+    set for the server beside this process's (e.g. OTEL_*).
     """
 
     def __init__(
@@ -64,11 +65,12 @@ class ServerProcess:
         cwd: Path = REPO_ROOT,
         start_timeout_s: float = START_TIMEOUT_S,
         probe: ReadyProbe | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
         self._log: IO[str] = log_path.open("w")
         self.process = subprocess.Popen(
-            list(command), cwd=cwd, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            list(command), cwd=cwd, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=self._log if probe else subprocess.PIPE, stderr=subprocess.STDOUT if probe else self._log,
         )  # fmt: skip
         try:
@@ -158,12 +160,17 @@ class ServerProcess:
 
 
 def start_seqserve(
-    repository: Path, name: str, *extra: str, cwd: Path = REPO_ROOT, log_dir: Path = LOG_DIR
+    repository: Path,
+    name: str,
+    *extra: str,
+    cwd: Path = REPO_ROOT,
+    log_dir: Path = LOG_DIR,
+    env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """`seqserve serve` as the benchmarks run it: warnings only, in <log_dir>/bench-<name>-<port>.log."""
     port = free_port()
     command = serve_command(repository, "--log-level", "WARNING", *extra, port=port)
-    return ServerProcess(command, log_dir / f"bench-{name}-{port}.log", cwd=cwd)
+    return ServerProcess(command, log_dir / f"bench-{name}-{port}.log", cwd=cwd, env=env)
 
 
 def start_echo(name: str) -> ServerProcess:

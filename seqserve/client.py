@@ -4,17 +4,20 @@ seqserve classify --model sarcasm-lstm "text" ...        one model
 seqserve classify --compare "text" ...                   every loaded model, side by side
 seqserve classify --compare --model a,b "text" ...       the named models
 seqserve classify --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key] ...   over (mutual) TLS
+seqserve classify --trace --model sarcasm-lstm "text"    traced: prints the call's trace id
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
+from seqserve.tracing import ClientTracing, exporter_names, span_exporters, trace_ids, traceparent_of
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 TEXT_WIDTH = 48
@@ -33,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", type=Path, help="PEM client certificate, for a server requiring one")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="trace the call: send a sampled traceparent and print its trace id (the client span is "
+        "exported where the OTEL_* variables say, if anywhere)",
+    )
     return parser
 
 
@@ -90,19 +99,34 @@ def classify_main(argv: Sequence[str]) -> int:
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and not args.tls_ca):
         print("seqserve classify: --tls-cert and --tls-key go together, with --tls-ca", file=sys.stderr)
         return 2
+    tracing = span = None
+    if args.trace:
+        tracing = ClientTracing(
+            "seqserve-classify", 1.0, span_exporters(os.environ, exporter_names(os.environ))
+        )
+        span = tracing.start_call("seqserve.classify", {"seqserve.model.name": args.model})
+    metadata = traceparent_of(span) if span is not None else None
     with open_channel(args) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         try:
             if args.compare:
                 models = [name for name in args.model.split(",") if name]
                 request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
-                print(format_compare(args.texts, stub.Compare(request, timeout=args.timeout)))
+                print(
+                    format_compare(args.texts, stub.Compare(request, timeout=args.timeout, metadata=metadata))
+                )
             else:
                 request = classifier_pb2.ClassifyRequest(
                     model=args.model, version=args.version, texts=args.texts
                 )
-                print(format_classify(args.texts, stub.Classify(request, timeout=args.timeout)))
+                response = stub.Classify(request, timeout=args.timeout, metadata=metadata)
+                print(format_classify(args.texts, response))
         except grpc.RpcError as error:
             print(f"seqserve classify: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
+        finally:
+            if tracing is not None and span is not None:
+                span.end()
+                tracing.shutdown()
+                print(f"trace id {trace_ids(span)[0]}")  # type: ignore[index]  # sampled: ratio 1
     return 0

@@ -19,6 +19,10 @@ it waits is dropped before it runs (its caller is gone) and reported via `observ
 Up to `max_concurrent_batches` batches of one model run at once; while they run, new requests pile up
 in the queue and form larger batches, so throughput grows with load without any extra waiting.
 
+With tracing on (`tracing`, serving.tracing.BatchTracing), each request carries its trace from
+`submit`, and a batch with a sampled request in it records their queue waits and runs in a span of
+its own linked to each of them.
+
 Where a batch runs: in the executor, except a batch of at most `inline_max_items` items on a model
 with nothing else running or queued whose small batches are known to be fast (`inline_max_s`), which
 runs on the event loop itself. For one small request the
@@ -36,7 +40,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from serving.tracing import BatchTracing
 
 # A client's own deadline timer fires slightly before the server's (the server starts counting the
 # timeout when the request has crossed the wire), so the client's cancellation often arrives just before
@@ -105,6 +112,7 @@ class _Request:
     enqueued_at: float
     deadline: float | None  # event-loop time, None = no deadline
     size: int
+    trace: Any = None  # the request's trace (serving.tracing.RequestTrace), with tracing on
     started: bool = False  # handed to run_batch
 
 
@@ -121,8 +129,10 @@ class Batcher:
         executor: Executor | None,
         observer: BatchObserver | None = None,
         name: str = "batcher",
+        tracing: BatchTracing | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._tracing = tracing
         self._policy = policy
         self._executor = executor
         self._observer = observer or NullObserver()
@@ -143,14 +153,14 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def submit(self, items: Sequence[Any], deadline: float | None = None) -> Any:
+    async def submit(self, items: Sequence[Any], deadline: float | None = None, trace: Any = None) -> Any:
         """Queue one request; returns its rows of the batch result (same order as `items`)."""
         if self._closed:
             raise BatcherClosed(f"{self._name} is shutting down")
         if len(self._queue) >= self._policy.max_queue_size:
             raise QueueFull(f"{self._name} queue holds {self._policy.max_queue_size} requests")
         loop = asyncio.get_running_loop()
-        request = _Request(items, loop.create_future(), loop.time(), deadline, len(items))
+        request = _Request(items, loop.create_future(), loop.time(), deadline, len(items), trace)
         self._queue.append(request)
         self._observer.queue_depth(len(self._queue))
         if not self._dispatch_due:
@@ -237,6 +247,8 @@ class Batcher:
         self._running += 1
         small = size <= self._policy.inline_max_items
         run = self._timed if small else self._run_batch
+        if self._tracing is not None:
+            run = self._tracing.traced_run(run, [(r.trace, r.enqueued_at) for r in batch], now)
         if small and self._running == 1 and not self._queue and self._fast():
             try:
                 rows = run(items)

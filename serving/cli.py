@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from seqserve.tracing import TracingConfigError, check_environment
 from serving.logs import configure_logging
 from serving.settings import SettingsError, build_settings
 
@@ -13,7 +14,8 @@ from serving.settings import SettingsError, build_settings
 def serve_main(argv: Sequence[str]) -> int:
     try:
         settings = build_settings(argv)
-    except SettingsError as error:
+        check_environment(os.environ)
+    except (SettingsError, TracingConfigError) as error:
         print(f"seqserve serve: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)

@@ -85,11 +85,18 @@ def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
 
 
 class HttpServer:
-    def __init__(self, settings: Settings, gate: AdmissionGate, routes: Iterable[web.RouteDef]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gate: AdmissionGate,
+        routes: Iterable[web.RouteDef],
+        outer_middlewares: Iterable[Any] = (),
+    ) -> None:
+        """`outer_middlewares` run before this module's own (tracing, when it is on)."""
         self._settings = settings
         self._app = web.Application(
             client_max_size=settings.max_message_bytes,
-            middlewares=[_middleware(gate, bool(settings.tls_client_ca))],
+            middlewares=[*outer_middlewares, _middleware(gate, bool(settings.tls_client_ca))],
         )
         self._app.add_routes(list(routes))
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace

@@ -25,6 +25,7 @@ from serving.model import ServedModel
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import InvalidModelName
 from serving.settings import Settings
+from serving.tracing import NO_TRACE, RequestTrace, ServerTracing
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,17 @@ class Classification:
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, settings: Settings, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        settings: Settings,
+        metrics: ServerMetrics,
+        tracing: ServerTracing | None = None,
+    ) -> None:
         self._registry = registry
         self._settings = settings
         self._metrics = metrics
+        self._tracing = tracing
 
     def lookup(self, name: str, version: int = 0) -> ServedModel:
         if version < 0:
@@ -111,14 +119,15 @@ class InferenceService:
                 if self._settings.log_texts:
                     details["texts"] = list(texts)
                 log.debug("classify", extra=details)
+            trace = NO_TRACE if self._tracing is None else self._tracing.request(labels, len(texts))
             in_flight = model.metrics.in_flight
             in_flight.inc()
             try:
-                probabilities = await self._submit(model, texts, time_remaining)
+                probabilities = await self._submit(model, texts, time_remaining, trace)
             finally:
                 in_flight.dec()
             elapsed = time.perf_counter() - started
-            model.metrics.request_duration.observe(elapsed)
+            model.metrics.request_duration.observe(elapsed, trace.exemplar)
             return Classification(model, probabilities, elapsed)
         except ServingError as error:
             code = error.code
@@ -141,11 +150,11 @@ class InferenceService:
                 )
 
     async def _submit(
-        self, model: ServedModel, texts: Sequence[str], time_remaining: float | None
+        self, model: ServedModel, texts: Sequence[str], time_remaining: float | None, trace: RequestTrace
     ) -> np.ndarray:
         assert model.batcher is not None  # set before the model enters a snapshot
         try:
-            return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining))
+            return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining), trace)
         except QueueFull:
             raise ServingError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

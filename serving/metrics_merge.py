@@ -13,7 +13,11 @@ samples of the same name and labels:
   series counts as 0).
 
 It works on the text itself (prometheus-client writes one sample per line, `name{labels} value`,
-after its family's `# HELP` and `# TYPE` lines), so the supervisor needs no metrics library.
+after its family's `# HELP` and `# TYPE` lines), so the supervisor needs no metrics library. Either
+format merges: the Prometheus text format, or OpenMetrics when the scraper asks for it
+(`wants_openmetrics`), whose histogram buckets may carry an exemplar (`# {trace_id="..."} value
+timestamp`, serving.tracing) and which ends in `# EOF`. A merged bucket keeps the newest exemplar
+any worker has for it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from seqserve.metric_names import MODEL_READY
 
 MIN_GAUGES = frozenset({MODEL_READY})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text"
+EOF = "# EOF"
+EXEMPLAR = " # "
 
 
 @dataclass
@@ -32,15 +40,35 @@ class _Family:
     header: list[str]  # its "# HELP" and "# TYPE" lines
     kind: str = "untyped"
     samples: dict[str, list[float]] = field(default_factory=dict)  # "name{labels}" -> value per worker
+    exemplars: dict[str, str] = field(default_factory=dict)  # "name{labels}" -> " # {...} value time"
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """The scraper's Accept header lists OpenMetrics (as Prometheus' does, with exemplar storage on
+    or not); prometheus-client's own /metrics chooses the same way."""
+    return any(part.split(";", 1)[0].strip() == OPENMETRICS for part in accept.split(","))
+
+
+def _newer(exemplar: str, kept: str | None) -> bool:
+    """Exemplars end in their timestamp (prometheus-client always writes one)."""
+    if kept is None:
+        return True
+    try:
+        return float(exemplar.rsplit(" ", 1)[1]) >= float(kept.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return True
 
 
 def merge(expositions: Sequence[str]) -> str:
     """The expositions of `len(expositions)` workers as the exposition of one server."""
     families: dict[str, _Family] = {}
+    openmetrics = False
     for text in expositions:
         family: _Family | None = None
         for line in text.splitlines():
-            if line.startswith("# "):
+            if line == EOF:
+                openmetrics = True
+            elif line.startswith("# "):
                 _, keyword, name, *rest = line.split(" ", 3)
                 if name not in families:
                     families[name] = _Family([])
@@ -50,13 +78,19 @@ def merge(expositions: Sequence[str]) -> str:
                 if line not in family.header:
                     family.header.append(line)
             elif line and family is not None:
+                line, marker, exemplar = line.partition(EXEMPLAR)
                 sample, value = line.rsplit(" ", 1)
                 family.samples.setdefault(sample, []).append(float(value))
+                if marker and _newer(exemplar, family.exemplars.get(sample)):
+                    family.exemplars[sample] = marker + exemplar
     lines = []
     for name, family in families.items():
         lines += family.header
         for sample, values in family.samples.items():
-            lines.append(f"{sample} {_combine(name, family.kind, sample, values, len(expositions))!r}")
+            merged = _combine(name, family.kind, sample, values, len(expositions))
+            lines.append(f"{sample} {merged!r}{family.exemplars.get(sample, '')}")
+    if openmetrics:
+        lines.append(EOF)
     return "\n".join(lines) + "\n" if lines else ""
 
 

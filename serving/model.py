@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from serving.metrics import ModelMetrics
 from serving.runtimes import ModelRuntimeError, Runtime
 from serving.sequence import SequencePadding
 from serving.tokenization import TokenEncoder
+
+if TYPE_CHECKING:
+    from serving.tracing import BatchTracing
 
 WARM_UP_TEXT = "warm up"
 
@@ -31,6 +35,7 @@ class ServedModel:
     runtime: Runtime
     metrics: ModelMetrics
     batcher: Batcher | None = None
+    tracing: BatchTracing | None = None  # with tracing on
 
     @property
     def name(self) -> str:
@@ -63,8 +68,11 @@ class ServedModel:
         inferred = time.perf_counter()
         probabilities = np.asarray(output, dtype=np.float32)
         done = time.perf_counter()
-        self.metrics.tokenize_duration.observe(tokenized - started)
-        self.metrics.inference_duration.observe(inferred - tokenized)
+        exemplar = None
+        if self.tracing is not None:
+            exemplar = self.tracing.batch_ran(ids.shape[1], started, tokenized, inferred)
+        self.metrics.tokenize_duration.observe(tokenized - started, exemplar)
+        self.metrics.inference_duration.observe(inferred - tokenized, exemplar)
         self.metrics.statistics.batch_ran(
             len(texts), tokenized - started, inferred - tokenized, done - inferred
         )

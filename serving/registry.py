@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher, BatchPolicy
@@ -26,6 +27,9 @@ from serving.runtimes import create_runtime
 from serving.sequence import SequencePadding, check_graph_axis, check_tokenizer_length
 from serving.settings import Settings
 from serving.tokenization import TokenizerStore
+
+if TYPE_CHECKING:
+    from serving.tracing import ServerTracing
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +89,10 @@ class ModelRegistry:
         metrics: ServerMetrics,
         executor: Executor,
         on_readiness: ReadinessListener | None = None,
+        tracing: ServerTracing | None = None,
     ) -> None:
         self._repository = repository
+        self._tracing = tracing
         self._settings = settings
         self._metrics = metrics
         self._executor = executor
@@ -180,6 +186,7 @@ class ModelRegistry:
             self._executor,
             observer=model.metrics,
             name=f"{name}/{version}",
+            tracing=model.tracing,
         )
         model.metrics.set_ready(True)
         log.info(
@@ -202,6 +209,8 @@ class ModelRegistry:
         check_graph_axis(config, runtime.fixed_sequence_length, runtime.source)
         labels = ModelLabels(name, str(version), runtime.name)
         model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
+        if self._tracing is not None:
+            model.tracing = self._tracing.for_model(labels)
         model.warm_up(sorted({1, self._batch_policy(config).max_batch_size}))
         return model
 

@@ -39,6 +39,7 @@ from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.tracing import GrpcTracingInterceptor, ServerAddress, http_tracing_middleware
 from serving.handlers.v2_grpc import (
     KSERVE_V2_SERVICE,
     STREAM_INFER_METHOD,
@@ -55,6 +56,7 @@ from serving.protocol.v2_dataplane import DataPlane
 from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
+from serving.tracing import configure as configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class Server:
         self.settings = settings
         self.link = link
         self.metrics = ServerMetrics()
+        self.tracing = configure_tracing()  # None unless the OTEL_* variables ask for traces
+        self.address = ServerAddress(settings.host)
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
         self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
@@ -105,8 +109,9 @@ class Server:
             self.metrics,
             self.executor,
             on_readiness=self._model_readiness_changed,
+            tracing=self.tracing,
         )
-        self.service = InferenceService(self.registry, settings, self.metrics)
+        self.service = InferenceService(self.registry, settings, self.metrics, self.tracing)
         self.dataplane = DataPlane(self.service, self.registry, self.health, settings)
         limits = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -115,8 +120,14 @@ class Server:
             ("grpc.so_reuseport", int(link is not None)),
         ]
         self.gate = AdmissionGate()
-        guard = RequestGuard(self.gate, lenient_streams=frozenset({STREAM_INFER_METHOD}))
-        self.grpc_server = grpc.aio.server(interceptors=[guard], options=limits)
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            RequestGuard(self.gate, lenient_streams=frozenset({STREAM_INFER_METHOD}))
+        ]
+        outer_middlewares = []
+        if self.tracing is not None:  # outermost: a call's span covers the gate too
+            interceptors.insert(0, GrpcTracingInterceptor(self.tracing, self.address))
+            outer_middlewares.append(http_tracing_middleware(self.tracing, self.address))
+        self.grpc_server = grpc.aio.server(interceptors=interceptors, options=limits)
         self.http_server = HttpServer(
             settings,
             self.gate,
@@ -124,6 +135,7 @@ class Server:
                 *V2RestHandler(self.dataplane).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
             ],
+            outer_middlewares,
         )
         self.port = 0
         self.rest_port = 0
@@ -164,6 +176,7 @@ class Server:
         self.rest_port = await self.http_server.start(
             self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
         )
+        self.address.grpc_port, self.address.http_port = self.port, self.rest_port
         log.info(
             "listening, loading models",
             extra={"grpc_address": self.grpc_address, "rest_port": self.rest_port},
@@ -231,6 +244,8 @@ class Server:
             self.executor.shutdown(wait=True)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # the spans of the last requests
         return not forced_stop
 
 

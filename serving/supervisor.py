@@ -43,8 +43,8 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 
 from serving.announce import announce
-from serving.control import READY, SERVE
-from serving.metrics_merge import CONTENT_TYPE, merge
+from serving.control import OPENMETRICS, READY, SERVE
+from serving.metrics_merge import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, merge, wants_openmetrics
 from serving.settings import Settings
 from serving.tls import server_context
 
@@ -86,12 +86,12 @@ def start_worker(settings: Settings) -> Worker:
     return Worker(process, control, metrics)
 
 
-def scrape(workers: list[Worker]) -> str:
-    """Every running worker's exposition, merged."""
+def scrape(workers: list[Worker], openmetrics: bool = False) -> str:
+    """Every running worker's exposition, merged (in OpenMetrics, with exemplars, if asked)."""
     texts = []
     for worker in workers:
         with worker.lock, contextlib.suppress(EOFError, OSError):  # an exited worker counts no more
-            worker.metrics.send_bytes(b"")
+            worker.metrics.send_bytes(OPENMETRICS if openmetrics else b"")
             if worker.metrics.poll(METRICS_TIMEOUT_S):
                 texts.append(worker.metrics.recv_bytes().decode())
     return merge(texts)
@@ -106,11 +106,18 @@ class _MetricsRequest(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         request = self.rfile.readline(MAX_LINE).decode("latin-1").split()
-        for _ in range(MAX_HEADERS):  # the headers change nothing in the answer
-            if self.rfile.readline(MAX_LINE) in (b"\r\n", b"\n", b""):
+        accept = ""  # the only header that changes the answer: OpenMetrics or the text format
+        for _ in range(MAX_HEADERS):
+            header = self.rfile.readline(MAX_LINE)
+            if header in (b"\r\n", b"\n", b""):
                 break
+            name, _, value = header.decode("latin-1").partition(":")
+            if name.strip().lower() == "accept":
+                accept = value.strip()
         if len(request) >= 2 and request[0] == "GET" and request[1].split("?", 1)[0] == "/metrics":
-            status, content_type, body = "200 OK", CONTENT_TYPE, scrape(self.server.workers).encode()
+            openmetrics = wants_openmetrics(accept)
+            content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE
+            status, body = "200 OK", scrape(self.server.workers, openmetrics).encode()
         else:
             status, content_type, body = "404 Not Found", "text/plain", b"only /metrics is here\n"
         head = f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"

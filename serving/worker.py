@@ -15,7 +15,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-from serving.control import READY, SERVE
+from serving.control import OPENMETRICS, READY, SERVE
 from serving.logs import configure_logging
 from serving.server import serve
 from serving.settings import Settings
@@ -36,14 +36,17 @@ class WorkerLink:
         self._stop = asyncio.Event()
 
     def serve_metrics(self, registry: CollectorRegistry) -> None:
-        """Answer every request on the metrics pipe with this worker's exposition, in a daemon thread."""
+        """Answer every request on the metrics pipe with this worker's exposition, in a daemon thread:
+        OpenMetrics (exemplars included) when the request says OPENMETRICS, else the text format."""
         from prometheus_client import generate_latest
+        from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
         def answer() -> None:
             with contextlib.suppress(EOFError, OSError):  # the supervisor is gone
                 while True:
-                    self._metrics.recv_bytes()
-                    self._metrics.send_bytes(generate_latest(registry))
+                    wanted = self._metrics.recv_bytes()
+                    generate = generate_openmetrics if wanted == OPENMETRICS else generate_latest
+                    self._metrics.send_bytes(generate(registry))
 
         threading.Thread(target=answer, name="metrics-link", daemon=True).start()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from seqserve.loadtest.runner import ModelRun
+from seqserve.loadtest.trace_report import STAGES, CallBreakdown
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99.9": 0.999}
 
@@ -31,6 +32,7 @@ class Summary:
     server_ms: dict[str, dict[str, float]]  # stage -> p50/p99/mean in ms, plus count
     server_mean_batch_size: float
     server_note: str
+    slowest_calls: list[CallBreakdown] = field(default_factory=list)  # with tracing on
 
     def as_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -133,6 +135,9 @@ def format_table(summaries: Sequence[Summary]) -> str:
         lines += ["", "server side, from /metrics histogram deltas (ms; tokenize and inference per batch)"]
         lines += table_lines(server)
     lines += notes
+    for s in summaries:
+        if s.slowest_calls:
+            lines += ["", *format_breakdowns(s.model, s.slowest_calls)]
     return "\n".join(lines)
 
 
@@ -146,3 +151,22 @@ def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
+
+
+def format_breakdowns(model: str, rows: Sequence[CallBreakdown]) -> list[str]:
+    """Table lines: one call per row, the server's stages in ms (tokenize and runtime: its batch's)."""
+    table = [("trace id", "client", *STAGES, "batch texts/requests", "server instance")]
+    for row in rows:
+        table.append(
+            (
+                row.trace_id,
+                _ms(row.client_ms),
+                *(_ms(row.stages_ms.get(stage, math.nan)) for stage in STAGES),
+                f"{row.batch_size}/{row.batch_requests}" if row.batch_size else "-",
+                row.server_instance or "-",
+            )
+        )
+    if not any(row.stages_ms for row in rows):
+        title = f"slowest sampled calls to {model} (ms; --trace-receiver adds the server's stages)"
+        return [title, *table_lines([row[:2] for row in table])]
+    return [f"slowest sampled calls to {model} (ms), from the server's spans", *table_lines(table)]

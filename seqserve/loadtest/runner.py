@@ -9,6 +9,9 @@ request count (coordinated omission).
 Each model gets a warm-up phase (not recorded), a scrape of the server's /metrics, the measured phase,
 and a second scrape once every measured request has answered, so the server's histogram deltas cover
 exactly the measured requests.
+
+With a ClientTracing, every call is a CLIENT span whose `traceparent` goes with the request; the
+sampled successful calls of the measured phase are recorded with their trace ids.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from dataclasses import dataclass, field
 from seqserve.loadtest.promstats import Scrape, ServerView, scrape, server_view
 from seqserve.loadtest.targets import CallFailed, Target
 from seqserve.loadtest.texts import TextCycle
+from seqserve.tracing import ClientTracing, trace_ids, traceparent_of
 
 PROGRESS_INTERVAL_S = 1.0
+CALL_SPAN = "seqserve.loadtest.call"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class LoadSpec:
         return f"{load}, batch {self.batch}, {self.duration_s:g} s"
 
 
+@dataclass(frozen=True)
+class TracedCall:
+    latency_s: float
+    trace_id: str  # hex, as the traceparent header and every trace viewer show it
+    span_id: str  # the client span's: the parent of the server's span
+
+
 @dataclass
 class Recorder:
     """What one phase saw: one latency per successful request, one status per failed one."""
@@ -60,6 +72,7 @@ class Recorder:
     first_send: float = math.nan
     last_send: float = math.nan
     max_send_lag_s: float = 0.0  # open loop: how late the client sent a request after its due time
+    traced: list[TracedCall] = field(default_factory=list)  # sampled successful calls
 
     @property
     def ok(self) -> int:
@@ -93,29 +106,55 @@ Progress = Callable[[str], None]
 
 
 class _Phase:
-    def __init__(self, target: Target, model: str, spec: LoadSpec, texts: TextCycle, duration_s: float):
+    def __init__(
+        self,
+        target: Target,
+        model: str,
+        spec: LoadSpec,
+        texts: TextCycle,
+        duration_s: float,
+        tracing: ClientTracing | None = None,
+    ):
         self.target = target
         self.model = model
         self.spec = spec
         self.texts = texts
         self.duration_s = duration_s
         self.recorder = Recorder()
+        self.tracing = tracing
 
     async def send(self, scheduled: float) -> None:
         """One request; latency from `scheduled` (open loop) or from the send itself (closed loop)."""
         recorder = self.recorder
         batch = self.texts.take()
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.start_call(
+                CALL_SPAN, {"seqserve.model.name": self.model, "seqserve.texts": len(batch)}
+            )
         recorder.note_send(time.perf_counter(), scheduled)
         recorder.in_flight += 1
         try:
-            await self.target.classify(recorder.sent, self.model, batch, self.spec.timeout_s)
+            if span is None:
+                await self.target.classify(recorder.sent, self.model, batch, self.spec.timeout_s)
+            else:
+                headers = traceparent_of(span)
+                await self.target.classify(recorder.sent, self.model, batch, self.spec.timeout_s, headers)
         except CallFailed as failure:
             recorder.errors[failure.code] += 1
+            if span is not None:
+                span.set_attribute("seqserve.status", failure.code)
         else:
-            recorder.latencies_s.append(time.perf_counter() - scheduled)
+            latency = time.perf_counter() - scheduled
+            recorder.latencies_s.append(latency)
             recorder.texts_ok += len(batch)
+            ids = None if span is None else trace_ids(span)
+            if ids is not None:
+                recorder.traced.append(TracedCall(latency, *ids))
         finally:
             recorder.in_flight -= 1
+            if span is not None:
+                span.end()
 
     async def closed_loop(self, deadline: float) -> None:
         async def worker() -> None:
@@ -190,11 +229,12 @@ async def run_model(
     texts: TextCycle,
     metrics_url: str | None,
     progress: Progress | None = None,
+    tracing: ClientTracing | None = None,
 ) -> ModelRun:
     if spec.warmup_s > 0:
-        await _Phase(target, model, spec, texts, spec.warmup_s).run(progress, "warm-up")
+        await _Phase(target, model, spec, texts, spec.warmup_s, tracing).run(progress, "warm-up")
     before, note = await _scrape(metrics_url) if metrics_url else (None, "no --metrics-url")
-    outcome = await _Phase(target, model, spec, texts, spec.duration_s).run(progress, "measure")
+    outcome = await _Phase(target, model, spec, texts, spec.duration_s, tracing).run(progress, "measure")
     view = None
     if before is not None and metrics_url:
         after, note = await _scrape(metrics_url)

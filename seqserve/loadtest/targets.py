@@ -24,6 +24,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 V2_TEXT_INPUT = "text"
 V2_OUTPUT = "probabilities"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+Headers = Sequence[tuple[str, str]]  # gRPC metadata / HTTP headers sent with one call
 
 
 class CallFailed(Exception):
@@ -37,8 +38,11 @@ class CallFailed(Exception):
 class Target(Protocol):
     async def list_models(self) -> list[str]: ...
 
-    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
-        """One request on channel number `channel`; raises CallFailed on a non-OK status."""
+    async def classify(
+        self, channel: int, model: str, texts: Sequence[str], timeout: float, headers: Headers = ()
+    ) -> None:
+        """One request on channel number `channel`, with `headers` (gRPC metadata or HTTP headers,
+        e.g. a traceparent); raises CallFailed on a non-OK status."""
         ...
 
     async def close(self) -> None: ...
@@ -70,10 +74,14 @@ class ClassifierTarget:
             raise CallFailed(error.code().name, error.details() or "") from None
         return [model.name for model in response.models]
 
-    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+    async def classify(
+        self, channel: int, model: str, texts: Sequence[str], timeout: float, headers: Headers = ()
+    ) -> None:
         request = classifier_pb2.ClassifyRequest(model=model, texts=texts)
         try:
-            await self._stubs[channel % len(self._stubs)].Classify(request, timeout=timeout)
+            await self._stubs[channel % len(self._stubs)].Classify(
+                request, timeout=timeout, metadata=headers or None
+            )
         except grpc.aio.AioRpcError as error:
             raise CallFailed(error.code().name, error.details() or "") from None
 
@@ -112,12 +120,18 @@ class KServeV2Target:
             raise self._failed(error) from None
         return sorted({model.name for model in index.models if model.state in ("", "READY")})
 
-    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+    async def classify(
+        self, channel: int, model: str, texts: Sequence[str], timeout: float, headers: Headers = ()
+    ) -> None:
         text_input = self._infer_input(V2_TEXT_INPUT, [len(texts)], "BYTES")
         text_input.set_data_from_numpy(np.array([text.encode("utf-8") for text in texts], dtype=np.object_))
         try:
             await self._clients[channel % len(self._clients)].infer(
-                model, [text_input], outputs=self._requested, client_timeout=timeout
+                model,
+                [text_input],
+                outputs=self._requested,
+                client_timeout=timeout,
+                headers=dict(headers) or None,
             )
         except self._error_type as error:
             raise self._failed(error) from None
@@ -144,10 +158,15 @@ class RestTarget:
             session = self._sessions[index] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return session
 
-    async def _post(self, channel: int, path: str, body: object, timeout: float) -> Any:
+    async def _post(
+        self, channel: int, path: str, body: object, timeout: float, headers: Headers = ()
+    ) -> Any:
         try:
             async with self._session(channel).post(
-                self._base + path, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+                self._base + path,
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                headers=dict(headers) or None,
             ) as response:
                 document = await response.json(content_type=None)
         except TimeoutError as error:
@@ -162,10 +181,12 @@ class RestTarget:
         index = await self._post(0, "/v2/repository/index", {"ready": True}, 10)
         return sorted({model["name"] for model in index})
 
-    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+    async def classify(
+        self, channel: int, model: str, texts: Sequence[str], timeout: float, headers: Headers = ()
+    ) -> None:
         tensor = {"name": V2_TEXT_INPUT, "shape": [len(texts)], "datatype": "BYTES", "data": list(texts)}
         body = {"inputs": [tensor], "outputs": [{"name": V2_OUTPUT}]}
-        await self._post(channel, f"/v2/models/{model}/infer", body, timeout)
+        await self._post(channel, f"/v2/models/{model}/infer", body, timeout, headers)
 
     async def close(self) -> None:
         for session in self._sessions:

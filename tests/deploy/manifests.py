@@ -99,7 +99,8 @@ def container_settings(container: Manifest, image_target: str = "runtime") -> Se
     silently change nothing.
     """
     fields = {"SEQSERVE_" + name.upper() for name in Settings.__dataclass_fields__}
-    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    # a valueFrom (the pod's name, a Secret) is known only in the cluster, and sets no setting here
+    env = {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
     unknown = sorted(name for name in env if name.startswith("SEQSERVE_") and name not in fields)
     assert not unknown, f"{container['name']}: no such setting: {unknown}"
     return build_settings(container.get("args", []), {**parse_dockerfile().env(image_target), **env})

@@ -4,6 +4,7 @@ starts and stops it, as it does for the benchmarks)."""
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -23,11 +24,14 @@ class ServerProcess(harness.ServerProcess):
     metrics_url: str
     rest_url: str
 
-    def __init__(self, repository: Path, log_dir: Path, *extra_args: str) -> None:
-        """Start on free ports picked here; `extra_args` may override any flag (later flags win)."""
+    def __init__(
+        self, repository: Path, log_dir: Path, *extra_args: str, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Start on free ports picked here; `extra_args` may override any flag (later flags win);
+        `env`: variables set for the server beside this process's (e.g. OTEL_*)."""
         port = free_port()
         command = harness.serve_command(repository, *extra_args, port=port, rest_port=free_port())
-        super().__init__(command, log_dir / f"server-{port}.log", start_timeout_s=START_TIMEOUT_S)
+        super().__init__(command, log_dir / f"server-{port}.log", start_timeout_s=START_TIMEOUT_S, env=env)
         self.channel = grpc.insecure_channel(self.address)
         self.stub = classifier_pb2_grpc.ClassifierStub(self.channel)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import ModelLabels, ServerMetrics
-from serving.metrics_merge import merge
+from serving.metrics_merge import merge, wants_openmetrics
 from tests.serving.metrics_text import samples, value
 
 A = ModelLabels("sarcasm-gru", "1", "onnx")
@@ -81,3 +85,50 @@ def every_sample(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float
         for f in text_string_to_metric_families(text)
         for s in f.samples
     }
+
+
+def openmetrics_exposition(metrics: ServerMetrics) -> str:
+    return generate_openmetrics(metrics.registry).decode()
+
+
+def bucket_exemplars(text: str, name: str) -> dict[str, dict[str, str]]:
+    """le -> exemplar labels of every bucket of `name` that has one (OpenMetrics parser)."""
+    return {
+        s.labels["le"]: dict(s.exemplar.labels)
+        for f in openmetrics_families(text)
+        for s in f.samples
+        if s.name == name + "_bucket" and s.exemplar is not None
+    }
+
+
+def test_openmetrics_merges_with_the_newest_exemplar_of_each_bucket():
+    first, second = two_workers()
+    first.for_model(A).request_duration.observe(0.0003, {"trace_id": "a" * 32, "span_id": "1" * 16})
+    first.for_model(A).request_duration.observe(0.3, {"trace_id": "c" * 32, "span_id": "3" * 16})
+    time.sleep(0.01)  # exemplars carry their time; the later one wins a bucket both workers have
+    second.for_model(A).request_duration.observe(0.0004, {"trace_id": "b" * 32, "span_id": "2" * 16})
+    merged = merge([openmetrics_exposition(first), openmetrics_exposition(second)])
+    assert merged.endswith("\n# EOF\n") and merged.count("# EOF") == 1
+    exemplars = bucket_exemplars(merged, "seqserve_request_duration_seconds")
+    assert exemplars == {
+        "0.0005": {"trace_id": "b" * 32, "span_id": "2" * 16},
+        "0.5": {"trace_id": "c" * 32, "span_id": "3" * 16},
+    }
+    # the figures are those of the text format's merge
+    plain = merge([exposition(first), exposition(second)])
+    for name in ("seqserve_request_duration_seconds_count", "seqserve_requests_total"):
+        assert value(plain, name) == sum(
+            s.value for f in openmetrics_families(merged) for s in f.samples if s.name == name
+        )
+    assert "# EOF" not in plain and " # {" not in plain
+
+
+def test_openmetrics_is_chosen_as_prometheus_asks_for_it():
+    prometheus = (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;q=0.4,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    )
+    assert wants_openmetrics(prometheus)
+    assert not wants_openmetrics("text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
+    assert not wants_openmetrics("")

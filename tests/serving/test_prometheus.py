@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,15 +33,21 @@ ANSWER_TIMEOUT_S = 45.0
 
 
 def dashboard_queries() -> dict[str, list[str]]:
-    """Panel title -> its PromQL expressions."""
+    """Panel title -> its PromQL expressions (the Prometheus panels'; the traces panel asks Jaeger)."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in panels if p["type"] != "row"}
+    return {
+        p["title"]: [t["expr"] for t in p.get("targets", [])]
+        for p in panels
+        if p["type"] != "row" and p["datasource"]["type"] == "prometheus"
+    }
 
 
 class Prometheus:
-    def __init__(self, scrape_target: str, workdir: Path, tls: Pki | None = None) -> None:
+    def __init__(
+        self, scrape_target: str, workdir: Path, tls: Pki | None = None, features: Sequence[str] = ()
+    ) -> None:
         """Scrapes `scrape_target` every second; with `tls`, over HTTPS verifying the server against the
-        CA and presenting the client certificate."""
+        CA and presenting the client certificate; `features`: --enable-feature values."""
         self.port = free_port()
         config = workdir / "prometheus.yml"
         https = (
@@ -64,6 +70,7 @@ class Prometheus:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *(f"--enable-feature={feature}" for feature in features),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -113,9 +120,11 @@ def require_prometheus() -> None:
 
 
 @contextlib.contextmanager
-def scraping(metrics_url: str, workdir: Path, tls: Pki | None = None) -> Iterator[Prometheus]:
+def scraping(
+    metrics_url: str, workdir: Path, tls: Pki | None = None, features: Sequence[str] = ()
+) -> Iterator[Prometheus]:
     require_prometheus()
-    instance = Prometheus(urllib.parse.urlsplit(metrics_url).netloc, workdir, tls)
+    instance = Prometheus(urllib.parse.urlsplit(metrics_url).netloc, workdir, tls, features)
     try:
         instance.wait_until_scraping()
         yield instance
