@@ -56,10 +56,16 @@ lock:
 	rm -rf $(LOCK_DIR) build
 	@wc -l requirements.lock requirements-runtime.lock
 
-# Regenerates the gRPC/protobuf code in seqserve/v1 from protos/.
+# Regenerates the gRPC/protobuf code in seqserve/v1 from protos/, and TensorFlow Serving's API in
+# seqserve/tfs (protos/tfserving_stubs.py): no .proto sources are published for it, so protoc runs on
+# the descriptors embedded in the pinned tensorflow-serving-api wheel (pip download, SHA-256 checked)
+# and in the installed tensorflow-cpu's *_pb2.py files (read, not imported); the output's imports move
+# under seqserve.tfs and its descriptors into a pool of their own, so the server needs no TensorFlow
+# and still runs beside one (seqserve/tfs/pool.py).
 protos: setup
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. \
 		protos/seqserve/v1/*.proto
+	$(BIN)/python protos/tfserving_stubs.py --out seqserve/tfs
 
 train: setup
 	$(BIN)/seqserve train --data-dir $(DATA_DIR) --models $(MODELS) --dataset $(DATASET) \

@@ -34,3 +34,29 @@ def test_generated_code_matches_the_proto_files(tmp_path: Path) -> None:
     for name in generated:
         stale = f"seqserve/v1/{name} differs from what protoc makes: run `make protos`"
         assert (fresh / name).read_bytes() == (GENERATED / name).read_bytes(), stale
+
+
+def test_tensorflow_serving_stubs_match_what_the_makefile_generates(tmp_path: Path) -> None:
+    """seqserve/tfs is what protos/tfserving_stubs.py makes from the pinned wheel and the installed
+    TensorFlow (`make protos`); its own modules (__init__, pool) are not generated."""
+    stubs = REPO_ROOT / "seqserve" / "tfs"
+    command = re.search(r"python (protos/tfserving_stubs\.py[^\n]*)", (REPO_ROOT / "Makefile").read_text())
+    assert command, "the Makefile's protos target no longer runs protos/tfserving_stubs.py"
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "protos" / "tfserving_stubs.py"), "--out", str(tmp_path)],
+        check=True,
+        timeout=180,
+    )
+    generated = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file())
+    hand_written = {"__init__.py", "pool.py"}
+    committed = sorted(
+        str(path.relative_to(stubs))
+        for path in stubs.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and str(path.relative_to(stubs)) not in hand_written
+    )
+    assert generated == committed
+    for name in generated:
+        stale = f"seqserve/tfs/{name} differs from what protos/tfserving_stubs.py makes: run `make protos`"
+        assert (tmp_path / name).read_bytes() == (stubs / name).read_bytes(), stale
