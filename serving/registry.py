@@ -11,6 +11,7 @@ repository polling and the KServe V2 repository extension.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ReadinessListener = Callable[[str, bool], Awaitable[None]]
+
+
+class Transition(enum.Enum):
+    """A version on its way into or out of the snapshot (TF Serving's model status reports it)."""
+
+    LOADING = "loading"
+    UNLOADING = "unloading"
 
 
 class ModelNotFound(LookupError):
@@ -101,6 +109,7 @@ class ModelRegistry:
         self._locks: dict[str, asyncio.Lock] = {}
         self.snapshot = RegistrySnapshot()
         self.failures: dict[str, str] = {}  # "name/version" -> why it did not load
+        self.transitions: dict[tuple[str, int], Transition] = {}  # versions loading or draining now
 
     def resolve(self, name: str, version: int = 0) -> ServedModel:
         validate_model_name(name)
@@ -135,7 +144,11 @@ class ModelRegistry:
             loaded = dict(kept)
             for version in wanted:
                 if version not in loaded:
-                    model = await self._load_version(name, version)
+                    self.transitions[name, version] = Transition.LOADING
+                    try:
+                        model = await self._load_version(name, version)
+                    finally:
+                        del self.transitions[name, version]
                     if model is not None:
                         loaded[version] = model
             if not loaded and current is not None:
@@ -233,8 +246,12 @@ class ModelRegistry:
         """Finish what was queued for versions that left the snapshot, then drop their series."""
         for model in models:
             model.metrics.set_ready(False)
-            if model.batcher is not None:
-                await model.batcher.close()
+            self.transitions[model.name, model.version] = Transition.UNLOADING
+            try:
+                if model.batcher is not None:
+                    await model.batcher.close()
+            finally:
+                del self.transitions[model.name, model.version]
             model.metrics.remove()
 
     async def _notify(self, name: str, ready: bool) -> None:

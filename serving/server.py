@@ -30,7 +30,6 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
@@ -39,6 +38,8 @@ from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.tfs_grpc import add_tfs_servicers_to_server
+from serving.handlers.tfs_rest import TfsRestHandler
 from serving.handlers.tracing import GrpcTracingInterceptor, ServerAddress, http_tracing_middleware
 from serving.handlers.v2_grpc import (
     KSERVE_V2_SERVICE,
@@ -52,7 +53,9 @@ from serving.http_server import HttpServer
 from serving.inference import InferenceService
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
+from serving.protocol.tfs_dataplane import TfsDataPlane
 from serving.protocol.v2_dataplane import DataPlane
+from serving.reflection import enable_reflection
 from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
@@ -113,6 +116,7 @@ class Server:
         )
         self.service = InferenceService(self.registry, settings, self.metrics, self.tracing)
         self.dataplane = DataPlane(self.service, self.registry, self.health, settings)
+        self.tfs = TfsDataPlane(self.service, self.registry, settings)
         limits = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -133,6 +137,7 @@ class Server:
             self.gate,
             [
                 *V2RestHandler(self.dataplane).routes(),
+                *TfsRestHandler(self.tfs).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
             ],
             outer_middlewares,
@@ -160,10 +165,10 @@ class Server:
             KServeV2Servicer(self.dataplane, self.stopping),
             self.grpc_server,
         )
+        tfs_services = add_tfs_servicers_to_server(self.tfs, self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        reflection.enable_server_reflection(
-            (CLASSIFIER_SERVICE, KSERVE_V2_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            self.grpc_server,
+        enable_reflection(
+            self.grpc_server, (CLASSIFIER_SERVICE, KSERVE_V2_SERVICE, *tfs_services, health.SERVICE_NAME)
         )
         for service in ("", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE):
             await self.health.set(service, NOT_SERVING)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # As Triton's --model-control-mode: "none" refuses run-time load/unload requests, "explicit" allows them.
 MODEL_CONTROL_MODES = ("none", "explicit")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+# (model, label, version): TF Serving's version labels, e.g. stable -> 1, canary -> 2
+VersionLabel = tuple[str, str, int]
 
 
 class SettingsError(ValueError):
@@ -60,6 +66,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     log_texts: bool = False
+    version_labels: tuple[VersionLabel, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -89,6 +96,23 @@ class Settings:
 def _versions(text: str) -> int:
     """`all` (0) or a positive count of the newest versions to load."""
     return 0 if text.strip().lower() == "all" else positive_int(text)
+
+
+def _version_labels(text: str) -> tuple[VersionLabel, ...]:
+    """`model:label=version,label=version;model:...` -> ((model, label, version), ...)."""
+    labels: dict[tuple[str, str], int] = {}
+    for group in filter(None, (part.strip() for part in text.split(";"))):
+        model, colon, assignments = group.partition(":")
+        if not colon or not model.strip():
+            raise ValueError(f"{group!r} is not model:label=version[,label=version...]")
+        for assignment in assignments.split(","):
+            label, equals, version = (part.strip() for part in assignment.partition("="))
+            if not equals or not _LABEL.fullmatch(label):
+                raise ValueError(f"{assignment.strip()!r} (model {model.strip()!r}) is not label=version")
+            if (model.strip(), label) in labels:
+                raise ValueError(f"label {label!r} of model {model.strip()!r} is given twice")
+            labels[model.strip(), label] = positive_int(version)
+    return tuple((model, label, version) for (model, label), version in labels.items())
 
 
 def _bool(text: str) -> bool:
@@ -168,6 +192,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "log_level": (_choice(LOG_LEVELS, upper=True), "DEBUG, INFO, WARNING or ERROR"),
     "log_format": (_choice(LOG_FORMATS), "json (one object per line) or text (key=value)"),
     "log_texts": (_bool, "include request texts in DEBUG logs (off: texts may be personal data)"),
+    "version_labels": (
+        _version_labels,
+        "TensorFlow Serving version labels, e.g. 'sarcasm-lstm:stable=1,canary=2;imdb-gru:stable=3' "
+        "(model_spec.version_label, REST /labels/<label>)",
+    ),
 }
 
 
@@ -189,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(Settings):
         parse, help_text = _OPTIONS[field.name]
         default = getattr(defaults, field.name)
-        shown_default = f", default {default!s}" if default != "" else ""
+        shown_default = f", default {default!s}" if default not in ("", ()) else ""
         full_help = f"{help_text} [env {_env_var(field.name)}{shown_default}]"
         if parse is _bool:
             parser.add_argument(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 
 from serving.errors import ServingError
 
@@ -37,3 +38,24 @@ def grpc_errors(method: Method) -> Method:
             await context.abort(error.code, error.message)
 
     return unary  # type: ignore[return-value]
+
+
+def refuse_unoffered(servicer: type, service: ServiceDescriptor, server_name: str) -> None:
+    """Every method of `service` that `servicer` does not define answers UNIMPLEMENTED, naming the ones
+    it does: the generated base class raises NotImplementedError, which grpcio reports as UNKNOWN (and
+    logs as a server error)."""
+    offered = sorted(name for name in vars(servicer) if name[0].isupper())
+
+    def unimplemented(method: str) -> Callable[..., Awaitable[None]]:
+        async def refuse(self: object, request: object, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{service.full_name}/{method} is not offered by {server_name}; it offers "
+                f"{', '.join(offered)}",
+            )
+
+        return refuse
+
+    for method in service.methods:
+        if method.name not in offered:
+            setattr(servicer, method.name, unimplemented(method.name))

@@ -16,14 +16,14 @@ UNIMPLEMENTED, naming the ones it does offer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from serving.errors import ServingError
-from serving.handlers.grpc_errors import grpc_errors
+from serving.handlers.grpc_errors import grpc_errors, refuse_unoffered
 from serving.handlers.grpc_guard import MalformedRequest, malformed_message
 from serving.handlers.streams import pipelined
 from serving.protocol.v2_dataplane import SERVER_NAME, DataPlane
@@ -156,23 +156,9 @@ class KServeV2Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.RepositoryModelUnloadResponse()
 
 
-def _unimplemented(method: str) -> Callable[..., Awaitable[None]]:
-    async def refuse(self: KServeV2Servicer, request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{KSERVE_V2_SERVICE}/{method} is not offered by {SERVER_NAME}; it offers "
-            f"{', '.join(OFFERED_METHODS)}",
-        )
-
-    return refuse
-
-
-# The generated base class raises NotImplementedError, which grpcio reports as UNKNOWN (and logs as a
-# server error); every method not defined above answers UNIMPLEMENTED instead.
-OFFERED_METHODS = tuple(sorted(name for name in vars(KServeV2Servicer) if name[0].isupper()))
-for _method in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
-    if _method.name not in OFFERED_METHODS:
-        setattr(KServeV2Servicer, _method.name, _unimplemented(_method.name))
+refuse_unoffered(
+    KServeV2Servicer, service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"], SERVER_NAME
+)
 
 
 def add_kserve_v2_servicer_to_server(servicer: KServeV2Servicer, server: grpc.aio.Server) -> None:

@@ -1,0 +1,81 @@
+"""TensorFlow Serving's REST API on the server's HTTP port: a thin adapter over the TF Serving data plane
+(serving.protocol.tfs_dataplane), whose semantics the gRPC adapter shares.
+
+Routes, as TF Serving's (each model path also as `/v1/models/<name>/versions/<v>...` and
+`/v1/models/<name>/labels/<label>...`):
+- `POST /v1/models/<name>:predict`: `{"instances": [...]}` (row format) or `{"inputs": ...}`
+  (columnar), answered with `{"predictions": [...]}` or `{"outputs": {...}}`;
+- `POST /v1/models/<name>:classify`: `{"examples": [{"text": ...}], "context": {...}}`, answered with
+  `{"results": [[[label, score], ...], ...]}`;
+- `GET /v1/models/<name>`: the versions' status; `GET /v1/models/<name>/metadata`: the signatures.
+Errors are `{"error": "..."}` with the HTTP status of the gRPC code (400, 404, 429, 503, ...). Only
+these verbs are routed under /v1/models, so routes of other handlers (`:explain`) sit beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from serving.handlers.rest import json_response
+from serving.protocol.tfs_dataplane import TfsDataPlane
+from serving.protocol.tfs_types import (
+    CheckCount,
+    ClassifyCall,
+    ModelSelection,
+    PredictCall,
+    metadata_to_rest,
+    status_to_rest,
+)
+from serving.protocol.v2_types import json_object
+
+RestDecoder = Callable[[ModelSelection, Mapping[str, Any], CheckCount], PredictCall | ClassifyCall]
+MODEL_PATHS = (
+    "/v1/models/{model}",
+    "/v1/models/{model}/versions/{version}",
+    "/v1/models/{model}/labels/{label}",
+)
+
+
+def _selection(request: web.Request) -> ModelSelection:
+    info = request.match_info
+    return ModelSelection.from_rest(info["model"], info.get("version"), info.get("label"))
+
+
+class TfsRestHandler:
+    def __init__(self, dataplane: TfsDataPlane) -> None:
+        self._dataplane = dataplane
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = []
+        for path in MODEL_PATHS:
+            routes += [
+                web.post(path + ":predict", self.predict),
+                web.post(path + ":classify", self.classify),
+                web.get(path, self.status),
+                web.get(path + "/metadata", self.metadata),
+            ]
+        return routes
+
+    async def _run(self, request: web.Request, from_rest: RestDecoder) -> web.Response:
+        selection = _selection(request)
+        with self._dataplane.counting_refusals(selection):
+            document = json_object(await request.read(), "the request body")
+        call, result = await self._dataplane.run(
+            selection, lambda check: from_rest(selection, document, check), None
+        )
+        return json_response(call.to_rest(result))
+
+    async def predict(self, request: web.Request) -> web.Response:
+        return await self._run(request, PredictCall.from_rest)
+
+    async def classify(self, request: web.Request) -> web.Response:
+        return await self._run(request, ClassifyCall.from_rest)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(status_to_rest(self._dataplane.status(_selection(request))))
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        return json_response(metadata_to_rest(self._dataplane.model(_selection(request))))
