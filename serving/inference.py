@@ -20,7 +20,7 @@ import numpy as np
 
 from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, deadline_reached, monotonic_deadline
 from serving.errors import ServingError
-from serving.metrics import UNRESOLVED, ModelLabels, ServerMetrics
+from serving.metrics import COMPARE_PAGE, UNRESOLVED, ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import InvalidModelName
@@ -89,7 +89,7 @@ class InferenceService:
                     "(--max-text-bytes)",
                 )
 
-    def refuse(self, name: str, version: int, error: ServingError) -> ServingError:
+    def refuse(self, name: str, version: int, error: ServingError, protocol: str) -> ServingError:
         """Count a request its handler rejected before `classify` (a malformed protocol message) as
         `classify` would; an unknown model outranks the malformed message. Returns the error to send."""
         labels = UNRESOLVED
@@ -100,12 +100,13 @@ class InferenceService:
         else:
             labels = model.metrics.labels
             model.metrics.statistics.request_done(False, 0.0)
-        self._metrics.count_request(labels, error.code.name, 0)
+        self._metrics.count_request(labels, error.code.name, 0, protocol)
         return error
 
     async def classify(
-        self, name: str, version: int, texts: Sequence[str], time_remaining: float | None
+        self, name: str, version: int, texts: Sequence[str], time_remaining: float | None, protocol: str
     ) -> Classification:
+        """`protocol`: the API the request came in (serving.metrics.PROTOCOLS), for the request counter."""
         started = time.perf_counter()
         labels: ModelLabels = UNRESOLVED
         code = grpc.StatusCode.OK
@@ -143,7 +144,7 @@ class InferenceService:
             code = grpc.StatusCode.INTERNAL
             raise
         finally:
-            self._metrics.count_request(labels, code.name, len(texts))
+            self._metrics.count_request(labels, code.name, len(texts), protocol)
             if model is not None:
                 model.metrics.statistics.request_done(
                     code == grpc.StatusCode.OK, time.perf_counter() - started
@@ -195,4 +196,5 @@ class InferenceService:
         for name in chosen:
             self.lookup(name)  # fail the whole call before any model runs
         self.check_texts(texts)
-        return list(await asyncio.gather(*(self.classify(name, 0, texts, time_remaining) for name in chosen)))
+        runs = (self.classify(name, 0, texts, time_remaining, COMPARE_PAGE) for name in chosen)
+        return list(await asyncio.gather(*runs))

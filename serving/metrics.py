@@ -19,6 +19,12 @@ from serving.statistics import ModelStatistics
 
 MODEL_LABELS = ("model", "version", "runtime")
 UNKNOWN_MODEL = "_unknown"
+# The request counter's `protocol` label: the API a request came in, whichever wire (gRPC or REST).
+SEQSERVE_V1 = "seqserve_v1"
+KSERVE_V2 = "kserve_v2"
+TF_SERVING = "tf_serving"
+COMPARE_PAGE = "compare_page"
+PROTOCOLS = (SEQSERVE_V1, KSERVE_V2, TF_SERVING, COMPARE_PAGE)
 
 # 50 µs .. 5 s, roughly 1-2.5-5 per decade.
 DURATION_BUCKETS = (
@@ -67,8 +73,8 @@ class ServerMetrics:
             MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
         )  # fmt: skip
         self.requests = Counter(
-            names.REQUESTS, "Inference requests by final gRPC status code",
-            (*MODEL_LABELS, "code"), registry=r,
+            names.REQUESTS, "Inference requests by final gRPC status code and API (protocol)",
+            (*MODEL_LABELS, "code", "protocol"), registry=r,
         )  # fmt: skip
         self.texts = Counter(
             names.TEXTS, "Texts in inference requests by final gRPC status code",
@@ -90,16 +96,17 @@ class ServerMetrics:
             MODEL_LABELS, registry=r,
         )  # fmt: skip
 
-        self._request_series: dict[tuple[ModelLabels, str], tuple[Counter, Counter]] = {}
+        self._request_series: dict[tuple[ModelLabels, str, str], tuple[Counter, Counter]] = {}
 
     def for_model(self, labels: ModelLabels) -> ModelMetrics:
         return ModelMetrics(self, labels)
 
-    def count_request(self, labels: ModelLabels, code: str, texts: int) -> None:
-        series = self._request_series.get((labels, code))
+    def count_request(self, labels: ModelLabels, code: str, texts: int, protocol: str) -> None:
+        """`protocol`: the API the request came in (PROTOCOLS)."""
+        series = self._request_series.get((labels, code, protocol))
         if series is None:  # `.labels()` validates and locks on every call: bind each pair once
-            series = self._request_series[labels, code] = (
-                self.requests.labels(*labels.values(), code),
+            series = self._request_series[labels, code, protocol] = (
+                self.requests.labels(*labels.values(), code, protocol),
                 self.texts.labels(*labels.values(), code),
             )
         series[0].inc()

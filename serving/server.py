@@ -38,7 +38,7 @@ from serving.announce import address, announce
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.grpc_guard import RequestGuard
-from serving.handlers.tfs_grpc import add_tfs_servicers_to_server
+from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
 from serving.handlers.tracing import GrpcTracingInterceptor, ServerAddress, http_tracing_middleware
 from serving.handlers.v2_grpc import (
@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 # "shutting down" instead of having it cancelled by the stopping transport.
 GATE_LINGER_S = 0.5
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
+# The services of the gRPC port, each with its own grpc.health status (and "" for the server).
+SERVICES = (CLASSIFIER_SERVICE, KSERVE_V2_SERVICE, *TFS_SERVICES)
 
 
 class SupervisorLink(Protocol):
@@ -165,12 +167,10 @@ class Server:
             KServeV2Servicer(self.dataplane, self.stopping),
             self.grpc_server,
         )
-        tfs_services = add_tfs_servicers_to_server(self.tfs, self.grpc_server)
+        add_tfs_servicers_to_server(self.tfs, self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        enable_reflection(
-            self.grpc_server, (CLASSIFIER_SERVICE, KSERVE_V2_SERVICE, *tfs_services, health.SERVICE_NAME)
-        )
-        for service in ("", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE):
+        enable_reflection(self.grpc_server, (*SERVICES, health.SERVICE_NAME))
+        for service in ("", *SERVICES):
             await self.health.set(service, NOT_SERVING)
         listen = address(self.settings.host, self.settings.port)
         if self.settings.tls:
@@ -198,7 +198,7 @@ class Server:
             )
         if self.link is not None and not await self.link.ready(self.port, self.served_models()):
             return  # shutdown began before every worker was ready
-        for service in ("", CLASSIFIER_SERVICE, KSERVE_V2_SERVICE):
+        for service in ("", *SERVICES):
             await self.health.set(service, SERVING)
         if self.settings.poll_interval > 0:
             poller = RepositoryPoller(self.registry, self.repository, self.settings.poll_interval)

@@ -12,6 +12,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.handlers.grpc_errors import grpc_errors
 from serving.handlers.streams import pipelined
 from serving.inference import Classification, InferenceService
+from serving.metrics import SEQSERVE_V1
 from serving.model import ServedModel
 from serving.registry import ModelRegistry
 
@@ -92,7 +93,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.ClassifyResponse:
         result = await self._service.classify(
-            request.model, request.version, request.texts, context.time_remaining()
+            request.model, request.version, request.texts, context.time_remaining(), SEQSERVE_V1
         )
         return classify_response(result)
 
@@ -107,7 +108,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
 
         def start(request: classifier_pb2.ClassifyRequest) -> Awaitable[Classification]:
             return self._service.classify(
-                request.model, request.version, list(request.texts), context.time_remaining()
+                request.model, request.version, list(request.texts), context.time_remaining(), SEQSERVE_V1
             )
 
         async for work in pipelined(request_iterator, start, self._stopping):

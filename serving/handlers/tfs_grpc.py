@@ -40,6 +40,7 @@ from serving.protocol.v2_dataplane import SERVER_NAME
 
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+TFS_SERVICES = (PREDICTION_SERVICE.full_name, MODEL_SERVICE.full_name)
 
 
 class TfsPredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -98,9 +99,7 @@ refuse_unoffered(TfsPredictionServicer, PREDICTION_SERVICE, SERVER_NAME)
 refuse_unoffered(TfsModelServicer, MODEL_SERVICE, SERVER_NAME)
 
 
-def add_tfs_servicers_to_server(dataplane: TfsDataPlane, server: grpc.aio.Server) -> tuple[str, ...]:
-    """Registers both services; returns their full names (for health and reflection)."""
+def add_tfs_servicers_to_server(dataplane: TfsDataPlane, server: grpc.aio.Server) -> None:
     prediction = TfsPredictionServicer(dataplane)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(TfsModelServicer(dataplane), server)
-    return PREDICTION_SERVICE.full_name, MODEL_SERVICE.full_name

@@ -15,6 +15,7 @@ from typing import TypeVar
 from seqserve.tfs.tensorflow_serving.apis import get_model_status_pb2
 from serving.errors import ServingError
 from serving.inference import Classification, InferenceService
+from serving.metrics import TF_SERVING
 from serving.model import ServedModel
 from serving.protocol.tfs_types import (
     CheckCount,
@@ -50,7 +51,7 @@ class TfsDataPlane:
                 version = self._version(selection)
             except ServingError:
                 version = 0
-            raise self._service.refuse(selection.name, version, error) from None
+            raise self._service.refuse(selection.name, version, error, TF_SERVING) from None
 
     async def run(
         self, selection: ModelSelection, decode: Callable[[CheckCount], Call], time_remaining: float | None
@@ -59,7 +60,7 @@ class TfsDataPlane:
         with self.counting_refusals(selection):
             version = self._version(selection)
             call = decode(self._service.check_text_count)
-        result = await self._service.classify(selection.name, version, call.texts, time_remaining)
+        result = await self._service.classify(selection.name, version, call.texts, time_remaining, TF_SERVING)
         return call, result
 
     def model(self, selection: ModelSelection) -> ServedModel:

@@ -22,6 +22,7 @@ import grpc
 from serving.errors import ServingError, invalid
 from serving.health import SERVING, HealthService
 from serving.inference import InferenceService
+from serving.metrics import KSERVE_V2
 from serving.model import ServedModel
 from serving.protocol.v2_types import (
     LABEL_OUTPUT,
@@ -129,11 +130,11 @@ class DataPlane:
             request = decode()
             texts = request.texts(self._service.check_text_count)
         except ServingError as error:
-            raise self._service.refuse(name, _version_or_latest(version), error) from None
+            raise self._service.refuse(name, _version_or_latest(version), error, KSERVE_V2) from None
         if time_remaining is None:
             time_remaining = request.timeout_s
         result = await self._service.classify(
-            request.model_name, request.model_version, texts, time_remaining
+            request.model_name, request.model_version, texts, time_remaining, KSERVE_V2
         )
         return InferResponse.of(request, result)
 

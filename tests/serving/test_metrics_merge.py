@@ -9,7 +9,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.metrics import ModelLabels, ServerMetrics
+from serving.metrics import SEQSERVE_V1, ModelLabels, ServerMetrics
 from serving.metrics_merge import merge, wants_openmetrics
 from tests.serving.metrics_text import samples, value
 
@@ -28,14 +28,14 @@ def two_workers() -> tuple[ServerMetrics, ServerMetrics]:
         model.set_ready(True)
         for seconds in durations:
             model.request_duration.observe(seconds)
-            metrics.count_request(A, "OK", 2)
+            metrics.count_request(A, "OK", 2, SEQSERVE_V1)
         model.queue_depth(3)
     return first, second
 
 
 def test_counters_and_histograms_sum_and_stay_histograms():
     first, second = two_workers()
-    first.count_request(A, "RESOURCE_EXHAUSTED", 1)
+    first.count_request(A, "RESOURCE_EXHAUSTED", 1, SEQSERVE_V1)
     merged = merge([exposition(first), exposition(second)])
     assert value(merged, "seqserve_requests_total", model="sarcasm-gru", code="OK") == 5
     assert value(merged, "seqserve_requests_total", code="RESOURCE_EXHAUSTED") == 1

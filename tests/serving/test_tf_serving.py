@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import pytest
 import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -303,7 +304,7 @@ def test_methods_not_offered_are_unimplemented(prediction):
     assert "Predict" in error.details()
 
 
-def test_reflection_describes_the_tf_serving_services(tfs_server):
+def test_reflection_and_health_know_the_tf_serving_services(tfs_server):
     database = ProtoReflectionDescriptorDatabase(tfs_server.channel)
     services = database.get_services()
     assert "tensorflow.serving.PredictionService" in services
@@ -312,18 +313,26 @@ def test_reflection_describes_the_tf_serving_services(tfs_server):
     described = database.FindFileContainingSymbol("tensorflow.serving.PredictionService")
     assert described.name == "tensorflow_serving/apis/prediction_service.proto"
     assert database.FindFileByName("tensorflow/core/framework/tensor.proto").package == "tensorflow"
+    health = health_pb2_grpc.HealthStub(tfs_server.channel)
+    for service in ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_tf_serving_requests_are_counted_with_the_others(tfs_server, prediction):
-    def counted() -> float:
-        return value(tfs_server.metrics_text(), "seqserve_requests_total", model="sarcasm-flatten", code="OK")
+def test_tf_serving_requests_are_counted_with_the_others_under_their_protocol(tfs_server, prediction):
+    def counted(**labels: str) -> float:
+        return value(tfs_server.metrics_text(), "seqserve_requests_total", model="sarcasm-flatten", **labels)
 
-    before = counted()
+    before = {protocol: counted(protocol=protocol) for protocol in ("tf_serving", "kserve_v2")}
+    ok_before = counted(code="OK")
     prediction.Predict(predict_request("sarcasm-flatten", ["cat"]), timeout=10)
-    requests.post(
-        f"{tfs_server.rest_url}/v1/models/sarcasm-flatten:predict", json={"instances": ["a"]}, timeout=10
-    )
-    assert counted() == before + 2
+    url = f"{tfs_server.rest_url}/v1/models/sarcasm-flatten:predict"
+    assert requests.post(url, json={"instances": ["a"]}, timeout=10).status_code == 200
+    assert requests.post(url, json={"instances": [1]}, timeout=10).status_code == 400
+    assert counted(protocol="tf_serving") == before["tf_serving"] + 3
+    assert counted(protocol="kserve_v2") == before["kserve_v2"]
+    assert counted(code="OK") == ok_before + 2
+    assert counted(code="INVALID_ARGUMENT", protocol="tf_serving") >= 1
 
 
 # REST
@@ -434,7 +443,11 @@ def test_rest_predict_with_curl(tfs_server):
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
