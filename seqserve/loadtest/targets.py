@@ -3,7 +3,9 @@
 `seqserve`: seqserve.v1.Classifier/Classify. `v2`: the KServe V2 ModelInfer (input `text`, BYTES [N])
 through tritonclient.grpc.aio, the client Triton users already have; tritonclient is imported only
 when that protocol is chosen. `rest`: KServe V2 REST `POST /v2/models/{m}/infer` with JSON tensors,
-as curl or any HTTP client sends it, through aiohttp; its address is the server's REST port.
+as curl or any HTTP client sends it, through aiohttp; its address is the server's REST port. `tfs`:
+TensorFlow Serving's PredictionService/Predict (input `text`, DT_STRING [N]) through TF Serving's
+stubs (seqserve.tfs), as its clients send it; TF Serving lists no models, so name them (`--model`).
 
 A target owns its gRPC channels. Several channels, each with its own TCP connection (a local
 subchannel pool: channels to one address otherwise share a connection), spread the load: one
@@ -141,6 +143,42 @@ class KServeV2Target:
             await client.close()
 
 
+class TfServingTarget:
+    """TensorFlow Serving PredictionService/Predict, one channel (own connection) per channel."""
+
+    protocol = "tfs"
+
+    def __init__(self, address: str, channels: int) -> None:
+        from seqserve.tfs.tensorflow.core.framework import types_pb2
+        from seqserve.tfs.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        self._request_type = predict_pb2.PredictRequest
+        self._string = types_pb2.DT_STRING
+        self._channels = [
+            grpc.aio.insecure_channel(address, options=channel_options(i)) for i in range(channels)
+        ]
+        self._stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
+
+    async def list_models(self) -> list[str]:
+        raise CallFailed("UNIMPLEMENTED", "TensorFlow Serving's API lists no models: name them (--model)")
+
+    async def classify(self, channel: int, model: str, texts: Sequence[str], timeout: float) -> None:
+        request = self._request_type(output_filter=[V2_OUTPUT])
+        request.model_spec.name = model
+        tensor = request.inputs[V2_TEXT_INPUT]
+        tensor.dtype = self._string
+        tensor.tensor_shape.dim.add(size=len(texts))
+        tensor.string_val.extend(text.encode("utf-8") for text in texts)
+        try:
+            await self._stubs[channel % len(self._stubs)].Predict(request, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            raise CallFailed(error.code().name, error.details() or "") from None
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
 class RestTarget:
     """KServe V2 REST with JSON tensors, one aiohttp session (its own connections) per channel."""
 
@@ -194,9 +232,11 @@ class RestTarget:
                 await session.close()
 
 
-PROTOCOLS: dict[str, type[ClassifierTarget] | type[KServeV2Target] | type[RestTarget]] = {
+TargetType = type[ClassifierTarget] | type[KServeV2Target] | type[TfServingTarget] | type[RestTarget]
+PROTOCOLS: dict[str, TargetType] = {
     "seqserve": ClassifierTarget,
     "v2": KServeV2Target,
+    "tfs": TfServingTarget,
     "rest": RestTarget,
 }
 

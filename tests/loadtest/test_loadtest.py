@@ -11,6 +11,7 @@ import pytest
 from seqserve.loadtest.cli import LoadTestConfig, loadtest_main, run_loadtest
 from seqserve.loadtest.report import QUANTILES, Summary
 from seqserve.loadtest.runner import LoadSpec
+from seqserve.loadtest.targets import CallFailed
 from tests.conftest import DATA_DIR
 
 SARCASM = DATA_DIR / "sarcasm" / "sarcasm.json"
@@ -65,6 +66,15 @@ def test_kserve_v2_protocols_list_and_load_every_model(loadtest_server, protocol
     for s in summaries:
         assert s.ok > 0 and s.errors == {} and s.sent == s.ok
         assert s.server_ms["request"]["count"] == s.ok  # V2 requests go through the same metrics
+
+
+def test_tf_serving_predict_loads_the_named_models(loadtest_server):
+    spec = LoadSpec(concurrency=2, duration_s=0.5, warmup_s=0.1, batch=2, channels=2)
+    (s,) = run(loadtest_server, spec, models=("sarcasm-flatten",), protocol="tfs")
+    assert s.ok > 0 and s.errors == {} and s.sent == s.ok
+    assert s.server_ms["request"]["count"] == s.ok  # Predict goes through the same metrics
+    with pytest.raises(CallFailed, match="--model"):
+        run(loadtest_server, spec, protocol="tfs")  # TF Serving's API lists no models
 
 
 def test_failures_are_counted_by_status_code_in_the_json_output(loadtest_server, capsys):
