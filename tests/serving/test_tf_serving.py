@@ -8,6 +8,7 @@ curl, in row and columnar format.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ import grpc
 import numpy as np
 import pytest
 import requests
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +41,7 @@ from seqserve.tfs.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from serving.handlers.tfs_rest import TfsRestHandler
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import value
 from tests.serving.reference import reference_probabilities
@@ -589,3 +593,36 @@ def test_stubs_and_tensorflow_share_a_process_in_either_import_order(order):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "[b'a', b'b']"
+
+
+async def _resolved_handler(app: web.Application, method: str, path: str) -> str:
+    match = await app.router.resolve(make_mocked_request(method, path, app=app))
+    refused = match.http_exception
+    return type(refused).__name__ if refused is not None else match.handler.__name__
+
+
+def test_rest_routes_leave_room_for_other_verbs_and_the_compare_page(tfs_server):
+    async def explain(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.add_routes([*TfsRestHandler(None).routes(), web.post("/v1/models/{model}:explain", explain)])  # type: ignore[arg-type]
+    resolved = {
+        (method, path): asyncio.run(_resolved_handler(app, method, path))
+        for method, path in [
+            ("POST", "/v1/models/m:explain"),
+            ("POST", "/v1/models/m:predict"),
+            ("POST", "/v1/models/m/labels/stable:classify"),
+            ("GET", "/v1/models/m/versions/2/metadata"),
+            ("POST", "/v1/models/m:regress"),
+        ]
+    }
+    assert resolved == {
+        ("POST", "/v1/models/m:explain"): "explain",
+        ("POST", "/v1/models/m:predict"): "predict",
+        ("POST", "/v1/models/m/labels/stable:classify"): "classify",
+        ("GET", "/v1/models/m/versions/2/metadata"): "metadata",
+        ("POST", "/v1/models/m:regress"): "HTTPMethodNotAllowed",  # the GET status route's path
+    }
+    assert requests.get(f"{tfs_server.rest_url}/v1/latency", timeout=10).status_code == 200
+    assert requests.get(f"{tfs_server.rest_url}/", timeout=10).status_code == 200
