@@ -31,7 +31,7 @@ from serving.protocol.tfs_types import (
 )
 from serving.protocol.v2_types import json_object
 
-RestDecoder = Callable[[ModelSelection, Mapping[str, Any], CheckCount], PredictCall | ClassifyCall]
+RestDecoder = Callable[[Mapping[str, Any], CheckCount], PredictCall | ClassifyCall]
 MODEL_PATHS = (
     "/v1/models/{model}",
     "/v1/models/{model}/versions/{version}",
@@ -61,10 +61,9 @@ class TfsRestHandler:
 
     async def _run(self, request: web.Request, from_rest: RestDecoder) -> web.Response:
         selection = _selection(request)
-        with self._dataplane.counting_refusals(selection):
-            document = json_object(await request.read(), "the request body")
+        body = await request.read()
         call, result = await self._dataplane.run(
-            selection, lambda check: from_rest(selection, document, check), None
+            selection, lambda check: from_rest(json_object(body, "the request body"), check), None
         )
         return json_response(call.to_rest(result))
 

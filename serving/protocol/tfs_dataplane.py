@@ -8,8 +8,7 @@ a failed one. Metadata and status are answered from the registry.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from seqserve.tfs.tensorflow_serving.apis import get_model_status_pb2
@@ -40,26 +39,18 @@ class TfsDataPlane:
     def _version(self, selection: ModelSelection) -> int:
         return selection.version_number(self._labels)
 
-    @contextlib.contextmanager
-    def counting_refusals(self, selection: ModelSelection) -> Iterator[None]:
-        """Count a request refused while it is decoded, then let the error go on (an unknown model
-        outranks the malformed message, as in `InferenceService.refuse`)."""
-        try:
-            yield
-        except ServingError as error:
-            try:
-                version = self._version(selection)
-            except ServingError:
-                version = 0
-            raise self._service.refuse(selection.name, version, error, TF_SERVING) from None
-
     async def run(
         self, selection: ModelSelection, decode: Callable[[CheckCount], Call], time_remaining: float | None
     ) -> tuple[Call, Classification]:
-        """Decode a Predict or Classify request (`decode` sees the text-count limit) and classify it."""
-        with self.counting_refusals(selection):
+        """Decode a Predict or Classify request (`decode` sees the text-count limit) and classify it.
+        A request refused while it is decoded is counted as `classify` counts a failed one (an unknown
+        model outranks the malformed message, as in `InferenceService.refuse`)."""
+        version = 0
+        try:
             version = self._version(selection)
             call = decode(self._service.check_text_count)
+        except ServingError as error:
+            raise self._service.refuse(selection.name, version, error, TF_SERVING) from None
         result = await self._service.classify(selection.name, version, call.texts, time_remaining, TF_SERVING)
         return call, result
 

@@ -57,6 +57,7 @@ OUTPUT_NAMES = (PROBABILITIES_OUTPUT, LABEL_OUTPUT)
 EXAMPLES_INPUT = "inputs"
 TEXT_FEATURE = "text"
 SIGNATURE_DEF_FIELD = "signature_def"
+_TEXT_FIELD = f"inputs[{TEXT_INPUT!r}]"
 _STATE = get_model_status_pb2.ModelVersionStatus.State
 
 CheckCount = Callable[[int], None]
@@ -221,7 +222,6 @@ def _signature_name(document: Mapping[str, Any]) -> str:
 class PredictCall:
     """A Predict request, whichever wire format it came in: the texts and the outputs to return."""
 
-    selection: ModelSelection
     texts: list[str]
     outputs: list[str]
     row_format: bool = False  # REST: answer "predictions" (rows) rather than "outputs" (columns)
@@ -229,21 +229,21 @@ class PredictCall:
     @classmethod
     def from_grpc(cls, request: predict_pb2.PredictRequest, check_count: CheckCount) -> PredictCall:
         _check_signature(request.model_spec.signature_name, PREDICT_SIGNATURE, "Predict")
-        names = sorted(request.inputs)
-        if TEXT_INPUT not in request.inputs:
+        inputs = request.inputs
+        if TEXT_INPUT not in inputs:
             raise invalid(
-                f"missing input {TEXT_INPUT!r} (got {names}): send inputs[{TEXT_INPUT!r}], a DT_STRING "
-                "tensor of shape [N] holding UTF-8 texts"
+                f"missing input {TEXT_INPUT!r} (got {sorted(inputs)}): send inputs[{TEXT_INPUT!r}], a "
+                "DT_STRING tensor of shape [N] holding UTF-8 texts"
             )
-        if len(names) != 1:
-            raise invalid(f"inputs {names}: signature {PREDICT_SIGNATURE!r} takes one, {TEXT_INPUT!r}")
-        texts = texts_from_tensor(request.inputs[TEXT_INPUT], f"inputs[{TEXT_INPUT!r}]", check_count)
-        return cls(ModelSelection.from_grpc(request.model_spec), texts, _check_outputs(request.output_filter))
+        if len(inputs) != 1:
+            raise invalid(
+                f"inputs {sorted(inputs)}: signature {PREDICT_SIGNATURE!r} takes {TEXT_INPUT!r} alone"
+            )
+        texts = texts_from_tensor(inputs[TEXT_INPUT], _TEXT_FIELD, check_count)
+        return cls(texts, _check_outputs(request.output_filter))
 
     @classmethod
-    def from_rest(
-        cls, selection: ModelSelection, document: Mapping[str, Any], check_count: CheckCount
-    ) -> PredictCall:
+    def from_rest(cls, document: Mapping[str, Any], check_count: CheckCount) -> PredictCall:
         _check_signature(_signature_name(document), PREDICT_SIGNATURE, "Predict")
         if ("instances" in document) == ("inputs" in document):
             raise invalid(
@@ -256,7 +256,7 @@ class PredictCall:
                 raise invalid("'instances' must be a JSON list, one instance per text")
             check_count(len(instances))
             texts = [_row_text(instance, f"instances[{index}]") for index, instance in enumerate(instances)]
-            return cls(selection, texts, list(OUTPUT_NAMES), row_format=True)
+            return cls(texts, list(OUTPUT_NAMES), row_format=True)
         inputs = document["inputs"]
         if isinstance(inputs, dict) and set(inputs) != {"b64"}:
             unknown = sorted(set(inputs) - {TEXT_INPUT})
@@ -266,7 +266,7 @@ class PredictCall:
             where = f"inputs[{TEXT_INPUT!r}]"
         else:
             where = "'inputs'"
-        return cls(selection, _json_texts(inputs, where, check_count), list(OUTPUT_NAMES))
+        return cls(_json_texts(inputs, where, check_count), list(OUTPUT_NAMES))
 
     def _columns(self, result: Classification) -> dict[str, np.ndarray | list[str]]:
         probabilities = np.asarray(result.probabilities, dtype=np.float32)
@@ -333,7 +333,6 @@ def _rest_feature_text(features: Mapping[str, Any], where: str) -> str:
 class ClassifyCall:
     """A Classify request: one text per tf.Example (its `text` feature, else the context's)."""
 
-    selection: ModelSelection
     texts: list[str]
 
     @classmethod
@@ -354,12 +353,10 @@ class ClassifyCall:
             _example_text(example, context, f"input.{kind}.examples[{index}]")
             for index, example in enumerate(examples)
         ]
-        return cls(ModelSelection.from_grpc(request.model_spec), texts)
+        return cls(texts)
 
     @classmethod
-    def from_rest(
-        cls, selection: ModelSelection, document: Mapping[str, Any], check_count: CheckCount
-    ) -> ClassifyCall:
+    def from_rest(cls, document: Mapping[str, Any], check_count: CheckCount) -> ClassifyCall:
         _check_signature(_signature_name(document), CLASSIFY_SIGNATURE, "Classify")
         examples = document.get("examples")
         if not isinstance(examples, list):
@@ -379,7 +376,7 @@ class ClassifyCall:
                 texts.append(_rest_feature_text(context, "context"))
             else:
                 raise invalid(f"{where} has no feature {TEXT_FEATURE!r} (and 'context' has none)")
-        return cls(selection, texts)
+        return cls(texts)
 
     @staticmethod
     def _scores(result: Classification) -> list[list[tuple[str, float]]]:
