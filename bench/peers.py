@@ -9,7 +9,9 @@ the model's `sequence.trailing_padding` (`--trim N`, one process per N), as a us
 graph could write it. This process is the load generator and never imports kserve: every server gets
 the same tritonclient.grpc.aio ModelInfer client (seqserve loadtest's V2 target), and seqserve's own
 API and the floor's get `seqserve loadtest`'s Classify client. The floor is bench/echo_server.py, a
-no-op on the same grpc.aio stack.
+no-op on the same grpc.aio stack. seqserve is also measured through TensorFlow Serving's Predict
+(`seqserve loadtest --protocol tfs`, TF Serving's stubs), judged against its own V2 ModelInfer on the
+same model in the same rounds.
 
 Before any measurement every server but the floor must answer the same probabilities (within 1e-5) to
 the same real texts over V2 ModelInfer; one that differs fails the run. Per round, each cell (model,
@@ -70,7 +72,9 @@ FLOOR = "no-op floor"
 BASELINE = "seqserve baseline"
 # the protocols compared (seqserve loadtest's --protocol) and the names the report gives them; a server
 # speaks some of them (Served.protocols)
-PROTOCOLS = {"v2": "V2 ModelInfer", "seqserve": "Classify"}
+PROTOCOLS = {"v2": "V2 ModelInfer", "tfs": "TF Serving Predict", "seqserve": "Classify"}
+# what every server of the run speaks (the floor and a baseline tree may predate TF Serving's API)
+COMMON_PROTOCOLS = ("v2", "seqserve")
 PARITY_PROTOCOL = "v2"
 PARITY_TEXTS = 48
 PARITY_TOLERANCE = 1e-5
@@ -206,6 +210,21 @@ TARGETS = (
 )  # fmt: skip
 
 
+# TF Serving's Predict against V2 ModelInfer on the same seqserve server, cell and round: the same request
+# path behind both, so within 10 % either way.
+V2_INFER = PROTOCOLS["v2"]
+PREDICT_TARGETS = (
+    Target("c=1 p50", (1, 1), "p50_ms", V2_INFER, "ratio", 1.1, False, "ms", protocols=("tfs",)),
+    Target(
+        "c=32 req/s", (32, 1), "requests_per_s", V2_INFER, "ratio", 0.9, True, "req/s", protocols=("tfs",)
+    ),
+    Target(
+        "server CPU per request at c=32", (32, 1), "server_cpu_ms", V2_INFER, "ratio", 1.1, False, "ms",
+        protocols=("tfs",),
+    ),
+)  # fmt: skip
+
+
 def margin(values: Sequence[float], limit: float, higher_is_better: bool) -> Judgement:
     """SUPPORTS when the whole range of the per-round values clears `limit`, CONTRADICTS when the whole
     range is on the wrong side, UNCLEAR when it straddles the limit."""
@@ -323,6 +342,26 @@ def verdicts(
                 )
                 if result is not None:  # None: a cell `--cells` left out, a protocol it does not speak
                     results.append(result)
+    return results
+
+
+def predict_verdicts(
+    measurements: Sequence[Measurement], models: Sequence[str], subject: str
+) -> list[TargetResult]:
+    """TF Serving's Predict against V2 ModelInfer on `subject`, per model, cell and round."""
+    results = []
+    for model in models:
+        for target in PREDICT_TARGETS:
+            cell = Cell(model, *target.shape)
+            result = judge(
+                target,
+                f"{model}, {PROTOCOLS['tfs']}: {target.name} {target.bound}",
+                per_round(measurements, subject, "tfs", cell),
+                per_round(measurements, subject, "v2", cell),
+                "",
+            )
+            if result is not None:
+                results.append(result)
     return results
 
 
@@ -594,7 +633,7 @@ def markdown(run: Run) -> str:
         f"- seqserve: grpcio {metadata.version('grpcio')}, onnxruntime {metadata.version('onnxruntime')}; "
         f"peer: {peer_versions()} (bench/kserve_peer.py); client: tritonclient "
         f"{metadata.version('tritonclient')} grpc.aio ModelInfer for V2, `seqserve loadtest` for seqserve.v1 "
-        "Classify",
+        "Classify and for TF Serving Predict (TF Serving's stubs on grpc.aio)",
         f"- {run.rounds} interleaved rounds (server order rotated each round), each measurement "
         f"{spec.warmup_s:g} s warm-up + {spec.duration_s:g} s measured, {spec.channels} channel(s), closed "
         "loop; figures are medians over rounds; server CPU is every process of the server during the "
@@ -648,6 +687,15 @@ def markdown(run: Run) -> str:
             "",
             *(v.line() for v in results),
         ]
+    for subject in (s for s in run.servers if "tfs" in s.protocols):
+        predict = predict_verdicts(run.measurements, list(run.architectures), subject.name)
+        if predict:
+            lines += [
+                "",
+                f"## Targets: {subject.name}, TF Serving Predict against V2 ModelInfer on the same model",
+                "",
+                *(v.line() for v in predict),
+            ]
     kserve_forms = [n for n in (KSERVE, KSERVE_TRIMMED) if n in names]
     if kserve_forms:
         subject = run.servers[0].name
@@ -693,14 +741,14 @@ def start_servers(
     models: Sequence[ModelFiles],
 ) -> list[Served]:
     """Every server of the run, in the report's order; a new peer is one more entry here."""
-    both = tuple(PROTOCOLS)
+    both = COMMON_PROTOCOLS
     repository = scratch / "models"
     manifest = scratch_repository(models, args.models, repository)
     servers = []
     for count in (int(n) for n in args.workers.split(",")):
         extra = ("--workers", str(count)) if count > 1 else ()
         server = stack.enter_context(start_seqserve(repository, "peers-seqserve", *extra))
-        servers.append(Served(f"seqserve N={count}", server, both, count, SEQSERVE_PADDING))
+        servers.append(Served(f"seqserve N={count}", server, tuple(PROTOCOLS), count, SEQSERVE_PADDING))
     if args.baseline is not None or args.baseline_args:
         tree = args.baseline.resolve() if args.baseline is not None else REPO_ROOT
         baseline = start_seqserve(repository, "peers-baseline", *shlex.split(args.baseline_args), cwd=tree)

@@ -25,6 +25,7 @@ from bench.peers import (
     markdown,
     measured_pairs,
     medians,
+    predict_verdicts,
     rotated,
     scratch_repository,
     served_parity,
@@ -128,6 +129,26 @@ def test_the_p50_target_is_the_floors_p50_plus_a_margin_per_protocol() -> None:
     found = {v.target: v for v in verdicts(measurements, SERVERS, {"m": "lstm"}, "seqserve N=1")}
     assert found["m, V2 ModelInfer: c=1 p50 ≤ no-op floor + 0.12 ms"].label == "PASS"  # +0.10 ms
     assert found["m, Classify: c=1 p50 ≤ no-op floor + 0.12 ms"].label == "FAIL"  # +0.25 ms
+
+
+def test_tf_serving_predict_is_judged_against_v2_on_the_same_server_and_round() -> None:
+    c1, c32 = Cell("m", 1, 1), Cell("m", 32, 1)
+    measurements = [
+        *rounds_of("seqserve N=1", c1, [1000.0] * 2, p50=1.0),
+        *rounds_of("seqserve N=1", c1, [1000.0] * 2, p50=1.05, protocol="tfs"),  # 1.05x
+        *rounds_of("seqserve N=1", c32, [1000.0, 500.0]),
+        *rounds_of("seqserve N=1", c32, [950.0, 300.0], protocol="tfs"),  # 0.95x, then 0.6x
+        *rounds_of(FLOOR, c32, [9000.0, 9000.0], protocol="tfs"),  # another server: never the reference
+    ]
+    found = {v.target: v for v in predict_verdicts(measurements, ["m"], "seqserve N=1")}
+    assert found["m, TF Serving Predict: c=1 p50 ≤ 1.1x V2 ModelInfer"].label == "PASS"
+    assert found["m, TF Serving Predict: c=32 req/s ≥ 90 % of the V2 ModelInfer's"].label == "unclear"
+    assert (
+        "ratio per round 0.6..0.95x"
+        in found["m, TF Serving Predict: c=32 req/s ≥ 90 % of the V2 ModelInfer's"].evidence
+    )
+    assert found["m, TF Serving Predict: server CPU per request at c=32 ≤ 1.1x V2 ModelInfer"].label == "PASS"
+    assert predict_verdicts(measurements, ["other"], "seqserve N=1") == []  # no cells of that model
 
 
 def test_texts_targets_follow_the_architecture_and_kserve_is_judged_on_its_own_protocol() -> None:
