@@ -59,7 +59,7 @@ def test_every_sarcasm_headline() -> None:
     assert_hf_ids_on_every_text("sarcasm", least_fast_share=0.99)
 
 
-@pytest.mark.slow  # 1.5 to 5 minutes on two shared cores: 50,000 reviews of ~230 words
+@pytest.mark.slow  # 50,000 reviews of ~230 words: 25 s to a few minutes on two shared cores
 @pytest.mark.timeout(900)
 def test_every_imdb_review() -> None:
     assert_hf_ids_on_every_text("imdb", least_fast_share=0.9)
