@@ -32,6 +32,7 @@ DURATION_BUCKETS = (
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+VARIANT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ class ServerMetrics:
         )  # fmt: skip
 
         self._request_series: dict[tuple[ModelLabels, str, str], tuple[Counter, Counter]] = {}
+        self.explain_duration = Histogram(
+            "seqserve_explain_seconds", "Time to explain one text with one model (split, variants, run)",
+            MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.explain_variants = Histogram(
+            "seqserve_explain_variants", "Rows of one explanation's model call (1 + seen words)",
+            MODEL_LABELS, buckets=VARIANT_BUCKETS, registry=r,
+        )  # fmt: skip
 
     def for_model(self, labels: ModelLabels) -> ModelMetrics:
         return ModelMetrics(self, labels)
@@ -144,6 +153,8 @@ class ModelMetrics:
         self.tokenize_duration = metrics.tokenize_duration.labels(*values)
         self.inference_duration = metrics.inference_duration.labels(*values)
         self._ready = metrics.model_ready.labels(*values)
+        self.explain_duration = metrics.explain_duration.labels(*values)
+        self.explain_variants = metrics.explain_variants.labels(*values)
         self.statistics = ModelStatistics()
 
     # BatchObserver
@@ -170,5 +181,6 @@ class ModelMetrics:
             self._metrics.request_duration, self._metrics.queue_wait, self._metrics.tokenize_duration,
             self._metrics.inference_duration, self._metrics.batch_size, self._metrics.queue_expired,
             self._metrics.in_flight, self._metrics.queue_depth, self._metrics.model_ready,
+            self._metrics.explain_duration, self._metrics.explain_variants,
         ):  # fmt: skip
             metric.remove(*values)

@@ -16,6 +16,7 @@ import numpy as np
 
 from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher
+from serving.explain import Explainer
 from serving.metrics import ModelMetrics
 from serving.runtimes import ModelRuntimeError, Runtime
 from serving.sequence import SequencePadding
@@ -36,6 +37,7 @@ class ServedModel:
     metrics: ModelMetrics
     batcher: Batcher | None = None
     tracing: BatchTracing | None = None  # with tracing on
+    explainer: Explainer | None = None  # None: its tokenizer's words cannot be removed id by id
 
     @property
     def name(self) -> str:

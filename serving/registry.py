@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from tokenizers import Tokenizer
+
 from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher, BatchPolicy
+from serving.explain import Explainer, ExplainUnsupported, WordSplitter
 from serving.metrics import ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.repository import ModelRepository, validate_model_name
@@ -106,6 +111,8 @@ class ModelRegistry:
         self._executor = executor
         self._on_readiness = on_readiness
         self._tokenizers = TokenizerStore()
+        self._splitters: dict[Path, WordSplitter | None] = {}  # None: the tokenizer cannot explain
+        self._splitters_lock = threading.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self.snapshot = RegistrySnapshot()
         self.failures: dict[str, str] = {}  # "name/version" -> why it did not load
@@ -224,8 +231,22 @@ class ModelRegistry:
         model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
         if self._tracing is not None:
             model.tracing = self._tracing.for_model(labels)
+        splitter = self._word_splitter(tokenizer_path)
+        if splitter is not None:
+            model.explainer = Explainer(splitter, padding, runtime, config.labels)
         model.warm_up(sorted({1, self._batch_policy(config).max_batch_size}))
         return model
+
+    def _word_splitter(self, tokenizer_path: Path) -> WordSplitter | None:
+        """One per tokenizer file (its SHA-256 was checked by the encoder's store)."""
+        with self._splitters_lock:
+            if tokenizer_path not in self._splitters:
+                try:
+                    splitter: WordSplitter | None = WordSplitter(Tokenizer.from_file(str(tokenizer_path)))
+                except ExplainUnsupported:
+                    splitter = None
+                self._splitters[tokenizer_path] = splitter
+            return self._splitters[tokenizer_path]
 
     def _batch_policy(self, config: model_config_pb2.ModelConfig) -> BatchPolicy:
         serving = config.serving

@@ -54,6 +54,7 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     load_versions: int = 1
     inference_threads: int = 2
+    max_concurrent_explains: int = 1
     inline_max_texts: int = 1
     intra_op_threads: int = 1
     workers: int = 1
@@ -157,6 +158,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_message_bytes": (positive_int, "largest gRPC message received or sent"),
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
     "inference_threads": (positive_int, "threads running tokenization and inference"),
+    "max_concurrent_explains": (
+        positive_int,
+        "explanations computed at once, each on its own thread beside the inference threads; one more "
+        "gets RESOURCE_EXHAUSTED, so explaining never starves classification",
+    ),
     "inline_max_texts": (
         non_negative_int,
         "a batch of at most this many texts runs on the event loop, without the thread hand-off, when "
