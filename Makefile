@@ -115,9 +115,12 @@ bench: setup
 	$(BIN)/python -m bench.tokenizer_speed --models $(MODELS) --data-dir $(DATA_DIR)
 
 # The speed claims about the architectures (in-process ONNX Runtime vs TensorFlow, training s/epoch,
-# served latency), judged from one fresh run: reports/speed.md and its plots.
+# served latency), judged from one fresh run: reports/speed.md and its plots. Then whether word order
+# matters more to LSTM/GRU than to Flatten/GAP/Conv1D, from every dataset's test split as written and
+# with its words shuffled: reports/word_order.md.
 claims: setup
 	$(BIN)/python -m bench.claims --models $(MODELS) --dataset $(DATASET) --data-dir $(DATA_DIR)
+	$(BIN)/python -m bench.word_order --models $(MODELS) --data-dir $(DATA_DIR)
 
 # The server's container image (Dockerfile): IMAGE_TARGET=runtime (ONNX only) or runtime-tf; the model
 # repository MODELS is baked in at /models.
