@@ -3,6 +3,7 @@
 seqserve classify --model sarcasm-lstm "text" ...        one model
 seqserve classify --compare "text" ...                   every loaded model, side by side
 seqserve classify --compare --model a,b "text" ...       the named models
+seqserve classify --explain [--compare] ... "text" ...   each word coloured by how much it moves the answer
 seqserve classify --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key] ...   over (mutual) TLS
 seqserve classify --trace --model sarcasm-lstm "text"    traced: prints the call's trace id
 """
@@ -16,11 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from rich.console import Console
+from rich.text import Text
 
 from seqserve.tracing import ClientTracing, exporter_names, span_exporters, trace_ids, traceparent_of
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 TEXT_WIDTH = 48
+# Words that raise the explained label's probability turn red, words that lower it blue, as strongly as
+# their attribution is large; a word of attribution ATTRIBUTION_FULL_COLOUR or more is fully coloured.
+RAISES, LOWERS = (220, 50, 47), (38, 110, 215)
+ATTRIBUTION_FULL_COLOUR = 0.25
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="", help="model name; with --compare a comma-separated subset")
     parser.add_argument("--version", type=int, default=0, help="model version (0 = latest) [%(default)s]")
     parser.add_argument("--compare", action="store_true", help="run the texts through several models")
+    parser.add_argument(
+        "--explain", action="store_true", help="colour each word by its attribution (leave one word out)"
+    )
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colours of --explain [%(default)s]",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call [%(default)s]")
     parser.add_argument(
         "--tls-ca", type=Path, help="PEM CA certificates to verify the server with (turns TLS on)"
@@ -82,6 +98,42 @@ def format_compare(texts: Sequence[str], response: classifier_pb2.CompareRespons
     return _table(rows)
 
 
+def _shade(attribution: float) -> str:
+    """A background from white towards RAISES or LOWERS, in proportion to |attribution|."""
+    weight = min(1.0, abs(attribution) / ATTRIBUTION_FULL_COLOUR)
+    target = RAISES if attribution > 0 else LOWERS
+    red, green, blue = (round(255 + weight * (channel - 255)) for channel in target)
+    return f"black on rgb({red},{green},{blue})"
+
+
+def format_explanation(text: str, explanation: classifier_pb2.ModelExplanation) -> Text:
+    """The text as sent, each word on its attribution's colour (unseen words dimmed), then the answer."""
+    line = Text(f"{explanation.model} v{explanation.version}  ")
+    position = 0
+    for word in explanation.words:
+        line.append(text[position : word.start])
+        style = _shade(word.attribution) if word.seen else "dim"
+        line.append(text[word.start : word.end], style=style + (" underline" if word.oov else ""))
+        position = word.end
+    line.append(text[position:])
+    line.append(f"  {explanation.label} {explanation.probability:.4f}")
+    return line
+
+
+def print_explanations(
+    console: Console, stub: classifier_pb2_grpc.ClassifierStub, args: argparse.Namespace, models: list[str]
+) -> None:
+    for text in args.texts:
+        request = classifier_pb2.ExplainRequest(text=text, models=models, version=args.version)
+        for explanation in stub.Explain(request, timeout=args.timeout).explanations:
+            console.print(format_explanation(text, explanation), soft_wrap=True)
+    console.print(
+        "red: the word raises the label's probability, blue: it lowers it; dim: beyond max_length, "
+        "underlined: outside the vocabulary",
+        style="dim",
+    )
+
+
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -109,7 +161,15 @@ def classify_main(argv: Sequence[str]) -> int:
     with open_channel(args) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         try:
-            if args.compare:
+            if args.explain:
+                models = [name for name in args.model.split(",") if name] if args.compare else [args.model]
+                console = Console(
+                    force_terminal=args.color == "always" or None,
+                    no_color=args.color == "never",
+                    highlight=False,
+                )
+                print_explanations(console, stub, args, models)
+            elif args.compare:
                 models = [name for name in args.model.split(",") if name]
                 request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
                 print(

@@ -72,6 +72,58 @@ class CompareResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[ModelPredictions]
     def __init__(self, results: _Optional[_Iterable[_Union[ModelPredictions, _Mapping]]] = ...) -> None: ...
 
+class ExplainRequest(_message.Message):
+    __slots__ = ("text", "models", "version")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    def __init__(self, text: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WordAttribution(_message.Message):
+    __slots__ = ("start", "end", "word", "attribution", "oov", "seen")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    OOV_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    word: str
+    attribution: float
+    oov: bool
+    seen: bool
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., word: _Optional[str] = ..., attribution: _Optional[float] = ..., oov: _Optional[bool] = ..., seen: _Optional[bool] = ...) -> None: ...
+
+class ModelExplanation(_message.Message):
+    __slots__ = ("model", "version", "runtime", "label", "probability", "words", "variants", "server_latency_seconds")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    runtime: str
+    label: str
+    probability: float
+    words: _containers.RepeatedCompositeFieldContainer[WordAttribution]
+    variants: int
+    server_latency_seconds: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., runtime: _Optional[str] = ..., label: _Optional[str] = ..., probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[WordAttribution, _Mapping]]] = ..., variants: _Optional[int] = ..., server_latency_seconds: _Optional[float] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("explanations",)
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
+    explanations: _containers.RepeatedCompositeFieldContainer[ModelExplanation]
+    def __init__(self, explanations: _Optional[_Iterable[_Union[ModelExplanation, _Mapping]]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

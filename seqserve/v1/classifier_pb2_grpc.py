@@ -49,6 +49,11 @@ class ClassifierStub:
                 request_serializer=seqserve_dot_v1_dot_classifier__pb2.CompareRequest.SerializeToString,
                 response_deserializer=seqserve_dot_v1_dot_classifier__pb2.CompareResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/seqserve.v1.Classifier/Explain',
+                request_serializer=seqserve_dot_v1_dot_classifier__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=seqserve_dot_v1_dot_classifier__pb2.ExplainResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/seqserve.v1.Classifier/ListModels',
                 request_serializer=seqserve_dot_v1_dot_classifier__pb2.ListModelsRequest.SerializeToString,
@@ -85,6 +90,13 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """How much each word of one text moves each model's answer (leave one word out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -114,6 +126,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.Compare,
                     request_deserializer=seqserve_dot_v1_dot_classifier__pb2.CompareRequest.FromString,
                     response_serializer=seqserve_dot_v1_dot_classifier__pb2.CompareResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=seqserve_dot_v1_dot_classifier__pb2.ExplainRequest.FromString,
+                    response_serializer=seqserve_dot_v1_dot_classifier__pb2.ExplainResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -207,6 +224,33 @@ class Classifier:
             '/seqserve.v1.Classifier/Compare',
             seqserve_dot_v1_dot_classifier__pb2.CompareRequest.SerializeToString,
             seqserve_dot_v1_dot_classifier__pb2.CompareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seqserve.v1.Classifier/Explain',
+            seqserve_dot_v1_dot_classifier__pb2.ExplainRequest.SerializeToString,
+            seqserve_dot_v1_dot_classifier__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,79 @@
+"""Explanations over HTTP, on the REST port.
+
+- `POST /v1/models/{name}:explain`: KServe's V1 explain shape, `{"instances": ["text", ...]}` ->
+  `{"explanations": [...]}`, one seqserve.v1 `ModelExplanation` (protobuf JSON mapping) per instance,
+  in order.
+- `POST /v1/explain`: seqserve.v1 `Explain` in the JSON mapping of its messages (`{"text": "...",
+  "models": [...]}` -> `{"explanations": [...]}`), every loaded model when `models` is empty: what the
+  compare page asks.
+Every field is printed, zeros and false included, so a client reads `start`, `seen` and `oov` alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from seqserve.v1 import classifier_pb2
+from serving.explanations import ExplainService
+from serving.handlers.explain_messages import explain_response, model_explanation
+from serving.inference import InferenceService, ServingError
+
+
+def _to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def _invalid(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class ExplainRoutes:
+    def __init__(self, explain: ExplainService, service: InferenceService) -> None:
+        self._explain = explain
+        self._service = service
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/models/{name}:explain", self.kserve_v1),
+            web.post("/v1/explain", self.explain),
+        ]
+
+    async def kserve_v1(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        instances = _instances(await request.read())
+        self._service.check_text_count(len(instances))
+        explanations = []
+        for text in instances:
+            (result,) = await self._explain.explain(text, [name])
+            explanations.append(_to_json(model_explanation(text, result)))
+        return web.json_response({"explanations": explanations})
+
+    async def explain(self, request: web.Request) -> web.Response:
+        message = classifier_pb2.ExplainRequest()
+        try:
+            json_format.Parse(await request.read(), message)
+        except json_format.ParseError as error:
+            raise _invalid(
+                "the body is not a seqserve.v1.ExplainRequest in JSON "
+                f'({{"text": "...", "models": [...]}}): {error}'
+            ) from None
+        results = await self._explain.explain(message.text, message.models, message.version)
+        return web.json_response(_to_json(explain_response(message.text, results)))
+
+
+def _instances(body: bytes) -> list[str]:
+    shape = 'send {"instances": ["text", ...]}'
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _invalid(f"the body is not JSON ({error}); {shape}") from None
+    instances = document.get("instances") if isinstance(document, dict) else None
+    if not isinstance(instances, list) or not all(isinstance(text, str) for text in instances):
+        raise _invalid(f"the body has no list of texts under 'instances'; {shape}")
+    return instances
