@@ -163,8 +163,10 @@ def classify_main(argv: Sequence[str]) -> int:
         try:
             if args.explain:
                 models = [name for name in args.model.split(",") if name] if args.compare else [args.model]
+                always = args.color == "always"
                 console = Console(
-                    force_terminal=args.color == "always" or None,
+                    force_terminal=always or None,
+                    color_system="truecolor" if always else "auto",
                     no_color=args.color == "never",
                     highlight=False,
                 )

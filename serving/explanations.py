@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from serving.errors import ServingError, invalid
 from serving.explain import Explanation
-from serving.inference import InferenceService, ServingError
+from serving.inference import InferenceService
 from serving.model import ServedModel
 from serving.registry import ModelRegistry
 from serving.settings import Settings
@@ -47,19 +48,16 @@ class ExplainService:
         """`text` through each named model (every loaded one when `names` is empty), in name order."""
         chosen = list(dict.fromkeys(names)) or self._registry.snapshot.names()
         if version and len(chosen) != 1:
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT, "a version can be asked for only with exactly one model"
-            )
+            raise invalid("a version can be asked for only with exactly one model")
         if not chosen:
             raise ServingError(grpc.StatusCode.UNAVAILABLE, "no model is loaded")
         models = [self._service.lookup(name, version) for name in chosen]
         self._service.check_texts([text])
         for model in models:
             if model.explainer is None:
-                raise ServingError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                raise invalid(
                     f"model {model.name!r} cannot be explained: its tokenizer does not truncate and pad to "
-                    "one fixed length without special tokens",
+                    "one fixed length without special tokens"
                 )
         if self._admitted.locked():
             raise ServingError(

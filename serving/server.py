@@ -35,8 +35,10 @@ from prometheus_client import CollectorRegistry
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.admission import AdmissionGate
 from serving.announce import address, announce
+from serving.explanations import ExplainService
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
+from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
@@ -119,6 +121,7 @@ class Server:
         self.service = InferenceService(self.registry, settings, self.metrics, self.tracing)
         self.dataplane = DataPlane(self.service, self.registry, self.health, settings)
         self.tfs = TfsDataPlane(self.service, self.registry, settings)
+        self.explain = ExplainService(self.service, self.registry, settings)
         limits = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -141,6 +144,7 @@ class Server:
                 *V2RestHandler(self.dataplane).routes(),
                 *TfsRestHandler(self.tfs).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
+                *ExplainRoutes(self.explain, self.service).routes(),
             ],
             outer_middlewares,
         )
@@ -161,7 +165,7 @@ class Server:
         else:
             self.link.serve_metrics(self.metrics.registry)
         classifier_pb2_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.service, self.registry, self.stopping), self.grpc_server
+            ClassifierServicer(self.service, self.registry, self.explain, self.stopping), self.grpc_server
         )
         add_kserve_v2_servicer_to_server(
             KServeV2Servicer(self.dataplane, self.stopping),
@@ -247,6 +251,7 @@ class Server:
         else:
             await self.registry.close()
             self.executor.shutdown(wait=True)
+        self.explain.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
         if self.tracing is not None:

@@ -9,6 +9,8 @@ import grpc
 import numpy as np
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from serving.explanations import ExplainService
+from serving.handlers.explain_messages import explain_response
 from serving.handlers.grpc_errors import grpc_errors
 from serving.handlers.streams import pipelined
 from serving.inference import Classification, InferenceService
@@ -82,11 +84,16 @@ def model_info(versions: list[ServedModel]) -> classifier_pb2.ModelInfo:
 
 class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     def __init__(
-        self, service: InferenceService, registry: ModelRegistry, stopping: asyncio.Event | None = None
+        self,
+        service: InferenceService,
+        registry: ModelRegistry,
+        explain: ExplainService,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._service = service
         self._registry = registry
         self._stopping = stopping or asyncio.Event()  # set when the server begins to shut down
+        self._explain = explain
 
     @grpc_errors
     async def Classify(
@@ -120,6 +127,13 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     ) -> classifier_pb2.CompareResponse:
         results = await self._service.compare(request.texts, request.models, context.time_remaining())
         return compare_response(results)
+
+    @grpc_errors
+    async def Explain(
+        self, request: classifier_pb2.ExplainRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ExplainResponse:
+        results = await self._explain.explain(request.text, request.models, request.version)
+        return explain_response(request.text, results)
 
     async def ListModels(
         self, request: classifier_pb2.ListModelsRequest, context: grpc.aio.ServicerContext

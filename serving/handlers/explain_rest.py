@@ -14,23 +14,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from seqserve.v1 import classifier_pb2
+from serving.errors import invalid
 from serving.explanations import ExplainService
 from serving.handlers.explain_messages import explain_response, model_explanation
-from serving.inference import InferenceService, ServingError
+from serving.handlers.rest import json_response
+from serving.inference import InferenceService
 
 
 def _to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
-
-
-def _invalid(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 class ExplainRoutes:
@@ -52,19 +49,19 @@ class ExplainRoutes:
         for text in instances:
             (result,) = await self._explain.explain(text, [name])
             explanations.append(_to_json(model_explanation(text, result)))
-        return web.json_response({"explanations": explanations})
+        return json_response({"explanations": explanations})
 
     async def explain(self, request: web.Request) -> web.Response:
         message = classifier_pb2.ExplainRequest()
         try:
             json_format.Parse(await request.read(), message)
         except json_format.ParseError as error:
-            raise _invalid(
+            raise invalid(
                 "the body is not a seqserve.v1.ExplainRequest in JSON "
                 f'({{"text": "...", "models": [...]}}): {error}'
             ) from None
         results = await self._explain.explain(message.text, message.models, message.version)
-        return web.json_response(_to_json(explain_response(message.text, results)))
+        return json_response(_to_json(explain_response(message.text, results)))
 
 
 def _instances(body: bytes) -> list[str]:
@@ -72,8 +69,8 @@ def _instances(body: bytes) -> list[str]:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _invalid(f"the body is not JSON ({error}); {shape}") from None
+        raise invalid(f"the body is not JSON ({error}); {shape}") from None
     instances = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(instances, list) or not all(isinstance(text, str) for text in instances):
-        raise _invalid(f"the body has no list of texts under 'instances'; {shape}")
+        raise invalid(f"the body has no list of texts under 'instances'; {shape}")
     return instances
