@@ -13,6 +13,8 @@ QUEUE_EXPIRED = "seqserve_queue_expired"
 REQUESTS_IN_FLIGHT = "seqserve_requests_in_flight"
 QUEUE_DEPTH = "seqserve_queue_depth"
 MODEL_READY = "seqserve_model_ready"
+EXPLAIN_DURATION = "seqserve_explain_seconds"
+EXPLAIN_VARIANTS = "seqserve_explain_variants"
 
 # The latency histograms by the stage of a request they time.
 STAGES: dict[str, str] = {

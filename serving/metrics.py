@@ -99,11 +99,11 @@ class ServerMetrics:
 
         self._request_series: dict[tuple[ModelLabels, str, str], tuple[Counter, Counter]] = {}
         self.explain_duration = Histogram(
-            "seqserve_explain_seconds", "Time to explain one text with one model (split, variants, run)",
+            names.EXPLAIN_DURATION, "Time to explain one text with one model (split, variants, run)",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.explain_variants = Histogram(
-            "seqserve_explain_variants", "Rows of one explanation's model call (1 + seen words)",
+            names.EXPLAIN_VARIANTS, "Rows of one explanation's model call (1 + seen words)",
             MODEL_LABELS, buckets=VARIANT_BUCKETS, registry=r,
         )  # fmt: skip
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import urllib.parse
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import grpc
@@ -18,6 +20,7 @@ from tests.serving.metrics_text import value
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
+from tests.serving.test_compare_page import chromium
 
 MODELS = ["sarcasm-flatten", "sarcasm-gru"]
 TEXT = "Nation's dogs vow to keep their humans safe from… the MAILMAN  zzqx!"
@@ -187,3 +190,55 @@ def test_explanations_beyond_the_limit_are_refused_and_classification_goes_on(sl
         assert not running.done()
         assert reply.status == 429 and reply.headers.get("Retry-After")
         assert running.result()[0].variants > 1
+
+
+class Highlights(HTMLParser):
+    """Each row of the page's explanations table: its data-model, its words (text and
+    data-attribution) and the whole highlighted cell's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[list[tuple[str, float]], list[str]]] = {}
+        self._model: str | None = None
+        self._in_table = self._in_cell = False
+        self._word: list | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "table" and attributes.get("id") == "explanations":
+            self._in_table = True
+        elif self._in_table and tag == "tr" and attributes.get("data-model"):
+            self._model = attributes["data-model"]
+            self.rows[self._model] = ([], [])
+        elif self._model and tag == "td" and attributes.get("class") == "explained":
+            self._in_cell = True
+        elif self._in_cell and tag == "span":
+            self._word = ["", float(attributes["data-attribution"] or "nan")]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "span" and self._word is not None and self._model:
+            self.rows[self._model][0].append((self._word[0], self._word[1]))
+            self._word = None
+        elif tag == "td":
+            self._in_cell = False
+        elif tag == "table":
+            self._in_table = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell and self._model:
+            self.rows[self._model][1].append(data)
+            if self._word is not None:
+                self._word[0] += data
+
+
+def test_chromium_highlights_each_models_words_in_its_row(server, tmp_path):
+    url = f"{server.rest_url}/?" + urllib.parse.urlencode({"explain": TEXT})
+    page = Highlights()
+    page.feed(chromium(tmp_path, "--dump-dom", url).stdout.decode())
+    assert list(page.rows) == MODELS
+    for model in MODELS:
+        words, cell_text = page.rows[model]
+        (expected,) = explain(server, TEXT, [model])
+        assert "".join(cell_text) == TEXT  # the text as sent: case, punctuation and spacing intact
+        assert [w for w, _ in words] == [w.word for w in expected.words]
+        assert [a for _, a in words] == pytest.approx([w.attribution for w in expected.words], abs=1e-6)
