@@ -113,6 +113,7 @@ bench: setup
 	$(BIN)/python -m bench.variable_length --models $(MODELS) --data-dir $(DATA_DIR)
 	$(BIN)/python -m bench.request_path --models $(MODELS) --texts $(DATA_DIR)/sarcasm/sarcasm.json
 	$(BIN)/python -m bench.tokenizer_speed --models $(MODELS) --data-dir $(DATA_DIR)
+	$(BIN)/python -m bench.explain_cost --models $(MODELS) --data-dir $(DATA_DIR)
 
 # The speed claims about the architectures (in-process ONNX Runtime vs TensorFlow, training s/epoch,
 # served latency), judged from one fresh run: reports/speed.md and its plots. Then whether word order

@@ -1,0 +1,243 @@
+"""What explanations cost a served model, measured side by side in one server: `make bench`.
+
+1. One headline by one model: served `Explain` against a served batch-1 `Classify` of the same text and
+   model, interleaved call by call over one gRPC channel; the claim is explain <= 2x classify.
+2. The compare page's explain: POST /v1/explain with all seven sarcasm models; the server time is the
+   sum of each model's server time (they run one after another in one explain thread); the claim is
+   <= 30 ms (median).
+3. Classification throughput at concurrency 32 (the seqserve load tester) with and without a concurrent
+   load of 10 explain calls per second (one headline, the same model), in alternating pairs; the claim
+   is "with" within 5 % of "without" (median of the pairs' ratios).
+The server runs the dataset's models only, from a copy of their files, with its default settings.
+
+    .venv/bin/python -m bench.explain_cost [--models models] [--model sarcasm-gru] [--calls 300] \
+        [--pairs 3] [--duration 5] [--report reports/explain_cost.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bench.dataset_texts import DATA_DIR, dataset_texts
+from bench.run import (
+    ModelFiles,
+    Server,
+    cpu_model,
+    find_models,
+    free_port,
+    measure,
+    serve_command,
+    serving,
+    started,
+)
+from bench.speed_verdicts import DOES_NOT_HOLD, HOLDS
+from seqserve.loadtest.runner import LoadSpec
+from seqserve.loadtest.texts import load_texts
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+
+EXPLAIN_OVER_CLASSIFY = 2.0
+ALL_MODELS_SERVER_MS = 30.0
+THROUGHPUT_KEPT = 0.95
+EXPLAIN_RATE = 10.0  # calls per second beside the classification load
+CONCURRENCY = 32
+
+
+def copy_dataset_models(models: Sequence[ModelFiles], repository: Path, into: Path) -> None:
+    """The models' newest versions and their tokenizer, so the server loads nothing else."""
+    for model in models:
+        shutil.copytree(model.version_dir, into / model.name / model.version_dir.name)
+        tokenizer = Path(model.config.tokenizer.path)
+        if not (into / tokenizer).exists():
+            (into / tokenizer.parent).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repository / tokenizer, into / tokenizer)
+
+
+def quartiles(values: Sequence[float]) -> str:
+    low, median, high = np.quantile(values, [0.25, 0.5, 0.75])
+    return f"{median:.2f} (IQR {low:.2f}-{high:.2f})"
+
+
+def one_model(
+    stub: classifier_pb2_grpc.ClassifierStub, model: str, texts: Sequence[str], calls: int
+) -> list[str]:
+    """Explain vs Classify of the same headline, alternating; returns report lines."""
+    classify_ms, explain_ms, words = [], [], []
+    for i in range(calls):
+        text = texts[i % len(texts)]
+        classify = classifier_pb2.ClassifyRequest(model=model, texts=[text])
+        explain = classifier_pb2.ExplainRequest(text=text, models=[model])
+        started = time.perf_counter()
+        stub.Classify(classify, timeout=10)
+        classified = time.perf_counter()
+        words.append(len(stub.Explain(explain, timeout=10).explanations[0].words))
+        classify_ms.append(1e3 * (classified - started))
+        explain_ms.append(1e3 * (time.perf_counter() - classified))
+    ratio = float(np.median(explain_ms) / np.median(classify_ms))
+    verdict = HOLDS if ratio <= EXPLAIN_OVER_CLASSIFY else DOES_NOT_HOLD
+    return [
+        f"- **served explain <= {EXPLAIN_OVER_CLASSIFY:g}x a served batch-1 classify ({model}): {verdict}**: "
+        f"explain {quartiles(explain_ms)} ms vs classify {quartiles(classify_ms)} ms per call, ratio of "
+        f"medians {ratio:.2f}x ({calls} headlines of {np.mean(words):.1f} words on average, each classified "
+        "and explained in turn, round trip over gRPC on loopback)",
+    ]
+
+
+def all_models(rest_url: str, models: Sequence[str], texts: Sequence[str], calls: int) -> list[str]:
+    server_ms, round_trip_ms = [], []
+    for i in range(calls):
+        body = json.dumps({"text": texts[i % len(texts)], "models": list(models)}).encode()
+        request = urllib.request.Request(f"{rest_url}/v1/explain", body, {"Content-Type": "application/json"})
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        round_trip_ms.append(1e3 * (time.perf_counter() - started))
+        server_ms.append(1e3 * sum(e["serverLatencySeconds"] for e in answer["explanations"]))
+    median = float(np.median(server_ms))
+    verdict = HOLDS if median <= ALL_MODELS_SERVER_MS else DOES_NOT_HOLD
+    return [
+        f"- **all {len(models)} models on the compare page's explain <= {ALL_MODELS_SERVER_MS:g} ms server "
+        f"time: {verdict}**: server time {quartiles(server_ms)} ms (p90 {np.quantile(server_ms, 0.9):.2f}), "
+        f"round trip {quartiles(round_trip_ms)} ms, {calls} headlines via POST /v1/explain",
+    ]
+
+
+class ExplainLoad:
+    """Explain calls at a fixed rate from a thread, while the block runs."""
+
+    def __init__(self, stub: classifier_pb2_grpc.ClassifierStub, model: str, texts: Sequence[str]) -> None:
+        self._stub, self._model, self._texts = stub, model, texts
+        self._stop = threading.Event()
+        self.calls = self.failed = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.perf_counter()
+        while not self._stop.is_set():
+            text = self._texts[self.calls % len(self._texts)]
+            try:
+                self._stub.Explain(classifier_pb2.ExplainRequest(text=text, models=[self._model]), timeout=10)
+            except grpc.RpcError:
+                self.failed += 1
+            self.calls += 1
+            next_at += 1 / EXPLAIN_RATE
+            self._stop.wait(max(0.0, next_at - time.perf_counter()))
+
+    def __enter__(self) -> ExplainLoad:
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        self.rate = self.calls / (time.perf_counter() - self._started)
+
+
+def throughput(
+    server: Server,
+    stub: classifier_pb2_grpc.ClassifierStub,
+    model: str,
+    texts: Sequence[str],
+    texts_path: Path,
+    spec: LoadSpec,
+    pairs: int,
+) -> list[str]:
+    ratios, rows = [], []
+    for pair in range(pairs):
+        (alone,) = measure(server, model, spec, texts_path, "on", concurrencies=(CONCURRENCY,))
+        with ExplainLoad(stub, model, texts) as load:
+            (beside,) = measure(server, model, spec, texts_path, "on", concurrencies=(CONCURRENCY,))
+        ratio = beside.summary.requests_per_s / alone.summary.requests_per_s
+        ratios.append(ratio)
+        rows.append(
+            f"| {pair + 1} | {alone.summary.requests_per_s:.1f} | {beside.summary.requests_per_s:.1f} | "
+            f"{ratio:.3f} | {load.rate:.1f} | {load.failed} |"
+        )
+    median = float(np.median(ratios))
+    verdict = HOLDS if median >= THROUGHPUT_KEPT else DOES_NOT_HOLD
+    return [
+        f"- **classification at c={CONCURRENCY} with {EXPLAIN_RATE:g} explain calls/s within "
+        f"{100 * (1 - THROUGHPUT_KEPT):g} % of without ({model}): {verdict}**: median ratio {median:.3f} "
+        f"over {pairs} alternating pairs ({spec.warmup_s:g} s warm-up + {spec.duration_s:g} s each)",
+        "",
+        "| pair | without (req/s) | with explain load (req/s) | ratio | explain calls/s | explain errors |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, default=Path("models"), help="model repository [%(default)s]")
+    parser.add_argument("--dataset", default="sarcasm", help="whose models [%(default)s]")
+    parser.add_argument(
+        "--model", default="sarcasm-gru", help="the one model of claims 1 and 3 [%(default)s]"
+    )
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="the datasets' texts [%(default)s]")
+    parser.add_argument("--calls", type=int, default=300, help="calls of claims 1 and 2 [%(default)s]")
+    parser.add_argument("--pairs", type=int, default=3, help="throughput pairs [%(default)s]")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured s per throughput cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up s per throughput cell")
+    parser.add_argument(
+        "--report", type=Path, default=Path("reports/explain_cost.md"), help="markdown output"
+    )
+    args = parser.parse_args(args_list)
+    models = [m for m in find_models(args.models) if m.config.dataset == args.dataset]
+    if not any(m.name == args.model for m in models):
+        print(
+            f"bench.explain_cost: no model {args.model} of {args.dataset} in {args.models}", file=sys.stderr
+        )
+        return 2
+    texts_path = dataset_texts(args.dataset, args.data_dir)
+    texts = load_texts(texts_path)[:1000]
+    spec = LoadSpec(duration_s=args.duration, warmup_s=args.warmup)
+    started_at = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-explain-") as scratch:
+        repository = Path(scratch)
+        copy_dataset_models(models, args.models, repository)
+        command = serve_command(repository, free_port(), free_port())
+        with started(command, Path(scratch) / "server.log") as ready:
+            server = serving(ready)
+            with grpc.insecure_channel(server.address) as channel:
+                stub = classifier_pb2_grpc.ClassifierStub(channel)
+                findings = one_model(stub, args.model, texts, args.calls)
+                findings += all_models(ready["rest_url"], [m.name for m in models], texts, args.calls)
+                findings += throughput(server, stub, args.model, texts, texts_path, spec, args.pairs)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    report = [
+        "# What explanations cost a served model",
+        "",
+        f"- command: `{shlex.join(['.venv/bin/python', '-m', 'bench.explain_cost', *args_list])}` "
+        f"(`make bench`); took {(time.monotonic() - started_at) / 60:.1f} min",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; machine: {cpu_model()}, "
+        f"{os.cpu_count()} logical CPUs shared with other work, load average at the end {load}",
+        f"- one server with the {len(models)} {args.dataset} models and default settings "
+        "(one explain thread beside the inference threads); texts: the dataset's headlines in file order",
+        "",
+        *findings,
+        "",
+    ]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text("\n".join(report))
+    print("\n".join(findings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
