@@ -44,15 +44,18 @@ class ExplainService:
         self._admitted = asyncio.Semaphore(self._limit)
         self._executor = ThreadPoolExecutor(self._limit, thread_name_prefix="explain")
 
-    async def explain(self, text: str, names: Sequence[str], version: int = 0) -> list[ModelExplanation]:
-        """`text` through each named model (every loaded one when `names` is empty), in name order."""
+    async def explain(
+        self, texts: Sequence[str], names: Sequence[str], version: int = 0
+    ) -> list[list[ModelExplanation]]:
+        """Each text through each named model (every loaded one when `names` is empty, in name order):
+        one admission and one explain thread for the whole call. Returns [text][model]."""
         chosen = list(dict.fromkeys(names)) or self._registry.snapshot.names()
         if version and len(chosen) != 1:
             raise invalid("a version can be asked for only with exactly one model")
         if not chosen:
             raise ServingError(grpc.StatusCode.UNAVAILABLE, "no model is loaded")
         models = [self._service.lookup(name, version) for name in chosen]
-        self._service.check_texts([text])
+        self._service.check_texts(texts)
         for model in models:
             if model.explainer is None:
                 raise invalid(
@@ -68,24 +71,28 @@ class ExplainService:
         async with self._admitted:
             loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(self._executor, _explain_each, models, text)
+                return await loop.run_in_executor(self._executor, _explain_each, models, list(texts))
             except Exception as error:
                 log.exception("explanation failed", extra={"models": chosen})
                 raise ServingError(grpc.StatusCode.INTERNAL, f"explanation failed: {error}") from error
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """After the last request: with `wait`, let a running explanation finish."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def _explain_each(models: Sequence[ServedModel], text: str) -> list[ModelExplanation]:
-    """In an explain thread: each model in turn, timed and counted."""
+def _explain_each(models: Sequence[ServedModel], texts: Sequence[str]) -> list[list[ModelExplanation]]:
+    """In an explain thread: each text by each model in turn, timed and counted."""
     results = []
-    for model in models:
-        assert model.explainer is not None  # checked before admission
-        started = time.perf_counter()
-        explanation = model.explainer.explain(text)
-        seconds = time.perf_counter() - started
-        model.metrics.explain_duration.observe(seconds)
-        model.metrics.explain_variants.observe(explanation.variants)
-        results.append(ModelExplanation(model, explanation, seconds))
+    for text in texts:
+        row = []
+        for model in models:
+            assert model.explainer is not None  # checked before admission
+            started = time.perf_counter()
+            explanation = model.explainer.explain(text)
+            seconds = time.perf_counter() - started
+            model.metrics.explain_duration.observe(seconds)
+            model.metrics.explain_variants.observe(explanation.variants)
+            row.append(ModelExplanation(model, explanation, seconds))
+        results.append(row)
     return results

@@ -144,7 +144,7 @@ class Server:
                 *V2RestHandler(self.dataplane).routes(),
                 *TfsRestHandler(self.tfs).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
-                *ExplainRoutes(self.explain, self.service).routes(),
+                *ExplainRoutes(self.explain).routes(),
             ],
             outer_middlewares,
         )
@@ -251,7 +251,7 @@ class Server:
         else:
             await self.registry.close()
             self.executor.shutdown(wait=True)
-        self.explain.close()
+        self.explain.close(wait=not forced_stop)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
         if self.tracing is not None:

@@ -132,7 +132,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     async def Explain(
         self, request: classifier_pb2.ExplainRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.ExplainResponse:
-        results = await self._explain.explain(request.text, request.models, request.version)
+        (results,) = await self._explain.explain([request.text], request.models, request.version)
         return explain_response(request.text, results)
 
     async def ListModels(

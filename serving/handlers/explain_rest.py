@@ -23,7 +23,6 @@ from serving.errors import invalid
 from serving.explanations import ExplainService
 from serving.handlers.explain_messages import explain_response, model_explanation
 from serving.handlers.rest import json_response
-from serving.inference import InferenceService
 
 
 def _to_json(message: Message) -> dict[str, Any]:
@@ -31,9 +30,8 @@ def _to_json(message: Message) -> dict[str, Any]:
 
 
 class ExplainRoutes:
-    def __init__(self, explain: ExplainService, service: InferenceService) -> None:
+    def __init__(self, explain: ExplainService) -> None:
         self._explain = explain
-        self._service = service
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -44,11 +42,11 @@ class ExplainRoutes:
     async def kserve_v1(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         instances = _instances(await request.read())
-        self._service.check_text_count(len(instances))
-        explanations = []
-        for text in instances:
-            (result,) = await self._explain.explain(text, [name])
-            explanations.append(_to_json(model_explanation(text, result)))
+        results = await self._explain.explain(instances, [name])
+        explanations = [
+            _to_json(model_explanation(text, result))
+            for text, (result,) in zip(instances, results, strict=True)
+        ]
         return json_response({"explanations": explanations})
 
     async def explain(self, request: web.Request) -> web.Response:
@@ -60,7 +58,7 @@ class ExplainRoutes:
                 "the body is not a seqserve.v1.ExplainRequest in JSON "
                 f'({{"text": "...", "models": [...]}}): {error}'
             ) from None
-        results = await self._explain.explain(message.text, message.models, message.version)
+        (results,) = await self._explain.explain([message.text], message.models, message.version)
         return json_response(_to_json(explain_response(message.text, results)))
 
 
