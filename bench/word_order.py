@@ -16,7 +16,7 @@ Also reported: how concentrated each model's explanation is, as the mean share o
 least two seen words.
 
     .venv/bin/python -m bench.word_order [--models models] [--data-dir ../shared/data] [--seeds 5] \
-        [--max-texts imdb=2000] [--explain-texts 300] [--report reports/word_order.md]
+        [--max-texts imdb=5000] [--explain-texts 300] [--report reports/word_order.md]
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ ARCHITECTURES = ("flatten", "gap", "conv", "rnn", "gru", "lstm", "lstm2")
 SUBSAMPLE_SEED = 0
 BOOTSTRAP = 2000
 BATCH = 64
-DEFAULT_MAX_TEXTS = {"imdb": 2000}  # IMDB's 25,000 long reviews; the others whole
-DEFAULT_EXPLAIN_TEXTS = {"imdb": 100}
+DEFAULT_MAX_TEXTS = {"imdb": 5000}  # IMDB's 25,000 long reviews; the others whole
+DEFAULT_EXPLAIN_TEXTS = {"imdb": 200}
 
 
 @dataclass(frozen=True)
@@ -243,11 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="shuffle seeds [%(default)s]")
     parser.add_argument(
         "--max-texts", action="append", default=[], metavar="DATASET=N",
-        help="subsample a test split to N texts (default: imdb=2000, the others whole)",
+        help="subsample a test split to N texts (default: imdb=5000, the others whole)",
     )  # fmt: skip
     parser.add_argument(
         "--explain-texts", action="append", default=[], metavar="DATASET=N",
-        help="texts explained per model for the top-word share (default: imdb=100, the others 300)",
+        help="texts explained per model for the top-word share (default: imdb=200, the others 300)",
     )  # fmt: skip
     parser.add_argument("--report", type=Path, default=Path("reports/word_order.md"), help="markdown output")
     args = parser.parse_args(args_list)
@@ -261,6 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections, verdicts, controls = [], {}, []
     for dataset in sorted(by_dataset):
         models = by_dataset[dataset]
+        splits = {(m.config.training.split_seed, m.config.training.validation_fraction) for m in models}
+        if len(splits) > 1:  # the test split of one is training data of another
+            print(
+                f"bench.word_order: {dataset}'s models were split differently: {sorted(splits)}",
+                file=sys.stderr,
+            )
+            return 2
         split, about = test_texts(models[0], args.data_dir, limits.get(dataset))
         explain_texts = explained.get(dataset, 300)
         scores = {}
