@@ -132,6 +132,46 @@ def test_empty_and_blank_texts_have_no_words_and_one_variant():
         assert explanation.words == () and explanation.variants == 1
 
 
+WORDS = st.sampled_from(
+    ["the", "cat", "sat", "mat", "frog", "zzqx", "blorft", "İstanbul", "😀", "…", "don't"]
+)
+SPACES = st.sampled_from([" ", "  ", "\t", "\n", "\u3000", "\u00a0 "])
+
+
+@st.composite
+def texts(draw: st.DrawFn) -> str:
+    """Empty, one word, only words outside the vocabulary, more words than max_length, Unicode, runs of
+    whitespace: words from a list that has all of these, joined by whitespace runs."""
+    words = draw(st.lists(WORDS, max_size=12))
+    gaps = draw(st.lists(SPACES, min_size=len(words) + 1, max_size=len(words) + 1))
+    return "".join(gap + word for gap, word in zip(gaps, [*words, ""], strict=True))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@settings(max_examples=100, deadline=None)
+@given(text=texts())
+def test_every_text_gets_an_exact_explanation(side, text):
+    tokenizer, splitter = splitter_for(6, side)
+    weights = np.random.default_rng(3).normal(0, 1, tokenizer.get_vocab_size()).astype(np.float32)
+    weights[0] = 0
+    explanation = Explainer(splitter, SequencePadding(6, True), SumRuntime(weights), ("n", "y")).explain(text)
+
+    def closed_form(t: str) -> float:
+        return float(1 / (1 + np.exp(-weights[tokenizer.encode(t).ids].astype(np.float64).sum())))
+
+    assert explanation.probability == pytest.approx(closed_form(text), abs=TOLERANCE)
+    assert explanation.variants == 1 + sum(w.seen for w in explanation.words)
+    assert sum(w.seen for w in explanation.words) <= 6
+    unknown = tokenizer.token_to_id("[UNK]")
+    for word in explanation.words:
+        piece = text[word.start : word.end]
+        assert piece.strip() == piece and piece
+        ids = tokenizer.encode(piece).ids
+        assert word.oov == all(i == unknown for i in ids if i != 0)
+        expected = explanation.probability - closed_form(without_span(text, word.start, word.end))
+        assert word.attribution == pytest.approx(expected if word.seen else 0.0, abs=TOLERANCE), piece
+
+
 class SumRuntime:
     """In-process twin of the closed-form graph, for the offset tests: sigmoid(sum of weights)."""
 
