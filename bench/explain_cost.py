@@ -11,7 +11,7 @@
 The server runs the dataset's models only, from a copy of their files, with its default settings.
 
     .venv/bin/python -m bench.explain_cost [--models models] [--model sarcasm-gru] [--calls 300] \
-        [--pairs 10] [--duration 2] [--report reports/explain_cost.md]
+        [--pairs 20] [--duration 1.5] [--report reports/explain_cost.md]
 """
 
 from __future__ import annotations
@@ -180,13 +180,15 @@ def throughput(
             beside = cell()
         alone = alone if first_alone else cell()
         ratio = beside / alone
-        ratios.append(ratio)
+        ratios.append(math.log(ratio))
+        shares.append(load.server_share)
         rows.append(
-            f"| {pair + 1} | {alone:.1f} | {beside:.1f} | {ratio:.3f} | {load.rate:.1f} | {load.failed} |"
+            f"| {pair + 1} | {alone:.1f} | {beside:.1f} | {ratio:.3f} | {load.rate:.1f} | "
+            f"{100 * load.server_share:.2f} | {load.failed} |"
         )
     interval = mean_interval(ratios)
-    verdict = combine([decide(interval, THROUGHPUT_KEPT, math.inf)])
-    shown = "" if interval is None else f" [{interval.low:.3f}, {interval.high:.3f}]"
+    verdict = combine([decide(interval, math.log(THROUGHPUT_KEPT), math.inf)])
+    shown = "" if interval is None else f" [{math.exp(interval.low):.3f}, {math.exp(interval.high):.3f}]"
     geometric = math.exp(np.mean(ratios))
     cells = f"{spec.warmup_s:g} s warm-up + {spec.duration_s:g} s per cell"
     return [
@@ -214,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="the datasets' texts [%(default)s]")
     parser.add_argument("--calls", type=int, default=300, help="calls of claims 1 and 2 [%(default)s]")
-    parser.add_argument("--pairs", type=int, default=10, help="throughput pairs [%(default)s]")
-    parser.add_argument("--duration", type=float, default=2.0, help="measured s per throughput cell")
+    parser.add_argument("--pairs", type=int, default=20, help="throughput pairs [%(default)s]")
+    parser.add_argument("--duration", type=float, default=1.5, help="measured s per throughput cell")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up s per throughput cell")
     parser.add_argument(
         "--report", type=Path, default=Path("reports/explain_cost.md"), help="markdown output"
