@@ -35,22 +35,15 @@ import grpc
 import numpy as np
 
 from bench.dataset_texts import DATA_DIR, dataset_texts
-from bench.run import (
-    ModelFiles,
-    Server,
-    cpu_model,
-    find_models,
-    free_port,
-    measure,
-    serve_command,
-    serving,
-    started,
-)
+from bench.harness import ServerProcess, start_seqserve
+from bench.machine import cpu_model
+from bench.models import ModelFiles, copy_tokenizer, find_models
+from bench.served import measure
 from seqserve.loadtest.runner import LoadSpec
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
-from training.claims import DOES_NOT_HOLD, HOLDS, combine, decide
-from training.statistics import mean_interval
+from seqserve.verdicts import Verdict
+from training.statistics import Interval, mean_interval
 
 EXPLAIN_OVER_CLASSIFY = 2.0
 ALL_MODELS_SERVER_MS = 30.0
@@ -63,10 +56,7 @@ def copy_dataset_models(models: Sequence[ModelFiles], repository: Path, into: Pa
     """The models' newest versions and their tokenizer, so the server loads nothing else."""
     for model in models:
         shutil.copytree(model.version_dir, into / model.name / model.version_dir.name)
-        tokenizer = Path(model.config.tokenizer.path)
-        if not (into / tokenizer).exists():
-            (into / tokenizer.parent).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(repository / tokenizer, into / tokenizer)
+        copy_tokenizer(model.config, repository, into)
 
 
 def quartiles(values: Sequence[float]) -> str:
@@ -90,7 +80,7 @@ def one_model(
         classify_ms.append(1e3 * (classified - started))
         explain_ms.append(1e3 * (time.perf_counter() - classified))
     ratio = float(np.median(explain_ms) / np.median(classify_ms))
-    verdict = HOLDS if ratio <= EXPLAIN_OVER_CLASSIFY else DOES_NOT_HOLD
+    verdict = Verdict.HOLDS if ratio <= EXPLAIN_OVER_CLASSIFY else Verdict.DOES_NOT_HOLD
     return [
         f"- **served explain <= {EXPLAIN_OVER_CLASSIFY:g}x a served batch-1 classify ({model}): {verdict}**: "
         f"explain {quartiles(explain_ms)} ms vs classify {quartiles(classify_ms)} ms per call, ratio of "
@@ -110,7 +100,7 @@ def all_models(rest_url: str, models: Sequence[str], texts: Sequence[str], calls
         round_trip_ms.append(1e3 * (time.perf_counter() - started))
         server_ms.append(1e3 * sum(e["serverLatencySeconds"] for e in answer["explanations"]))
     median = float(np.median(server_ms))
-    verdict = HOLDS if median <= ALL_MODELS_SERVER_MS else DOES_NOT_HOLD
+    verdict = Verdict.HOLDS if median <= ALL_MODELS_SERVER_MS else Verdict.DOES_NOT_HOLD
     return [
         f"- **all {len(models)} models on the compare page's explain <= {ALL_MODELS_SERVER_MS:g} ms server "
         f"time: {verdict}**: server time {quartiles(server_ms)} ms (p90 {np.quantile(server_ms, 0.9):.2f}), "
@@ -156,7 +146,7 @@ class ExplainLoad:
 
 
 def throughput(
-    server: Server,
+    server: ServerProcess,
     stub: classifier_pb2_grpc.ClassifierStub,
     model: str,
     texts: Sequence[str],
@@ -187,7 +177,7 @@ def throughput(
             f"{100 * load.server_share:.2f} | {load.failed} |"
         )
     interval = mean_interval(ratios)
-    verdict = combine([decide(interval, math.log(THROUGHPUT_KEPT), math.inf)])
+    verdict = _within(interval, math.log(THROUGHPUT_KEPT))
     shown = "" if interval is None else f" [{math.exp(interval.low):.3f}, {math.exp(interval.high):.3f}]"
     geometric = math.exp(np.mean(ratios))
     cells = f"{spec.warmup_s:g} s warm-up + {spec.duration_s:g} s per cell"
@@ -204,6 +194,15 @@ def throughput(
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
+
+
+def _within(interval: Interval | None, low: float) -> Verdict:
+    """Holds when the whole interval lies above `low`, does not when it lies below, else unclear."""
+    if interval is None:
+        return Verdict.UNCLEAR
+    if interval.low > low:
+        return Verdict.HOLDS
+    return Verdict.DOES_NOT_HOLD if interval.high < low else Verdict.UNCLEAR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,14 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-explain-") as scratch:
         repository = Path(scratch)
         copy_dataset_models(models, args.models, repository)
-        command = serve_command(repository, free_port(), free_port())
-        with started(command, Path(scratch) / "server.log") as ready:
-            server = serving(ready)
-            with grpc.insecure_channel(server.address) as channel:
-                stub = classifier_pb2_grpc.ClassifierStub(channel)
-                findings = one_model(stub, args.model, texts, args.calls)
-                findings += all_models(ready["rest_url"], [m.name for m in models], texts, args.calls)
-                findings += throughput(server, stub, args.model, texts, texts_path, spec, args.pairs)
+        server = start_seqserve(repository, "explain-cost")
+        with server, grpc.insecure_channel(server.address) as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            findings = one_model(stub, args.model, texts, args.calls)
+            findings += all_models(str(server.rest_url), [m.name for m in models], texts, args.calls)
+            findings += throughput(server, stub, args.model, texts, texts_path, spec, args.pairs)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report = [
         "# What explanations cost a served model",

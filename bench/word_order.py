@@ -35,11 +35,12 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from bench.dataset_texts import DATA_DIR
-from bench.run import ModelFiles, cpu_model, find_models
+from bench.machine import cpu_model
+from bench.models import ModelFiles, find_models
+from seqserve.verdicts import RULE, Judgement, Verdict, verdict
 from serving.explain import Explainer, TextWords, WordSplitter
 from serving.runtimes import Runtime, create_runtime
 from serving.sequence import SequencePadding
-from training.claims import DOES_NOT_HOLD, HOLDS, MIXED, NO_CLEAR_DIFFERENCE, NOT_MEASURED, Outcome, combine
 from training.datasets import Split, load_dataset
 
 ORDER_SENSITIVE = ("lstm", "gru")  # the claim's two sides
@@ -169,7 +170,7 @@ class Check:
     sensitive: str
     robust: str
     difference: Interval
-    outcome: Outcome
+    judgement: Judgement
 
 
 def checks(by_architecture: dict[str, Scores], resamples: np.ndarray) -> list[Check]:
@@ -180,22 +181,26 @@ def checks(by_architecture: dict[str, Scores], resamples: np.ndarray) -> list[Ch
             if sensitive in by_architecture and robust in by_architecture:
                 values = by_architecture[sensitive].drop_per_text - by_architecture[robust].drop_per_text
                 interval = bootstrap(values, resamples)
-                outcome = (
-                    Outcome.YES if interval.low > 0 else Outcome.NO if interval.high < 0 else Outcome.UNCLEAR
+                judgement = (
+                    Judgement.SUPPORTS
+                    if interval.low > 0
+                    else Judgement.CONTRADICTS
+                    if interval.high < 0
+                    else Judgement.UNCLEAR
                 )
-                found.append(Check(sensitive, robust, interval, outcome))
+                found.append(Check(sensitive, robust, interval, judgement))
     return found
 
 
-def verdict(found: Sequence[Check]) -> str:
-    """The project's verdict words for a claim's checks (training.claims)."""
-    return combine([check.outcome for check in found]) if found else NOT_MEASURED
+def claim_verdict(found: Sequence[Check]) -> Verdict:
+    """The claim's verdict from its checks, in the project's one vocabulary (seqserve.verdicts)."""
+    return verdict(check.judgement for check in found)
 
 
 def dataset_section(
     dataset: str, about: str, scores: dict[str, Scores], resamples: np.ndarray, seeds: int, explain_texts: int
-) -> tuple[list[str], str, bool]:
-    """Markdown lines, the verdict, and whether the control passed."""
+) -> tuple[list[str], list[Check], bool]:
+    """Markdown lines, the claim's checks on this dataset, and whether the control passed."""
     lines = [
         f"## {dataset}",
         "",
@@ -217,9 +222,9 @@ def dataset_section(
             f"{bootstrap(s.drop_per_text, resamples).show()} | {s.largest_change:.2g} | {share} |"
         )
     found = checks(scores, resamples)
-    result = verdict(found)
+    result = claim_verdict(found)
     lines += ["", "Checks (drop of the first minus drop of the second, points, 95 % interval):", ""]
-    lines += [f"- {c.sensitive} - {c.robust}: {c.difference.show()}: {c.outcome}" for c in found]
+    lines += [f"- {c.sensitive} - {c.robust}: {c.difference.show()}: {c.judgement}" for c in found]
     control = scores.get(CONTROL)
     passed = True
     if control is not None:
@@ -232,7 +237,7 @@ def dataset_section(
             f"probability change {control.largest_change:.2g}: {finding}.",
         ]
     lines += ["", f"Verdict on {dataset}: **{result}**.", ""]
-    return lines, result, passed
+    return lines, found, passed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for model in find_models(args.models):
         if model.config.dataset and model.config.architecture and model.config.tokenizer.path:
             by_dataset.setdefault(model.config.dataset, []).append(model)
-    sections, verdicts, controls = [], {}, []
+    sections, verdicts, controls, judgements = [], {}, [], []
     for dataset in sorted(by_dataset):
         models = by_dataset[dataset]
         splits = {(m.config.training.split_seed, m.config.training.validation_fraction) for m in models}
@@ -275,12 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {model.name}: {len(split)} texts x (1 + {args.seeds} shuffles)", flush=True)
             scores[model.config.architecture] = score(model, args.models, split, args.seeds, explain_texts)
         resamples = np.random.default_rng(SUBSAMPLE_SEED).integers(0, len(split), (BOOTSTRAP, len(split)))
-        lines, verdicts[dataset], passed = dataset_section(
+        lines, found, passed = dataset_section(
             dataset, about, scores, resamples, args.seeds, min(explain_texts, len(split))
         )
+        verdicts[dataset] = claim_verdict(found)
+        judgements += [check.judgement for check in found]
         sections += lines
         controls.append(passed)
-    overall = _overall(list(verdicts.values()))
+    overall = verdict(judgements)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     command = shlex.join([".venv/bin/python", "-m", "bench.word_order", *args_list])
     report = [
@@ -291,10 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} logical CPUs, load average at the end {load}",
         "- every model's newest version on ONNX Runtime (the serving runtime class), each batch padded as "
         "the server pads it; a prediction is the label with probability >= 0.5",
-        "- a check says **yes** when the interval of drop(LSTM or GRU) - drop(Flatten, GAP or Conv1D) lies "
-        "above 0, **no** below 0, **unclear** across it; the claim **holds** when every check says yes, "
-        f"**{DOES_NOT_HOLD}** when every one says no, shows **{NO_CLEAR_DIFFERENCE}** when none is decided, "
-        f"and is **{MIXED}** otherwise (training.claims)",
+        f"- a check **{Judgement.SUPPORTS}** the claim when the interval of drop(LSTM or GRU) - "
+        f"drop(Flatten, GAP or Conv1D) lies above 0, **{Judgement.CONTRADICTS}** it below 0, is "
+        f"**{Judgement.UNCLEAR}** across it; the checks of every dataset together give the verdict. {RULE}",
         "",
         f"**Verdict: {overall}** ({'; '.join(f'{d}: {v}' for d, v in verdicts.items()) or 'no models'}). "
         f"Control: {'zero within noise on every dataset' if all(controls) else 'failed, see below'}.",
@@ -310,16 +316,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _pair(text: str) -> tuple[str, int]:
     dataset, _, count = text.partition("=")
     return dataset, int(count)
-
-
-def _overall(results: Sequence[str]) -> str:
-    if not results:
-        return NOT_MEASURED
-    if all(r == HOLDS for r in results):
-        return HOLDS
-    if all(r == DOES_NOT_HOLD for r in results):
-        return DOES_NOT_HOLD
-    return results[0] if len(set(results)) == 1 else MIXED
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from bench.run import ModelFiles
-from bench.word_order import Outcome, bootstrap, checks, score, shuffle_seen
+from bench.models import ModelFiles
+from bench.word_order import Judgement, bootstrap, checks, score, shuffle_seen
 from seqserve.v1 import model_config_pb2
 from serving.explain import WordSplitter
 from tests.serving.variable_length_models import variable_length_onnx
@@ -65,6 +65,6 @@ def test_a_check_is_decided_by_its_interval():
             self.drop_per_text = np.asarray(values, dtype=float)
 
     higher = {"lstm": Drops([1.0] * 50), "gap": Drops([0.0] * 50)}
-    assert [c.outcome for c in checks(higher, resamples)] == [Outcome.YES]
+    assert [c.judgement for c in checks(higher, resamples)] == [Judgement.SUPPORTS]
     mixed = {"lstm": Drops([1.0, -1.0] * 25), "gap": Drops([0.0] * 50)}
-    assert [c.outcome for c in checks(mixed, resamples)] == [Outcome.UNCLEAR]
+    assert [c.judgement for c in checks(mixed, resamples)] == [Judgement.UNCLEAR]
