@@ -221,6 +221,9 @@ def dataset_section(
             f"{100 * per_seed.min():.2f}-{100 * per_seed.max():.2f} | "
             f"{bootstrap(s.drop_per_text, resamples).show()} | {s.largest_change:.2g} | {share} |"
         )
+    missing = [a for a in ARCHITECTURES if a not in scores]
+    if missing:
+        lines += ["", f"Not in the repository (not measured): {', '.join(missing)}."]
     found = checks(scores, resamples)
     result = claim_verdict(found)
     lines += ["", "Checks (drop of the first minus drop of the second, points, 95 % interval):", ""]
