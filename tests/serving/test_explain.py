@@ -12,22 +12,29 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnx
 import pytest
+from google.protobuf import text_format
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, processors
 
 from seqserve.v1 import model_config_pb2
+from serving.errors import ServingError
 from serving.explain import Explainer, ExplainUnsupported, WordSplitter
+from serving.explanations import ExplainService
+from serving.inference import InferenceService
 from serving.runtimes import create_runtime
 from serving.sequence import SequencePadding
+from serving.settings import Settings
 from tests.serving.conftest import LONG_TEXT, SARCASM_TEXTS
 from tests.serving.reference import read_config
 from tests.serving.test_registry import with_registry
@@ -308,3 +315,34 @@ def test_batched_equals_separate_calls_on_the_trained_models(tmp_path, runtime):
         assert len(checked) == len({p.parents[1] for p in TRAINED_MODELS.glob("sarcasm-*/*/config.pbtxt")})
 
     with_registry(root, body, runtime=runtime)
+
+
+def test_a_model_whose_tokenizer_cannot_explain_is_refused_with_invalid_argument(repository, tmp_path):
+    """A tokenizer that adds a token of its own to every text still classifies, but its words cannot be
+    dropped id by id: Explain says so as INVALID_ARGUMENT."""
+    root = tmp_path / "models"
+    shutil.copytree(repository / "tokenizers", root / "tokenizers")
+    shutil.copytree(repository / "sarcasm-vgap", root / "sarcasm-vgap")
+    tokenizer = Tokenizer.from_file(str(root / "tokenizers" / "sarcasm" / "tokenizer.json"))
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A [UNK]", special_tokens=[("[UNK]", 1)])
+    path = root / "tokenizers" / "marked" / "tokenizer.json"
+    path.parent.mkdir()
+    path.write_text(tokenizer.to_str())
+    config_path = root / "sarcasm-vgap" / "1" / "config.pbtxt"
+    config = read_config(root, "sarcasm-vgap")
+    config.tokenizer.path = "tokenizers/marked/tokenizer.json"
+    config.tokenizer.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    config_path.write_text(text_format.MessageToString(config))
+
+    async def body(registry, events, metrics):
+        assert not registry.failures
+        settings = Settings(model_repository=root)
+        explain = ExplainService(InferenceService(registry, settings, metrics), registry, settings)
+        assert registry.resolve("sarcasm-vgap").explainer is None
+        with pytest.raises(ServingError) as refused:
+            await explain.explain(["cat"], ["sarcasm-vgap"])
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "cannot be explained" in refused.value.message
+        explain.close()
+
+    with_registry(root, body)
