@@ -97,7 +97,6 @@ class ServerMetrics:
             MODEL_LABELS, registry=r,
         )  # fmt: skip
 
-        self._request_series: dict[tuple[ModelLabels, str, str], tuple[Counter, Counter]] = {}
         self.explain_duration = Histogram(
             names.EXPLAIN_DURATION, "Time to explain one text with one model (split, variants, run)",
             MODEL_LABELS, buckets=DURATION_BUCKETS, registry=r,
@@ -106,6 +105,8 @@ class ServerMetrics:
             names.EXPLAIN_VARIANTS, "Rows of one explanation's model call (1 + seen words)",
             MODEL_LABELS, buckets=VARIANT_BUCKETS, registry=r,
         )  # fmt: skip
+
+        self._request_series: dict[tuple[ModelLabels, str, str], tuple[Counter, Counter]] = {}
 
     def for_model(self, labels: ModelLabels) -> ModelMetrics:
         return ModelMetrics(self, labels)
