@@ -41,6 +41,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # NaN is refused too
+        raise InvalidNumber(f"{value} is not positive")
+    return value
+
+
 def open_fraction(text: str) -> float:
     """A share strictly between 0 and 1, e.g. 0.1."""
     value = float(text)

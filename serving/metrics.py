@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 from seqserve import metric_names as names
+from serving.metrics_http import MetricsHttpServer, serve_metrics_http
 from serving.settings import Settings
 from serving.statistics import ModelStatistics
 
@@ -122,19 +124,17 @@ class ServerMetrics:
         series[0].inc()
         series[1].inc(texts)
 
-    def serve_http(self, host: str, port: int, tls: Settings) -> tuple[object, int]:
-        """Start the /metrics HTTP server in a daemon thread, with the server's TLS settings (the same
-        identity and client CA as every other port); returns (server, bound port)."""
-        server, _thread = start_http_server(
-            port,
-            addr=host,
-            registry=self.registry,
-            certfile=tls.tls_cert or None,
-            keyfile=tls.tls_key or None,
-            client_cafile=tls.tls_client_ca or None,
-            client_auth_required=bool(tls.tls_client_ca),
-        )
-        return server, int(server.server_port)
+    def serve_http(self, host: str, port: int, settings: Settings) -> tuple[MetricsHttpServer, int]:
+        """Start the /metrics HTTP server (serving.metrics_http) in a daemon thread, answering in the
+        format the scraper's Accept header asks for (OpenMetrics or the text format); returns (server,
+        bound port)."""
+
+        def scrape(accept: str) -> tuple[str, bytes]:
+            encode, content_type = choose_encoder(accept)
+            return content_type, encode(self.registry)
+
+        server = serve_metrics_http((host, port), settings, scrape)
+        return server, server.port
 
 
 class ModelMetrics:

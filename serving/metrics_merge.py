@@ -9,8 +9,12 @@ samples of the same name and labels:
   histograms whose quantiles cover every worker's requests;
 - `_created`: the earliest;
 - gauges: summed (requests in flight, queue depth: the server's total), except those in `MIN_GAUGES`:
-  `seqserve_model_ready` is 1 only when the version is ready in every worker (a worker without the
-  series counts as 0).
+  `seqserve_model_ready` is 1 only when the version is ready in every serving worker (one without the
+  series counts as 0). Only workers that serve vote: one that is still starting (a replacement loading
+  its models) or that did not answer the scrape does not make a version the server serves look unready.
+
+The supervisor adds its own families (`supervisor_exposition`): workers by state and restarts by
+reason, so /metrics shows a server running short of workers.
 
 It works on the text itself (prometheus-client writes one sample per line, `name{labels} value`,
 after its family's `# HELP` and `# TYPE` lines), so the supervisor needs no metrics library. Either
@@ -22,7 +26,7 @@ any worker has for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from seqserve.metric_names import MODEL_READY
@@ -39,7 +43,8 @@ EXEMPLAR = " # "
 class _Family:
     header: list[str]  # its "# HELP" and "# TYPE" lines
     kind: str = "untyped"
-    samples: dict[str, list[float]] = field(default_factory=dict)  # "name{labels}" -> value per worker
+    # "name{labels}" -> (worker index, value) per worker that has the sample
+    samples: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     exemplars: dict[str, str] = field(default_factory=dict)  # "name{labels}" -> " # {...} value time"
 
 
@@ -59,11 +64,13 @@ def _newer(exemplar: str, kept: str | None) -> bool:
         return True
 
 
-def merge(expositions: Sequence[str]) -> str:
-    """The expositions of `len(expositions)` workers as the exposition of one server."""
+def merge(expositions: Sequence[str], serving: Sequence[bool] | None = None) -> str:
+    """The expositions of `len(expositions)` workers as the exposition of one server; `serving[i]`:
+    worker i serves (None: every one does), so its readiness counts."""
+    voters = frozenset(i for i in range(len(expositions)) if serving is None or serving[i])
     families: dict[str, _Family] = {}
     openmetrics = False
-    for text in expositions:
+    for index, text in enumerate(expositions):
         family: _Family | None = None
         for line in text.splitlines():
             if line == EOF:
@@ -80,23 +87,55 @@ def merge(expositions: Sequence[str]) -> str:
             elif line and family is not None:
                 line, marker, exemplar = line.partition(EXEMPLAR)
                 sample, value = line.rsplit(" ", 1)
-                family.samples.setdefault(sample, []).append(float(value))
+                family.samples.setdefault(sample, []).append((index, float(value)))
                 if marker and _newer(exemplar, family.exemplars.get(sample)):
                     family.exemplars[sample] = marker + exemplar
     lines = []
     for name, family in families.items():
         lines += family.header
         for sample, values in family.samples.items():
-            merged = _combine(name, family.kind, sample, values, len(expositions))
+            merged = _combine(name, family.kind, sample, values, voters)
             lines.append(f"{sample} {merged!r}{family.exemplars.get(sample, '')}")
     if openmetrics:
         lines.append(EOF)
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _combine(family: str, kind: str, sample: str, values: list[float], workers: int) -> float:
+def _combine(
+    family: str, kind: str, sample: str, values: list[tuple[int, float]], voters: frozenset[int]
+) -> float:
     if sample.split("{", 1)[0].endswith("_created"):
-        return min(values)
+        return min(value for _, value in values)
     if kind == "gauge" and family in MIN_GAUGES:
-        return min(values) if len(values) == workers else 0.0
-    return sum(values)
+        votes = [value for index, value in values if index in voters]
+        return min(votes) if voters and len(votes) == len(voters) else 0.0
+    return sum(value for _, value in values)
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: Mapping[str, int], label: str, openmetrics: bool
+) -> list[str]:
+    sample_name = f"{name}_total" if kind == "counter" else name
+    family = name if openmetrics else sample_name  # OpenMetrics names a counter's family without _total
+    return [
+        f"# HELP {family} {help_text}",
+        f"# TYPE {family} {kind}",
+        *(f'{sample_name}{{{label}="{key}"}} {float(count)!r}' for key, count in samples.items()),
+    ]
+
+
+def supervisor_exposition(
+    workers: Mapping[str, int], restarts: Mapping[str, int], openmetrics: bool = False
+) -> str:
+    """The supervisor's own families: `workers` by state (ready, starting, draining) and `restarts`
+    of workers by reason (exit, timeout, rss), in the text format or OpenMetrics (without # EOF)."""
+    lines = _family("seqserve_workers", "gauge", "Worker processes by state", workers, "state", openmetrics)
+    lines += _family(
+        "seqserve_worker_restarts",
+        "counter",
+        "Workers replaced: exit (it exited on its own), timeout (heartbeat unanswered), rss (recycled)",
+        restarts,
+        "reason",
+        openmetrics,
+    )
+    return "\n".join(lines) + "\n"

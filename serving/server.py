@@ -36,6 +36,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.explanations import ExplainService
+from serving.grpc_options import grpc_server_options
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
@@ -122,12 +123,7 @@ class Server:
         self.dataplane = DataPlane(self.service, self.registry, self.health, settings)
         self.tfs = TfsDataPlane(self.service, self.registry, settings)
         self.explain = ExplainService(self.service, self.registry, settings)
-        limits = [
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            # workers share their port; a lone server refuses a port another process holds
-            ("grpc.so_reuseport", int(link is not None)),
-        ]
+        options = grpc_server_options(settings, reuse_port=link is not None)
         self.gate = AdmissionGate()
         interceptors: list[grpc.aio.ServerInterceptor] = [
             RequestGuard(self.gate, lenient_streams=frozenset({STREAM_INFER_METHOD}))
@@ -136,7 +132,7 @@ class Server:
         if self.tracing is not None:  # outermost: a call's span covers the gate too
             interceptors.insert(0, GrpcTracingInterceptor(self.tracing, self.address))
             outer_middlewares.append(http_tracing_middleware(self.tracing, self.address))
-        self.grpc_server = grpc.aio.server(interceptors=interceptors, options=limits)
+        self.grpc_server = grpc.aio.server(interceptors=interceptors, options=options)
         self.http_server = HttpServer(
             settings,
             self.gate,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqserve.numbers import non_negative_float, non_negative_int, positive_int
+from seqserve.numbers import non_negative_float, non_negative_int, positive_float, positive_int
 
 RUNTIMES = ("onnx", "tf")
 LOG_FORMATS = ("json", "text")
@@ -58,6 +58,20 @@ class Settings:
     inline_max_texts: int = 1
     intra_op_threads: int = 1
     workers: int = 1
+    worker_timeout_s: float = 10.0
+    worker_max_restarts: int = 5
+    worker_restart_window_s: float = 60.0
+    worker_max_rss_mib: int = 0  # 0 = workers are never recycled for their memory
+    head_timeout_s: float = 10.0
+    metrics_max_connections: int = 32
+    grpc_handshake_timeout_s: float = 10.0
+    grpc_max_connections: int = 0  # 0 = no cap
+    grpc_max_connection_idle_s: float = 600.0
+    grpc_max_connection_age_s: float = 0.0  # 0 = connections may live forever
+    grpc_max_connection_age_grace_s: float = 10.0
+    grpc_min_ping_interval_s: float = 10.0
+    grpc_max_ping_strikes: int = 2
+    grpc_max_concurrent_streams: int = 256
     grace_period_s: float = 10.0
     poll_interval: float = 0.0  # seconds; 0 = the repository is read only at start-up
     model_control: str = "none"
@@ -173,6 +187,57 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         positive_int,
         "server processes sharing the gRPC port (SO_REUSEPORT), each with every model; /metrics sums them",
     ),
+    "worker_timeout_s": (
+        positive_float,
+        "--workers: a ready worker whose event loop answers no heartbeat for this long is killed "
+        "(SIGKILL) and replaced",
+    ),
+    "worker_max_restarts": (
+        positive_int,
+        "--workers: more worker restarts than this within --worker-restart-window-s is a crash loop: "
+        "the server stops and exits 1",
+    ),
+    "worker_restart_window_s": (positive_float, "--workers: the window of --worker-max-restarts, seconds"),
+    "worker_max_rss_mib": (
+        non_negative_int,
+        "--workers: a worker whose resident memory exceeds this many MiB is replaced; the replacement is "
+        "ready before the old one drains (0 = never)",
+    ),
+    "head_timeout_s": (
+        positive_float,
+        "seconds an HTTP client gets to send a request head (and finish its TLS handshake) before its "
+        "connection is closed",
+    ),
+    "metrics_max_connections": (
+        positive_int,
+        "open /metrics connections; one beyond it is closed at once",
+    ),
+    "grpc_handshake_timeout_s": (
+        positive_float,
+        "seconds a new gRPC connection gets for its TLS handshake and HTTP/2 preface and settings",
+    ),
+    "grpc_max_connections": (non_negative_int, "open gRPC connections per process (0 = no cap)"),
+    "grpc_max_connection_idle_s": (
+        non_negative_float,
+        "a gRPC connection without calls for this long is closed with GOAWAY (0 = never)",
+    ),
+    "grpc_max_connection_age_s": (
+        non_negative_float,
+        "a gRPC connection older than this is sent GOAWAY, so clients rebalance (0 = never)",
+    ),
+    "grpc_max_connection_age_grace_s": (
+        non_negative_float,
+        "calls running on a connection past --grpc-max-connection-age-s get this long before it closes",
+    ),
+    "grpc_min_ping_interval_s": (
+        non_negative_float,
+        "a client's HTTP/2 pings closer together than this count as strikes (keep-alive enforcement)",
+    ),
+    "grpc_max_ping_strikes": (
+        non_negative_int,
+        "strikes after which a pinging client gets GOAWAY (0 = unlimited)",
+    ),
+    "grpc_max_concurrent_streams": (positive_int, "concurrent calls per gRPC connection"),
     "grace_period_s": (
         non_negative_float,
         "seconds to finish in-flight requests on SIGTERM/SIGINT; a second signal stops at once",

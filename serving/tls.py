@@ -2,7 +2,7 @@
 
 Standard library only: the `--workers` supervisor, which imports neither gRPC nor aiohttp, serves
 /metrics with it. (The gRPC port builds its own credentials from the same files, serving.server; the
-single-process /metrics passes them to prometheus_client.)
+single-process /metrics uses it as well, serving.metrics_http.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The worker's end of `--workers N` (serving/supervisor.py is the supervisor's): a whole server whose
 /metrics and readiness go through two pipes to the supervisor.
 
+The control pipe is read on the worker's event loop, and the supervisor's heartbeat (PING) is answered
+there too: a worker whose loop is blocked or stopped stops answering, and the supervisor replaces it.
+/metrics requests are answered from a thread of their own, so a scrape never waits for the loop.
+
     python -m serving.worker CONTROL_FD METRICS_FD     (run by the supervisor only)
 """
 
@@ -15,7 +19,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-from serving.control import OPENMETRICS, READY, SERVE
+from serving.control import OPENMETRICS, PING, PONG, READY, SERVE
 from serving.logs import configure_logging
 from serving.server import serve
 from serving.settings import Settings
@@ -64,11 +68,13 @@ class WorkerLink:
             log.warning("the supervisor is gone; shutting down")
             self._stop.set()
             return
-        if message == SERVE:
+        if message == PING:
+            self._control.send((PONG, None))
+        elif message == SERVE:
             self._go.set()
 
     async def ready(self, port: int, models: dict[str, list[int]]) -> bool:
-        """Report this worker ready, then wait until every worker is (True) or shutdown began (False)."""
+        """Report this worker ready, then wait for SERVE (True) or the start of shutdown (False)."""
         self._control.send((READY, {"port": port, "models": models, "pid": os.getpid()}))
         waits = [asyncio.ensure_future(event.wait()) for event in (self._go, self._stop)]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
