@@ -1,0 +1,323 @@
+"""`--workers 2` under chaos: a worker killed (-9) or stopped (SIGSTOP) under load, a crash loop, and
+memory recycling. Each ends with "nothing accepted was lost": every call either succeeded or failed
+with UNAVAILABLE (a status the client may retry), and every call is counted.
+
+Figures (failures on kill -9, replacement time, throughput recovery) are printed; run with `-s`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import grpc
+
+from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
+from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
+from tests.serving.metrics_text import value
+from tests.serving.server_process import ServerProcess
+
+RETRYABLE = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+CHANNELS, THREADS_PER_CHANNEL = 8, 4  # c = 32
+MAX_CALLS = 200_000
+LOAD_LIMIT_S = 60.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def metrics(server: ServerProcess, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(server.metrics_url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def ready_workers(server: ServerProcess) -> float:
+    return value(metrics(server), "seqserve_workers", state="ready")
+
+
+def restarts(server: ServerProcess, reason: str) -> float:
+    return value(metrics(server), "seqserve_worker_restarts_total", reason=reason)
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def _tcp_table() -> list[tuple[int, int, int]]:
+    """(local port, remote port, inode) of every established TCP connection in this namespace (IPv6
+    too: gRPC's sockets are dual-stack)."""
+    rows = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[3] == "01":  # ESTABLISHED
+                    local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                    rows.append((local, remote, int(fields[9])))
+    return rows
+
+
+def client_ports(server_port: int) -> set[int]:
+    """The local ports of this process's connections to `server_port`."""
+    mine = _socket_inodes(os.getpid())
+    return {local for local, remote, inode in _tcp_table() if remote == server_port and inode in mine}
+
+
+def worker_of(client_port: int, server_port: int, workers: list[int]) -> int | None:
+    """The worker pid holding the server end of the connection from `client_port`."""
+    table = _tcp_table()
+    for pid in workers:
+        inodes = _socket_inodes(pid)
+        for local, remote, inode in table:
+            if local == server_port and remote == client_port and inode in inodes:
+                return pid
+    return None
+
+
+@dataclass
+class Outcome:
+    finished: float  # time.monotonic()
+    channel: int
+    code: grpc.StatusCode
+
+
+@dataclass
+class Load:
+    """CHANNELS channels (one TCP connection each), THREADS_PER_CHANNEL threads on each, calling
+    Classify until stopped; bounded in count and time.
+
+    Calls wait for a connection (`wait_for_ready`), as a client of a server whose processes come and
+    go should: a channel whose worker died reconnects at once, but a reconnect that races the dying
+    worker's listening socket (it lands in that socket's accept queue, which the kernel then resets)
+    puts the channel in a second-long reconnect backoff, during which calls that do not wait fail at
+    once. Those calls never reached a server; what is counted here is calls that did."""
+
+    server: ServerProcess
+    channels: list[grpc.Channel] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)  # per channel
+    ports: list[int] = field(default_factory=list)  # each channel's local port, at start
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        server_port = int(self.server.address.rsplit(":", 1)[1])
+        request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT])
+        for _ in range(CHANNELS):
+            before = client_ports(server_port)
+            channel = grpc.insecure_channel(
+                self.server.address, options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            classifier_pb2_grpc.ClassifierStub(channel).Classify(request, timeout=30)
+            (port,) = client_ports(server_port) - before
+            self.channels.append(channel)
+            self.ports.append(port)
+            self.in_flight.append(0)
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,), daemon=True)
+            for index in range(CHANNELS)
+            for _ in range(THREADS_PER_CHANNEL)
+        ]
+        self._started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, index: int) -> None:
+        stub = classifier_pb2_grpc.ClassifierStub(self.channels[index])
+        request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT])
+        while not self._stop.is_set() and time.monotonic() - self._started < LOAD_LIMIT_S:
+            with self._lock:
+                if len(self.outcomes) >= MAX_CALLS:
+                    return
+                self.in_flight[index] += 1
+            code, _ = call_code(lambda: stub.Classify(request, timeout=self.timeout_s, wait_for_ready=True))
+            with self._lock:
+                self.in_flight[index] -= 1
+                self.outcomes.append(Outcome(time.monotonic(), index, code))
+
+    def rate(self, start: float, end: float) -> float:
+        """Successful calls per second finished in [start, end)."""
+        with self._lock:
+            ok = sum(1 for o in self.outcomes if start <= o.finished < end and o.code == grpc.StatusCode.OK)
+        return ok / (end - start)
+
+    def stop(self) -> list[Outcome]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2 * self.timeout_s)
+        for channel in self.channels:
+            channel.close()
+        return self.outcomes
+
+
+def started_in(log: str, pid: int) -> float:
+    """The start-up time (spawn to models loaded) the supervisor logged for worker `pid`."""
+    for line in log.splitlines():
+        if '"msg": "worker ready"' in line:
+            record = json.loads(line)
+            if record["pid"] == pid:
+                return float(record["start_s"])
+    raise AssertionError(f"no 'worker ready' line for pid {pid}")
+
+
+def test_kill_9_of_a_worker_under_load_fails_only_its_in_flight_calls(tiny_model_repository, tmp_path):
+    with ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server:
+        workers = server.ready["workers"]
+        server_port = int(server.address.rsplit(":", 1)[1])
+        load = Load(server)
+        owners = [worker_of(port, server_port, workers) for port in load.ports]
+        assert set(owners) <= set(workers) and None not in owners, owners
+        victim = owners[0]
+        on_victim = {index for index, owner in enumerate(owners) if owner == victim}
+        time.sleep(3.0)  # warm up (1 s), then the baseline (2 s)
+        killed = time.monotonic()
+        with load._lock:
+            in_flight_on_victim = sum(load.in_flight[index] for index in on_victim)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: restarts(server, "exit") == 1 and ready_workers(server) == 2, "a replacement", 60)
+        serving_again = time.monotonic()
+        time.sleep(5.0)
+        outcomes = load.stop()
+        log = server.log_path.read_text()
+        replacement = next(pid for pid in server_pids(log) if pid not in workers)
+        assert server.terminate() == 0
+
+    codes = {o.code for o in outcomes}
+    assert codes <= RETRYABLE, codes
+    failures = [o for o in outcomes if o.code != grpc.StatusCode.OK]
+    assert {o.channel for o in failures} <= on_victim  # calls on the other worker never failed
+    # a channel whose connection dies fails what ran on it; it reconnects to a live worker at once
+    assert len(failures) <= THREADS_PER_CHANNEL * len(on_victim)
+    start_s = started_in(log, replacement)
+    replaced_s = serving_again - killed
+    baseline = load.rate(killed - 2.0, killed)
+    recovered = max(load.rate(t, t + 1.0) for t in (serving_again + 0.25 * i for i in range(17)))
+    print(
+        f"\nkill -9 under c={CHANNELS * THREADS_PER_CHANNEL}: {len(outcomes)} calls, {len(failures)} failed "
+        f"(UNAVAILABLE; {in_flight_on_victim} were in flight on the killed worker, "
+        f"{len(on_victim)} of {CHANNELS} channels on it); replacement serving {replaced_s:.2f} s after the "
+        f"kill (its start-up {start_s:.2f} s); throughput {baseline:.0f}/s before, best 1 s after "
+        f"{recovered:.0f}/s ({recovered / baseline:.0%})"
+    )
+    assert replaced_s <= start_s + 1.0 + 0.25  # + the test's polling of /metrics
+    assert recovered >= 0.9 * baseline
+
+
+def server_pids(log: str) -> list[int]:
+    return [json.loads(line)["pid"] for line in log.splitlines() if '"msg": "worker ready"' in line]
+
+
+def test_a_stopped_worker_is_killed_and_replaced_while_metrics_keep_answering(
+    tiny_model_repository, tmp_path
+):
+    timeout_s = 2.0
+    with ServerProcess(
+        tiny_model_repository, tmp_path, "--workers", "2", "--worker-timeout-s", str(timeout_s)
+    ) as server:
+        workers = server.ready["workers"]
+        load = Load(server, timeout_s=30.0)
+        time.sleep(1.0)
+        victim = workers[0]
+        stopped = time.monotonic()
+        os.kill(victim, signal.SIGSTOP)
+        scrape_times = []
+        while True:
+            began = time.monotonic()
+            text = metrics(server, timeout=10)
+            scrape_times.append(time.monotonic() - began)
+            replaced = value(text, "seqserve_worker_restarts_total", reason="timeout") == 1
+            if replaced and value(text, "seqserve_workers", state="ready") == 2:
+                break
+            assert time.monotonic() - stopped < 60, "no replacement"
+            time.sleep(0.1)
+        replaced_s = time.monotonic() - stopped
+        outcomes = load.stop()
+        log = server.log_path.read_text()
+        replacement = next(pid for pid in server_pids(log) if pid not in workers)
+        assert not alive(victim)
+        assert server.terminate() == 0
+    assert '"msg": "worker did not answer its heartbeat; killing it"' in log
+    codes = {o.code for o in outcomes}
+    assert codes <= RETRYABLE, codes
+    start_s = started_in(log, replacement)
+    print(
+        f"\nSIGSTOP: replaced {replaced_s:.2f} s after the stop (--worker-timeout-s {timeout_s}, start-up "
+        f"{start_s:.2f} s); slowest of {len(scrape_times)} scrapes meanwhile {max(scrape_times):.2f} s; "
+        f"{sum(o.code != grpc.StatusCode.OK for o in outcomes)} of {len(outcomes)} calls UNAVAILABLE"
+    )
+    # the timeout, a heartbeat interval (timeout / 4), the first backoff (0.5 s), the start-up
+    assert replaced_s <= timeout_s * 1.25 + 0.5 + start_s + 1.0
+    assert max(scrape_times) < 2.5  # a hung worker costs a scrape at most its 1 s timeout
+
+
+def test_a_crash_loop_stops_the_server_with_exit_1_and_says_why(own_repository, tmp_path):
+    with ServerProcess(
+        own_repository, tmp_path, "--workers", "2",
+        "--worker-max-restarts", "2", "--worker-restart-window-s", "60",
+    ) as server:  # fmt: skip
+        first, second = server.ready["workers"]
+        # from now on a worker cannot start: the repository it would load is empty
+        own_repository.rename(own_repository.with_name("moved"))
+        own_repository.mkdir()
+        began = time.monotonic()
+        os.kill(first, signal.SIGKILL)
+        exit_code = server.process.wait(60)
+        took_s = time.monotonic() - began
+        assert not alive(second)
+    log = server.log_path.read_text()
+    assert exit_code == 1
+    assert took_s < 60
+    assert log.count('"msg": "worker exited; replacing it"') == 2  # the kill, then one failed start
+    assert '"msg": "crash loop: more than --worker-max-restarts worker restarts' in log
+    assert "the repository is empty" in log
+    assert log.count('"msg": "stopped", "graceful": true') == 1  # the survivor drained
+
+
+def test_a_worker_over_its_memory_limit_is_recycled_without_losing_a_call(tiny_model_repository, tmp_path):
+    """With a limit below any worker's footprint every worker is recycled as soon as it serves; the
+    replacement always serves before the old one drains, so the ready count never drops."""
+    with ServerProcess(
+        tiny_model_repository, tmp_path, "--workers", "2", "--worker-max-rss-mib", "1"
+    ) as server:
+        workers = server.ready["workers"]
+        load = Load(server)
+        lowest_ready = 2.0
+        deadline = time.monotonic() + 90
+        while restarts(server, "rss") < 3:
+            lowest_ready = min(lowest_ready, ready_workers(server))
+            assert time.monotonic() < deadline, "no recycling"
+            time.sleep(0.05)
+        outcomes = load.stop()
+        server.terminate()
+    log = server.log_path.read_text()
+    assert lowest_ready >= 2
+    assert not any(alive(pid) for pid in workers)
+    assert log.count('"msg": "replacement serves; draining the recycled worker"') >= 2
+    assert log.count('"msg": "stopped", "graceful": true') >= 3  # every recycled worker drained
+    # Known gap: a client that keeps sending on its connection to the draining worker gets
+    # UNAVAILABLE from its closed gate, but a call arriving as that worker's transport stops is
+    # CANCELLED by grpcio (received, never handed to a handler). Counted, not hidden:
+    codes = {o.code for o in outcomes}
+    assert codes <= RETRYABLE | {grpc.StatusCode.CANCELLED}, codes
+    cancelled = sum(o.code == grpc.StatusCode.CANCELLED for o in outcomes)
+    print(f"\nrecycling: {len(outcomes)} calls, {cancelled} CANCELLED as a drained worker stopped")
