@@ -15,6 +15,9 @@ QUEUE_DEPTH = "seqserve_queue_depth"
 MODEL_READY = "seqserve_model_ready"
 EXPLAIN_DURATION = "seqserve_explain_seconds"
 EXPLAIN_VARIANTS = "seqserve_explain_variants"
+# Written by the --workers supervisor (serving.metrics_merge), not by a worker.
+WORKERS = "seqserve_workers"  # a gauge by state: ready, starting, draining
+WORKER_RESTARTS = "seqserve_worker_restarts"  # a counter by reason: exit, timeout, rss
 
 # The latency histograms by the stage of a request they time.
 STAGES: dict[str, str] = {

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from seqserve.metric_names import MODEL_READY
+from seqserve.metric_names import MODEL_READY, WORKER_RESTARTS, WORKERS
 
 MIN_GAUGES = frozenset({MODEL_READY})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -129,9 +129,9 @@ def supervisor_exposition(
 ) -> str:
     """The supervisor's own families: `workers` by state (ready, starting, draining) and `restarts`
     of workers by reason (exit, timeout, rss), in the text format or OpenMetrics (without # EOF)."""
-    lines = _family("seqserve_workers", "gauge", "Worker processes by state", workers, "state", openmetrics)
+    lines = _family(WORKERS, "gauge", "Worker processes by state", workers, "state", openmetrics)
     lines += _family(
-        "seqserve_worker_restarts",
+        WORKER_RESTARTS,
         "counter",
         "Workers replaced: exit (it exited on its own), timeout (heartbeat unanswered), rss (recycled)",
         restarts,

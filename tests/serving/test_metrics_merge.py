@@ -10,7 +10,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import SEQSERVE_V1, ModelLabels, ServerMetrics
-from serving.metrics_merge import merge, wants_openmetrics
+from serving.metrics_merge import merge, supervisor_exposition, wants_openmetrics
 from tests.serving.metrics_text import samples, value
 
 A = ModelLabels("sarcasm-gru", "1", "onnx")
@@ -132,3 +132,25 @@ def test_openmetrics_is_chosen_as_prometheus_asks_for_it():
     assert wants_openmetrics(prometheus)
     assert not wants_openmetrics("text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
     assert not wants_openmetrics("")
+
+
+def test_readiness_counts_only_serving_workers_and_the_supervisor_adds_its_own_families():
+    first, second = two_workers()
+    second.for_model(A).set_ready(False)  # e.g. a replacement still loading
+    texts = [exposition(first), exposition(second)]
+    assert value(merge(texts, serving=[True, False]), "seqserve_model_ready", model="sarcasm-gru") == 1
+    assert value(merge(texts, serving=[True, True]), "seqserve_model_ready", model="sarcasm-gru") == 0
+    assert value(merge(texts, serving=[False, False]), "seqserve_model_ready", model="sarcasm-gru") == 0
+    assert value(merge(texts, serving=[True, False]), "seqserve_queue_depth") == 6  # still summed
+    own = supervisor_exposition({"ready": 1, "starting": 1}, {"exit": 2, "timeout": 0})
+    assert value(own, "seqserve_workers", state="starting") == 1
+    assert value(own, "seqserve_worker_restarts_total", reason="exit") == 2
+    assert {f.type for f in text_string_to_metric_families(own)} == {"gauge", "counter"}
+
+
+def test_the_supervisor_families_parse_as_openmetrics_too():
+    own = supervisor_exposition({"ready": 2}, {"exit": 1}, openmetrics=True) + "# EOF\n"
+    families = {f.name: f for f in openmetrics_families(own)}
+    assert families["seqserve_worker_restarts"].type == "counter"
+    assert families["seqserve_worker_restarts"].samples[0].value == 1
+    assert families["seqserve_workers"].samples[0].value == 2

@@ -210,3 +210,10 @@ def test_a_lone_server_refuses_a_port_another_server_holds(tiny_model_repository
         assert second.returncode == 1
         assert "start-up failed" in second.stderr
         assert first.process.poll() is None
+
+
+def test_the_supervisor_imports_no_grpc_asyncio_metrics_library_or_runtime():
+    heavy = ("grpc", "asyncio", "prometheus_client", "aiohttp", "numpy", "onnxruntime", "google.protobuf")
+    code = f"import sys, serving.supervisor; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
