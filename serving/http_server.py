@@ -12,10 +12,17 @@ this module holds the application and its middleware.
   certificate it did not sign is refused in the handshake; one presenting none reaches only the health
   checks (Kubernetes' HTTPS probes cannot present one) and gets 403 everywhere else.
 - The port may be bound with SO_REUSEPORT, so that several server processes can share it.
+- Slow and idle clients: aiohttp's keep-alive timer is armed when a connection opens and again after
+  each answer, and only a complete request head disarms it; so --rest-keepalive-timeout-s is both the
+  idle keep-alive timeout and the time a client gets to send a request head (a slowloris client is
+  closed then). It bounds the TLS handshake as well.
+- At most --rest-max-connections connections are open at once; one beyond it is closed as it is
+  accepted, without a word (an HTTP answer would cost what the cap saves).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -102,19 +109,25 @@ class HttpServer:
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace
         # period (a client still uploading its body, say): cancel it promptly, not after aiohttp's 60 s.
         self._runner = web.AppRunner(
-            self._app, access_log=None, handle_signals=False, shutdown_timeout=STOP_TIMEOUT_S
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=STOP_TIMEOUT_S,
+            keepalive_timeout=settings.rest_keepalive_timeout_s,
         )
         self.port = 0
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         await self._runner.setup()
-        site = web.TCPSite(
+        site = _CappedSite(
             self._runner,
             host,
             port,
             ssl_context=server_context(self._settings, client_certificate_optional=True),
             reuse_port=reuse_port,
+            max_connections=self._settings.rest_max_connections,
+            handshake_timeout_s=self._settings.rest_keepalive_timeout_s,
         )
         await site.start()
         server = site._server  # aiohttp exposes the bound sockets only here
@@ -124,3 +137,40 @@ class HttpServer:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over --rest-max-connections: closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
+
+
+class _CappedSite(web.TCPSite):
+    """aiohttp's TCP site, with a cap on open connections and a TLS handshake timeout."""
+
+    def __init__(self, *args: Any, max_connections: int, handshake_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_connections = max_connections
+        self._handshake_timeout_s = handshake_timeout_s
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+
+        def protocol() -> asyncio.Protocol:
+            if len(server.connections) >= self._max_connections:
+                return _Refused()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            protocol,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=self._handshake_timeout_s if self._ssl_context else None,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )

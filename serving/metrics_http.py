@@ -4,7 +4,7 @@ Both the single server and the `--workers` supervisor serve /metrics with it. St
 (http.server would do too, but it loads the email package, megabytes the supervisor does without).
 
 Connection hygiene, so that slow or hostile clients cannot take /metrics down:
-- a client has --head-timeout-s in all to finish its TLS handshake and send its request head (a
+- a client has --metrics-head-timeout-s in all to finish its TLS handshake and send its request head (a
   deadline over the whole head, not per read: a client sending a byte now and then is cut off too);
   the handshake runs in the connection's own thread, never in the one accepting connections;
 - at most --metrics-max-connections connections are served at once; one beyond it is closed at once.
@@ -83,7 +83,7 @@ class MetricsHttpServer(socketserver.ThreadingTCPServer):
         settings: Settings,
     ) -> None:
         self._scrape = scrape
-        self._head_timeout_s = settings.head_timeout_s
+        self._head_timeout_s = settings.metrics_head_timeout_s
         self._slots = threading.BoundedSemaphore(settings.metrics_max_connections)
         self._tls: ssl.SSLContext | None = server_context(settings)
         self.address_family = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)[0][0]

@@ -62,8 +62,10 @@ class Settings:
     worker_max_restarts: int = 5
     worker_restart_window_s: float = 60.0
     worker_max_rss_mib: int = 0  # 0 = workers are never recycled for their memory
-    head_timeout_s: float = 10.0
+    metrics_head_timeout_s: float = 10.0
     metrics_max_connections: int = 32
+    rest_keepalive_timeout_s: float = 10.0
+    rest_max_connections: int = 1000
     grpc_handshake_timeout_s: float = 10.0
     grpc_max_connections: int = 0  # 0 = no cap
     grpc_max_connection_idle_s: float = 600.0
@@ -203,14 +205,24 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         "--workers: a worker whose resident memory exceeds this many MiB is replaced; the replacement is "
         "ready before the old one drains (0 = never)",
     ),
-    "head_timeout_s": (
+    "metrics_head_timeout_s": (
         positive_float,
-        "seconds an HTTP client gets to send a request head (and finish its TLS handshake) before its "
+        "seconds a /metrics client gets to finish its TLS handshake and send its request head before its "
         "connection is closed",
     ),
     "metrics_max_connections": (
         positive_int,
         "open /metrics connections; one beyond it is closed at once",
+    ),
+    "rest_keepalive_timeout_s": (
+        positive_float,
+        "a REST connection must send a complete request head within this many seconds of opening (or "
+        "of its last answer), else it is closed: the idle keep-alive timeout and the slow-client limit; "
+        "it bounds the TLS handshake too",
+    ),
+    "rest_max_connections": (
+        positive_int,
+        "open REST connections per process; one beyond it is closed as it is accepted",
     ),
     "grpc_handshake_timeout_s": (
         positive_float,

@@ -1,0 +1,154 @@
+"""Slow, idle and hostile connections: half-open connections on the gRPC and REST ports, slowloris
+clients and a connection flood on /metrics. Each is closed by the server within its timeout, and
+health checks stay fast meanwhile."""
+
+from __future__ import annotations
+
+import http.client
+import resource
+import selectors
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.serving.server_process import ServerProcess
+
+HALF_OPEN = 3000
+TIMEOUT_S = 2.0
+SLACK_S = 1.5  # scheduling on a shared machine, the server's timer granularity
+HEALTH_P99_S = 0.050
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_repository, tmp_path_factory) -> Iterator[ServerProcess]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 4 * HALF_OPEN + 1024)  # the server inherits it too
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    with ServerProcess(
+        tiny_model_repository, tmp_path_factory.mktemp("slow-clients"),
+        "--grpc-handshake-timeout-s", str(TIMEOUT_S), "--rest-keepalive-timeout-s", str(TIMEOUT_S),
+        "--rest-max-connections", str(2 * HALF_OPEN),
+        "--metrics-head-timeout-s", str(TIMEOUT_S), "--metrics-max-connections", "4",
+    ) as process:  # fmt: skip
+        yield process
+
+
+def port_of(url_or_address: str) -> int:
+    return int(url_or_address.rstrip("/").split("/")[2 if "//" in url_or_address else 0].rsplit(":", 1)[1])
+
+
+def open_half(port: int, count: int, first_bytes: bytes) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if first_bytes:
+            sock.sendall(first_bytes)
+        sock.setblocking(False)
+        sockets.append(sock)
+    return sockets
+
+
+def closed_within(sockets: list[socket.socket], limit_s: float, during: Callable[[], None]) -> float:
+    """Seconds until the server has closed every socket (EOF or reset); runs `during()` meanwhile."""
+    began = time.monotonic()
+    selector = selectors.DefaultSelector()
+    for sock in sockets:
+        selector.register(sock, selectors.EVENT_READ)
+    open_count, last = len(sockets), 0.0
+    while open_count:
+        during()
+        assert time.monotonic() - began < limit_s, f"{open_count} of {len(sockets)} still open"
+        for key, _ in selector.select(0.01):
+            sock = key.fileobj
+            try:
+                data = sock.recv(65536)  # type: ignore[union-attr]
+            except (ConnectionResetError, BlockingIOError) as error:
+                if isinstance(error, BlockingIOError):
+                    continue
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                sock.close()  # type: ignore[union-attr]
+                open_count -= 1
+                last = time.monotonic() - began
+    selector.close()
+    return last
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def test_half_open_grpc_connections_are_closed_within_the_handshake_timeout(server):
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    began = time.monotonic()
+    sockets = open_half(port_of(server.address), HALF_OPEN, b"PRI * HTTP/2.0\r\n")  # part of the preface
+    latencies: list[float] = []
+
+    def check() -> None:
+        start = time.monotonic()
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+        latencies.append(time.monotonic() - start)
+
+    last = closed_within(sockets, time.monotonic() - began + TIMEOUT_S + SLACK_S + 5, check)
+    channel.close()
+    print(f"\ngRPC: {HALF_OPEN} half-open closed by {last:.2f} s; health p99 {p99(latencies) * 1000:.1f} ms")
+    assert last <= TIMEOUT_S + SLACK_S
+    assert p99(latencies) < HEALTH_P99_S
+
+
+def test_half_open_rest_connections_are_closed_within_the_keepalive_timeout(server):
+    rest = http.client.HTTPConnection("127.0.0.1", port_of(server.rest_url), timeout=10)
+    sockets = open_half(port_of(server.rest_url), HALF_OPEN, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")
+    latencies: list[float] = []
+
+    def check() -> None:
+        start = time.monotonic()
+        rest.request("GET", "/v2/health/ready")
+        response = rest.getresponse()
+        response.read()
+        assert response.status == 200
+        latencies.append(time.monotonic() - start)
+
+    last = closed_within(sockets, TIMEOUT_S + SLACK_S + 5, check)
+    rest.close()
+    print(f"\nREST: {HALF_OPEN} half-open closed by {last:.2f} s; health p99 {p99(latencies) * 1000:.1f} ms")
+    assert last <= TIMEOUT_S + SLACK_S
+    assert p99(latencies) < HEALTH_P99_S
+
+
+def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_cap(server):
+    port = port_of(server.metrics_url)
+    drip = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held = open_half(port, 3, b"GET /metrics HTTP/1.1\r\n")  # with the drip: the cap of 4
+    time.sleep(0.2)
+    began = time.monotonic()
+    beyond = open_half(port, 1, b"")
+    assert closed_within(beyond, 1.0, lambda: None) < 1.0  # over the cap: closed at once
+    # a client sending a byte now and then is cut off at the deadline all the same
+    drip.settimeout(0.25)
+    closed_at = None
+    for byte in b"GET /metrics HTTP/1.1\r\nHost: slowly\r\n":
+        try:
+            drip.sendall(bytes([byte]))
+            if drip.recv(1) == b"":
+                closed_at = time.monotonic() - began
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            closed_at = time.monotonic() - began
+            break
+    assert closed_at is not None and closed_at <= TIMEOUT_S + SLACK_S
+    closed_within(held, TIMEOUT_S + SLACK_S, lambda: None)
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:  # served again
+        assert b"seqserve_requests" in response.read()
