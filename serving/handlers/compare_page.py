@@ -30,6 +30,7 @@ from serving.handlers.classifier import compare_response
 from serving.handlers.rest import json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
+from serving.protocol import strict_json
 
 PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
@@ -120,8 +121,9 @@ class ComparePage:
 
     async def compare(self, request: web.Request) -> web.Response:
         message = classifier_pb2.CompareRequest()
+        document = strict_json.loads(await request.read(), "the body")
         try:
-            json_format.Parse(await request.read(), message)
+            json_format.ParseDict(document, message)
         except json_format.ParseError as error:
             raise invalid(
                 "the body is not a seqserve.v1.CompareRequest in JSON "

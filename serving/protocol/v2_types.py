@@ -41,6 +41,7 @@ from tritonclient.grpc import service_pb2
 
 from serving.errors import invalid
 from serving.inference import Classification
+from serving.protocol import strict_json
 
 TEXT_INPUT = "text"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -290,10 +291,7 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     """A REST body that must be a JSON object (empty: {})."""
     if not data.strip():
         return {}
-    try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid(f"{what} is not valid JSON: {error}") from None
+    document = strict_json.loads(data, what)
     if not isinstance(document, dict):
         raise invalid(f"{what} must be a JSON object, not {type(document).__name__}")
     return document

@@ -9,6 +9,7 @@ import resource
 import selectors
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -152,3 +153,13 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
     closed_within(held, TIMEOUT_S + SLACK_S, lambda: None)
     with urllib.request.urlopen(server.metrics_url, timeout=5) as response:  # served again
         assert b"seqserve_requests" in response.read()
+
+
+def test_a_body_nested_100000_levels_deep_is_400_not_500(server):
+    """Regression: Python's JSON parser hit its recursion limit and the server answered 500."""
+    body = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    request = urllib.request.Request(f"{server.rest_url}/v2/models/sarcasm-gru/infer", data=body)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert "deeper than 64 levels" in refused.value.read().decode()
