@@ -313,3 +313,21 @@ def test_polling_and_explicit_model_control_exclude_each_other():
         build_settings(["--poll-interval", "1", "--model-control", "explicit"], environ={})
     assert build_settings(["--model-control", "explicit"], environ={}).model_control == "explicit"
     assert build_settings([], environ={}).model_control == "none"
+
+
+@pytest.mark.parametrize("outage", ["removed", "replaced by a file"])
+def test_a_vanished_repository_leaves_the_served_versions_serving(own_repository, tmp_path, outage):
+    """The repository root gone or unreadable during polling is a failed scan, not "every model was
+    deleted": nothing is unloaded. (As root, chmod cannot make it unreadable; a file in its place
+    fails the same way, NotADirectoryError.)"""
+    with ServerProcess(own_repository, tmp_path, "--poll-interval", POLL) as server:
+        own_repository.rename(own_repository.with_name("gone"))
+        if outage == "replaced by a file":
+            own_repository.write_text("not a directory")
+        wait_until(lambda: "repository scan failed" in server.log_path.read_text(), "a failed scan")
+        time.sleep(3 * float(POLL))
+        for model in ("sarcasm-gru", "sarcasm-flatten"):
+            assert_answers_normally(server.stub, model)
+        assert value(server.metrics_text(), "seqserve_model_ready", model="sarcasm-gru") == 1
+        assert server.terminate() == 0
+    assert "unloading" not in server.log_path.read_text()
