@@ -16,6 +16,7 @@ this module holds the application and its middleware.
   each answer, and only a complete request head disarms it; so --rest-keepalive-timeout-s is both the
   idle keep-alive timeout and the time a client gets to send a request head (a slowloris client is
   closed then). It bounds the TLS handshake as well.
+- `--restricted-api` groups answer only requests with their header (serving.handlers.restricted_api).
 - At most --rest-max-connections connections are open at once; one beyond it is closed as it is
   accepted, without a word (an HTTP answer would cost what the cap saves).
 """
@@ -32,6 +33,7 @@ from aiohttp import web
 from serving.admission import SHUTTING_DOWN, AdmissionGate
 from serving.errors import ServingError
 from serving.handlers.rest import error_response, serving_error_response
+from serving.handlers.restricted_api import rest_middleware
 from serving.settings import Settings
 from serving.tls import server_context
 
@@ -103,7 +105,11 @@ class HttpServer:
         self._settings = settings
         self._app = web.Application(
             client_max_size=settings.max_message_bytes,
-            middlewares=[*outer_middlewares, _middleware(gate, bool(settings.tls_client_ca))],
+            middlewares=[
+                *outer_middlewares,
+                _middleware(gate, bool(settings.tls_client_ca)),
+                *([rest_middleware(settings.restrictions)] if settings.restrictions else []),
+            ],
         )
         self._app.add_routes(list(routes))
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace

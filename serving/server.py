@@ -41,6 +41,7 @@ from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.restricted_api import RestrictedApiInterceptor
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
 from serving.handlers.tracing import GrpcTracingInterceptor, ServerAddress, http_tracing_middleware
@@ -128,6 +129,9 @@ class Server:
         interceptors: list[grpc.aio.ServerInterceptor] = [
             RequestGuard(self.gate, lenient_streams=frozenset({STREAM_INFER_METHOD}))
         ]
+        restrictions = settings.restrictions  # without any, no interceptor costs a call its time
+        if restrictions:
+            interceptors.insert(0, RestrictedApiInterceptor(restrictions))
         outer_middlewares = []
         if self.tracing is not None:  # outermost: a call's span covers the gate too
             interceptors.insert(0, GrpcTracingInterceptor(self.tracing, self.address))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seqserve.numbers import non_negative_float, non_negative_int, positive_float, positive_int
+from serving.restrictions import Restriction, parse_restrictions
 
 RUNTIMES = ("onnx", "tf")
 LOG_FORMATS = ("json", "text")
@@ -31,6 +32,8 @@ MODEL_CONTROL_MODES = ("none", "explicit")
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 # (model, label, version): TF Serving's version labels, e.g. stable -> 1, canary -> 2
 VersionLabel = tuple[str, str, int]
+# Fields holding keys: their values appear in no message.
+SECRET_FIELDS = frozenset({"restricted_api"})
 
 
 class SettingsError(ValueError):
@@ -84,6 +87,8 @@ class Settings:
     log_format: str = "json"
     log_texts: bool = False
     version_labels: tuple[VersionLabel, ...] = ()
+    # GROUPS:HEADER=VALUE[;...] (serving.restrictions); never printed: it holds keys
+    restricted_api: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -95,11 +100,20 @@ class Settings:
                 "--poll-interval and --model-control explicit exclude each other: either the repository "
                 "or the clients decide which models are loaded"
             )
+        try:
+            parse_restrictions(self.restricted_api)
+        except ValueError as error:
+            raise SettingsError(f"--restricted-api: {error}") from None
         if self.workers > 1 and self.model_control == "explicit":
             raise SettingsError(
                 "--workers above 1 and --model-control explicit exclude each other: a load or unload request "
                 "reaches one worker process only"
             )
+
+    @property
+    def restrictions(self) -> dict[str, Restriction]:
+        """API group -> the header it requires (--restricted-api)."""
+        return parse_restrictions(self.restricted_api)
 
     @property
     def effective_metrics_host(self) -> str:
@@ -280,6 +294,13 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         "TensorFlow Serving version labels, e.g. 'sarcasm-lstm:stable=1,canary=2;imdb-gru:stable=3' "
         "(model_spec.version_label, REST /labels/<label>)",
     ),
+    "restricted_api": (
+        str,
+        "GROUPS:HEADER=VALUE[;...]: these API groups (repository, model-config, statistics, metadata, "
+        "page) answer only requests with that header and value, on gRPC and REST (else "
+        "PERMISSION_DENIED / 403); e.g. repository,statistics:x-admin-key=KEY. Prefer the environment "
+        "variable: it keeps the key out of the process list",
+    ),
 }
 
 
@@ -332,5 +353,6 @@ def build_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         try:
             values[field.name] = parse(raw)
         except ValueError as error:
-            raise SettingsError(f"{source}={raw!r}: {error}") from None
+            shown = "" if field.name in SECRET_FIELDS else f"={raw!r}"
+            raise SettingsError(f"{source}{shown}: {error}") from None
     return Settings(**values)

@@ -4,6 +4,7 @@ health checks stay fast meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import resource
 import selectors
@@ -163,3 +164,13 @@ def test_a_body_nested_100000_levels_deep_is_400_not_500(server):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "deeper than 64 levels" in refused.value.read().decode()
+
+
+def test_a_200_kb_header_is_400_and_the_server_keeps_serving(server):
+    sock = socket.create_connection(("127.0.0.1", port_of(server.rest_url)), timeout=10)
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # it may answer before the end
+        sock.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+    assert sock.recv(64).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+    sock.close()
+    with urllib.request.urlopen(f"{server.rest_url}/v2/health/ready", timeout=10) as response:
+        assert response.status == 200
