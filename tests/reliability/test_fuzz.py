@@ -627,3 +627,62 @@ def test_deeply_nested_unknown_fields_are_invalid_argument(server, method, paylo
     code, response = call_code(lambda: call(payload, timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, getattr(response, "details", lambda: "")())
     assert_answers_normally(server.stub)
+
+
+# JSON a lenient parser lets through or chokes on, placed at every level of a V2 infer body.
+HOSTILE_ATOMS = [
+    "NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" * 5000, "9" * 400, '"\\ud800"', "null",
+    "true", "[]", "{}", '"x"', "-0", "1.5", "[1,", '{"a"', '"\\u0000"',
+]  # fmt: skip
+HOSTILE_FIELDS = ["inputs", "outputs", "parameters", "id", "name", "shape", "data", "datatype", "timeout"]
+HOSTILE_TEMPLATES = [
+    '{{"{f}": {v}}}',
+    '{{"inputs": [{{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"], "{f}": {v}}}]}}',
+    '{{"inputs": [{{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}}], "{f}": {v}}}',
+    '{{"{f}": {v}, "{f}": {v}}}',
+    '{{"inputs": [{{"name": "text", "datatype": "BYTES", "shape": [{v}], "data": [{v}]}}]}}',
+    '{{"inputs": [], "parameters": {{"{f}": {v}}}}}',
+    "{v}",
+]
+
+
+@st.composite
+def hostile_json(draw: st.DrawFn) -> bytes:
+    depth = draw(st.one_of(st.integers(0, 5), st.integers(60, 70), st.integers(100, 3000)))
+    opener = draw(st.sampled_from(["[", '{"a":', '{"inputs":']))
+    closer = "]" if opener == "[" else "}"
+    value = opener * depth + draw(st.sampled_from(HOSTILE_ATOMS)) + closer * depth
+    template = draw(st.sampled_from(HOSTILE_TEMPLATES))
+    return template.format(f=draw(st.sampled_from(HOSTILE_FIELDS)), v=value).encode()
+
+
+@st.composite
+def mutated_infer_bytes(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(infer_requests())[0].SerializeToString())
+    for _ in range(draw(st.integers(0, 4))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data)))]) if draw(st.booleans()) else bytes(data)
+
+
+@settings(FUZZ, max_examples=2000)
+@given(
+    case=st.one_of(
+        st.tuples(st.just("rest"), st.one_of(hostile_json(), rest_bodies().map(lambda c: c[0]), st.binary())),
+        st.tuples(st.just("grpc"), st.one_of(mutated_infer_bytes(), st.binary(max_size=300))),
+    )
+)
+def test_no_body_on_either_infer_path_gets_a_server_error(server, liveness, case):
+    """Structured JSON and raw bytes against REST infer and gRPC ModelInfer: never a 5xx, INTERNAL or
+    UNKNOWN (the rest of this module checks the exact statuses; this checks breadth)."""
+    protocol, body = case
+    if protocol == "rest":
+        reply = rest_infer(server, body, {"Content-Type": "application/json"})
+        assert reply.status < 500, (reply.status, body[:200], reply.body[:300])
+        if reply.status != 200:
+            assert reply.json()["error"]
+    else:
+        call = server.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        code, response = call_code(lambda: call(body, timeout=10))
+        assert code in DEFINED, (code, body[:100], getattr(response, "details", lambda: "")())
+    liveness.tick(server)
