@@ -107,3 +107,34 @@ def test_sigterm_drains_an_open_v2_stream_and_refuses_new_rest_requests(tiny_mod
     assert [(r.infer_response.id, r.error_message) for r in answered] == [("slow 0", ""), ("slow 1", "")]
     assert ending == grpc.StatusCode.UNAVAILABLE
     assert exit_code == 0
+
+
+def test_a_stream_cancelled_mid_way_leaks_no_queue_slot_or_request(tiny_model_repository, tmp_path):
+    """A client that cancels ModelStreamInfer while its requests are queued and running: the queue
+    empties, nothing stays in flight, and the whole queue is free for the next stream."""
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=30)
+    with ServerProcess(
+        repository, tmp_path, "--max-queue-size", str(QUEUE), "--max-batch-size", "1",
+        "--inference-threads", "1", "--max-queue-delay-us", "0",
+    ) as server:  # fmt: skip
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
+        for _ in range(3):  # several cancellations: a leak would add up and fill the queue
+            requests = (infer_request(SLOW_MODEL, f"c{i}") for i in range(STREAMED))
+            stream = stub.ModelStreamInfer(requests, timeout=120)
+            wait_until(lambda: queue_depth(server) >= QUEUE, "a full queue", STATE_WAIT_S)
+            stream.cancel()
+            code, _ = call_code(lambda s=stream: list(s))
+            assert code == grpc.StatusCode.CANCELLED
+
+            def settled() -> bool:
+                text = server.metrics_text()
+                in_flight = value(text, "seqserve_requests_in_flight", model=SLOW_MODEL)
+                return value(text, "seqserve_queue_depth", model=SLOW_MODEL) == 0 and in_flight == 0
+
+            wait_until(settled, "the queue and in-flight gauges back to 0", STATE_WAIT_S)
+        requests = (infer_request(SLOW_MODEL, f"after{i}") for i in range(STREAMED))
+        responses = list(stub.ModelStreamInfer(requests, timeout=120))
+        assert [r.error_message for r in responses] == [""] * STREAMED
+        unary = call(f"{server.rest_url}/v2/models/{SLOW_MODEL}/infer", {"inputs": [text_tensor(["x"])]})
+        assert unary.status == 200
+        assert server.terminate() == 0
