@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from serving.admission import SHUTTING_DOWN, AdmissionGate
 from serving.errors import ServingError
@@ -153,22 +155,35 @@ class _Refused(asyncio.Protocol):
 
 
 class _CappedSite(web.TCPSite):
-    """aiohttp's TCP site, with a cap on open connections and a TLS handshake timeout."""
+    """aiohttp's TCP site, with a cap on open connections and a TLS handshake timeout.
+
+    A burst of connections is accepted (and its protocols created) before any of them is registered
+    with aiohttp's server, so the count includes the handlers created but not yet connected (held
+    weakly: one whose TLS handshake fails is never connected, and is dropped with it)."""
 
     def __init__(self, *args: Any, max_connections: int, handshake_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_connections = max_connections
         self._handshake_timeout_s = handshake_timeout_s
+        self._connecting: weakref.WeakSet[RequestHandler] = weakref.WeakSet()
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
+        connecting = self._connecting
+
+        class Handler(RequestHandler):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                connecting.discard(self)
+                super().connection_made(transport)
 
         def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= self._max_connections:
+            if len(server.connections) + len(connecting) >= self._max_connections:
                 return _Refused()
-            return server()
+            handler = Handler(server, loop=asyncio.get_running_loop(), **server._kwargs)
+            connecting.add(handler)
+            return handler
 
         self._server = await asyncio.get_running_loop().create_server(
             protocol,

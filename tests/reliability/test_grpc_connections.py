@@ -1,6 +1,7 @@
 """The gRPC port's connection limits, all grpc core channel arguments (serving/grpc_options.py): idle
 and aged connections get GOAWAY (clients reconnect without a failed call), a ping flood gets GOAWAY
-"too_many_pings", and connections beyond --grpc-max-connections are closed as they are accepted."""
+"too_many_pings", and connections beyond --grpc-max-connections are closed as they are accepted (on
+the REST port too, --rest-max-connections)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
+from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
 
 MAX_CONNECTIONS = 8
@@ -27,6 +29,7 @@ def server(tiny_model_repository, tmp_path_factory) -> Iterator[ServerProcess]:
         tiny_model_repository, tmp_path_factory.mktemp("grpc-connections"),
         "--grpc-max-connection-idle-s", "1", "--grpc-max-connection-age-s", "5",
         "--grpc-max-connection-age-grace-s", "2", "--grpc-max-connections", str(MAX_CONNECTIONS),
+        "--rest-max-connections", str(MAX_CONNECTIONS),
     ) as process:  # fmt: skip
         yield process
 
@@ -93,8 +96,10 @@ def test_a_ping_flood_gets_goaway_and_the_server_serves_on(server):
         assert classify(channel) == grpc.StatusCode.OK
 
 
-def test_connections_beyond_the_cap_are_closed_at_once(server):
-    held = [socket.create_connection(("127.0.0.1", int(server.address.rsplit(":", 1)[1]))) for _ in range(12)]
+@pytest.mark.parametrize("port", ["grpc", "rest"])
+def test_connections_beyond_the_cap_are_closed_at_once(server, port):
+    number = int((server.address if port == "grpc" else server.rest_url).rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", number)) for _ in range(12)]
     time.sleep(1.0)
     closed = 0
     for sock in held:
@@ -110,3 +115,4 @@ def test_connections_beyond_the_cap_are_closed_at_once(server):
     assert closed >= 12 - MAX_CONNECTIONS
     with grpc.insecure_channel(server.address, options=OWN) as channel:
         wait_until(lambda: classify(channel) == grpc.StatusCode.OK, "a connection under the cap", 15)
+    assert call(f"{server.rest_url}/v2/health/ready").status == 200

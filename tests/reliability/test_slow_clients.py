@@ -174,3 +174,23 @@ def test_a_200_kb_header_is_400_and_the_server_keeps_serving(server):
     sock.close()
     with urllib.request.urlopen(f"{server.rest_url}/v2/health/ready", timeout=10) as response:
         assert response.status == 200
+
+
+def test_a_rest_client_dripping_its_head_is_cut_off_at_the_keepalive_timeout(server):
+    """Data that does not complete the head does not re-arm the timer (a slowloris client)."""
+    drip = socket.create_connection(("127.0.0.1", port_of(server.rest_url)), timeout=10)
+    drip.settimeout(0.3)
+    began, closed_at = time.monotonic(), None
+    for byte in b"GET /v2/health/ready HTTP/1.1\r\nHost: slowly\r\nX-Padding: " + b"a" * 100:
+        try:
+            drip.sendall(bytes([byte]))
+            if drip.recv(1) == b"":
+                closed_at = time.monotonic() - began
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            closed_at = time.monotonic() - began
+            break
+    drip.close()
+    assert closed_at is not None and closed_at <= TIMEOUT_S + SLACK_S
