@@ -83,6 +83,23 @@ def closed_within(sockets: list[socket.socket], limit_s: float, during: Callable
     return last
 
 
+def drip_until_closed(sock: socket.socket, head: bytes) -> float | None:
+    """Send `head` a byte every 0.25 s; the seconds until the server closed the connection (None if
+    it never did)."""
+    sock.settimeout(0.25)
+    began = time.monotonic()
+    for byte in head:
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(1) == b"":
+                return time.monotonic() - began
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - began
+    return None
+
+
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -137,20 +154,8 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
     beyond = open_half(port, 1, b"")
     assert closed_within(beyond, 1.0, lambda: None) < 1.0  # over the cap: closed at once
     # a client sending a byte now and then is cut off at the deadline all the same
-    drip.settimeout(0.25)
-    closed_at = None
-    for byte in b"GET /metrics HTTP/1.1\r\nHost: slowly\r\n":
-        try:
-            drip.sendall(bytes([byte]))
-            if drip.recv(1) == b"":
-                closed_at = time.monotonic() - began
-                break
-        except TimeoutError:
-            continue
-        except OSError:
-            closed_at = time.monotonic() - began
-            break
-    assert closed_at is not None and closed_at <= TIMEOUT_S + SLACK_S
+    closed_at = drip_until_closed(drip, b"GET /metrics HTTP/1.1\r\nHost: slowly\r\n")
+    assert closed_at is not None and time.monotonic() - began <= TIMEOUT_S + SLACK_S
     closed_within(held, TIMEOUT_S + SLACK_S, lambda: None)
     with urllib.request.urlopen(server.metrics_url, timeout=5) as response:  # served again
         assert b"seqserve_requests" in response.read()
@@ -179,18 +184,8 @@ def test_a_200_kb_header_is_400_and_the_server_keeps_serving(server):
 def test_a_rest_client_dripping_its_head_is_cut_off_at_the_keepalive_timeout(server):
     """Data that does not complete the head does not re-arm the timer (a slowloris client)."""
     drip = socket.create_connection(("127.0.0.1", port_of(server.rest_url)), timeout=10)
-    drip.settimeout(0.3)
-    began, closed_at = time.monotonic(), None
-    for byte in b"GET /v2/health/ready HTTP/1.1\r\nHost: slowly\r\nX-Padding: " + b"a" * 100:
-        try:
-            drip.sendall(bytes([byte]))
-            if drip.recv(1) == b"":
-                closed_at = time.monotonic() - began
-                break
-        except TimeoutError:
-            continue
-        except OSError:
-            closed_at = time.monotonic() - began
-            break
+    closed_at = drip_until_closed(
+        drip, b"GET /v2/health/ready HTTP/1.1\r\nHost: slowly\r\nX-Pad: " + b"a" * 100
+    )
     drip.close()
     assert closed_at is not None and closed_at <= TIMEOUT_S + SLACK_S
