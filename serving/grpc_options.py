@@ -10,7 +10,10 @@
   calls running on an aged connection get the grace period.
 - keep-alive enforcement: pings closer together than --grpc-min-ping-interval-s are strikes, and after
   --grpc-max-ping-strikes the client gets GOAWAY (ENHANCE_YOUR_CALM), so a ping flood costs little.
-- `grpc.max_concurrent_streams`: calls one connection may run at once; more wait in the client.
+- `grpc.max_concurrent_streams` (off by default): calls one connection may run at once. A client
+  learns it from the server's first SETTINGS frame; a burst opened on a new connection before that
+  (400 calls at once in tests/reliability/test_overload.py) has the calls beyond it refused
+  (UNAVAILABLE), which is why it is not on by default.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ def grpc_server_options(settings: Settings, reuse_port: bool) -> list[tuple[str,
         ("grpc.max_connection_age_grace_ms", _ms(settings.grpc_max_connection_age_grace_s)),
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(settings.grpc_min_ping_interval_s)),
         ("grpc.http2.max_ping_strikes", settings.grpc_max_ping_strikes),
-        ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
     ]
+    if settings.grpc_max_concurrent_streams:
+        options.append(("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams))
     if settings.grpc_max_connections:
         options.append(("grpc.max_allowed_incoming_connections", settings.grpc_max_connections))
     return options

@@ -76,7 +76,7 @@ class Settings:
     grpc_max_connection_age_grace_s: float = 10.0
     grpc_min_ping_interval_s: float = 10.0
     grpc_max_ping_strikes: int = 2
-    grpc_max_concurrent_streams: int = 256
+    grpc_max_concurrent_streams: int = 0  # 0 = grpc core's own (no practical limit)
     grace_period_s: float = 10.0
     poll_interval: float = 0.0  # seconds; 0 = the repository is read only at start-up
     model_control: str = "none"
@@ -263,7 +263,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         non_negative_int,
         "strikes after which a pinging client gets GOAWAY (0 = unlimited)",
     ),
-    "grpc_max_concurrent_streams": (positive_int, "concurrent calls per gRPC connection"),
+    "grpc_max_concurrent_streams": (
+        non_negative_int,
+        "concurrent calls per gRPC connection (0 = grpc's default, no practical limit); a client that "
+        "opens more at once on a new connection, before it sees this limit, gets UNAVAILABLE for the rest",
+    ),
     "grace_period_s": (
         non_negative_float,
         "seconds to finish in-flight requests on SIGTERM/SIGINT; a second signal stops at once",
