@@ -121,10 +121,9 @@ class ComparePage:
 
     async def compare(self, request: web.Request) -> web.Response:
         message = classifier_pb2.CompareRequest()
-        document = strict_json.loads(await request.read(), "the body")
         try:
-            json_format.ParseDict(document, message)
-        except json_format.ParseError as error:
+            json_format.ParseDict(strict_json.parse(await request.read()), message)
+        except (strict_json.JsonError, json_format.ParseError) as error:
             raise invalid(
                 "the body is not a seqserve.v1.CompareRequest in JSON "
                 f'({{"texts": [...], "models": [...]}}): {error}'

@@ -63,13 +63,25 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def loads(data: bytes, what: str) -> Any:
-    """The JSON document in `data`; a ServingError (INVALID_ARGUMENT) naming `what` otherwise."""
+class JsonError(ValueError):
+    """A body that strict reading refuses; the message says why."""
+
+
+def parse(data: bytes) -> Any:
+    """The JSON document in `data`, or JsonError."""
     if _depth(data) > MAX_DEPTH:
-        raise invalid(f"{what} nests arrays and objects deeper than {MAX_DEPTH} levels")
+        raise JsonError(f"it nests arrays and objects deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(
             data, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys
         )
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise JsonError(str(error)) from None
+
+
+def loads(data: bytes, what: str) -> Any:
+    """The JSON document in `data`; a ServingError (INVALID_ARGUMENT) naming `what` otherwise."""
+    try:
+        return parse(data)
+    except JsonError as error:
         raise invalid(f"{what} is not valid JSON: {error}") from None

@@ -161,10 +161,15 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
         assert b"seqserve_requests" in response.read()
 
 
-def test_a_body_nested_100000_levels_deep_is_400_not_500(server):
-    """Regression: Python's JSON parser hit its recursion limit and the server answered 500."""
-    body = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    request = urllib.request.Request(f"{server.rest_url}/v2/models/sarcasm-gru/infer", data=body)
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/v2/models/sarcasm-gru/infer", "inputs"), ("/v2/repository/index", "ready"), ("/v1/compare", "texts")],
+)
+def test_a_body_nested_100000_levels_deep_is_400_not_500(server, path, field):
+    """Regression: Python's JSON parser hit its recursion limit and the server answered 500; every
+    REST route reads its body through serving/protocol/strict_json.py."""
+    body = b'{"' + field.encode() + b'": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    request = urllib.request.Request(server.rest_url + path, data=body)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
