@@ -1,4 +1,10 @@
-"""The shutdown gate every request passes, whatever its protocol.
+"""The admission gate every request passes, whatever its protocol: shut until the server serves, and
+again when shutdown begins.
+
+Until the models are loaded and health turns SERVING, every request is refused at once with
+UNAVAILABLE / 503 ("not ready yet"), not answered NOT_FOUND for a model still loading: with
+`--workers`, a replacement worker listens on the shared port while it loads, and the connections the
+kernel hands it must hear a status a client retries.
 
 When shutdown begins, the server closes the gate: from then on every new request is refused at once
 ("send it elsewhere": gRPC UNAVAILABLE, HTTP 503), while the requests already inside run to the end,
@@ -13,10 +19,12 @@ from __future__ import annotations
 import asyncio
 
 SHUTTING_DOWN = "the server is shutting down; send the request to another one"
+STARTING = "the server is starting (its models are loading); retry, or send the request to another one"
 
 
 class AdmissionGate:
     def __init__(self) -> None:
+        self._open = False
         self._closed = False
         self._active = 0
         self._idle = asyncio.Event()
@@ -27,13 +35,23 @@ class AdmissionGate:
         """Requests inside the gate now."""
         return self._active
 
+    def open(self) -> None:
+        """The server serves: admit requests (until `close`)."""
+        self._open = True
+
     def close(self) -> None:
         """Refuse every new request from now on."""
         self._closed = True
 
+    @property
+    def refusal(self) -> str:
+        """Why a request is refused now."""
+        return SHUTTING_DOWN if self._closed else STARTING
+
     def admit(self) -> bool:
-        """Let one request in (False once the gate is closed); every admitted request must `leave`."""
-        if self._closed:
+        """Let one request in (False before `open` and after `close`); every admitted request must
+        `leave`."""
+        if self._closed or not self._open:
             return False
         self._active += 1
         self._idle.clear()

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from serving.admission import SHUTTING_DOWN, AdmissionGate
+from serving.admission import AdmissionGate
 from serving.errors import ServingError
 from serving.handlers.rest import error_response, serving_error_response
 from serving.handlers.restricted_api import rest_middleware
@@ -64,7 +64,7 @@ def _middleware(gate: AdmissionGate, client_ca: bool) -> Callable[[web.Request, 
         if client_ca and not health and not _has_client_certificate(request):
             return error_response(403, CLIENT_CERTIFICATE_REQUIRED)
         if not health and not gate.admit():
-            return error_response(503, SHUTTING_DOWN)
+            return error_response(503, gate.refusal)
         try:
             return await handler(request)
         except ServingError as error:

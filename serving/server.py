@@ -202,6 +202,7 @@ class Server:
             )
         if self.link is not None and not await self.link.ready(self.port, self.served_models()):
             return  # shutdown began before every worker was ready
+        self.gate.open()
         for service in ("", *SERVICES):
             await self.health.set(service, SERVING)
         if self.settings.poll_interval > 0:

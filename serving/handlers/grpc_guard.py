@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from serving.admission import SHUTTING_DOWN, AdmissionGate
+from serving.admission import AdmissionGate
 
 # Methods the gate never closes for (prefix match).
 UNGATED = ("/grpc.health.v1.Health/",)
@@ -90,7 +90,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
     async def _enter(self, context: grpc.aio.ServicerContext) -> None:
         if not self._gate.admit():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self._gate.refusal)
 
     def _guarded(self, handler: grpc.RpcMethodHandler, gated: bool, lenient: bool) -> grpc.RpcMethodHandler:
         changes: dict[str, Any] = {"request_deserializer": _tolerant(handler.request_deserializer)}
@@ -150,7 +150,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if gated and not gate.admit():
-                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, gate.refusal)
             try:
                 if isinstance(request, MalformedRequest):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(request))

@@ -23,7 +23,7 @@ from tests.serving.server_process import ServerProcess
 HALF_OPEN = 3000
 TIMEOUT_S = 2.0
 SLACK_S = 1.5  # scheduling on a shared machine, the server's timer granularity
-HEALTH_P99_S = 0.050
+HEALTH_P99_S = 0.050  # or 3 times the p99 of the same checks just before, on a busy shared machine
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +105,20 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+def health_p99_bound(check: Callable[[], None], latencies: list[float]) -> float:
+    """Run `check` 200 times; the p99 bound while the connections are open: HEALTH_P99_S, unless the
+    machine's own noise is larger (3 times the p99 of these checks)."""
+    for _ in range(200):
+        check()
+    baseline = p99(latencies)
+    latencies.clear()
+    return max(HEALTH_P99_S, 3 * baseline)
+
+
 def test_half_open_grpc_connections_are_closed_within_the_handshake_timeout(server):
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
     health.Check(health_pb2.HealthCheckRequest(), timeout=10)
-    began = time.monotonic()
-    sockets = open_half(port_of(server.address), HALF_OPEN, b"PRI * HTTP/2.0\r\n")  # part of the preface
     latencies: list[float] = []
 
     def check() -> None:
@@ -118,16 +126,19 @@ def test_half_open_grpc_connections_are_closed_within_the_handshake_timeout(serv
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
         latencies.append(time.monotonic() - start)
 
+    bound = health_p99_bound(check, latencies)
+    began = time.monotonic()
+    sockets = open_half(port_of(server.address), HALF_OPEN, b"PRI * HTTP/2.0\r\n")  # part of the preface
+
     last = closed_within(sockets, time.monotonic() - began + TIMEOUT_S + SLACK_S + 5, check)
     channel.close()
     print(f"\ngRPC: {HALF_OPEN} half-open closed by {last:.2f} s; health p99 {p99(latencies) * 1000:.1f} ms")
     assert last <= TIMEOUT_S + SLACK_S
-    assert p99(latencies) < HEALTH_P99_S
+    assert p99(latencies) < bound
 
 
 def test_half_open_rest_connections_are_closed_within_the_keepalive_timeout(server):
     rest = http.client.HTTPConnection("127.0.0.1", port_of(server.rest_url), timeout=10)
-    sockets = open_half(port_of(server.rest_url), HALF_OPEN, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")
     latencies: list[float] = []
 
     def check() -> None:
@@ -138,11 +149,13 @@ def test_half_open_rest_connections_are_closed_within_the_keepalive_timeout(serv
         assert response.status == 200
         latencies.append(time.monotonic() - start)
 
+    bound = health_p99_bound(check, latencies)
+    sockets = open_half(port_of(server.rest_url), HALF_OPEN, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")
     last = closed_within(sockets, TIMEOUT_S + SLACK_S + 5, check)
     rest.close()
     print(f"\nREST: {HALF_OPEN} half-open closed by {last:.2f} s; health p99 {p99(latencies) * 1000:.1f} ms")
     assert last <= TIMEOUT_S + SLACK_S
-    assert p99(latencies) < HEALTH_P99_S
+    assert p99(latencies) < bound
 
 
 def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_cap(server):
