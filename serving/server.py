@@ -1,12 +1,12 @@
 """The server process: gRPC (Classifier, health, reflection), /metrics, model loading, graceful shutdown.
 
 Start-up order: the gRPC port opens first with health NOT_SERVING (a load balancer or Kubernetes probe
-sees "alive, not ready"), then every model loads and warms up, then health turns SERVING and the
-ready line is printed. On SIGTERM/SIGINT health turns NOT_SERVING and the request gate closes (new
-RPCs get UNAVAILABLE, see serving.admission); open ClassifyStreams stop reading (they answer what
-they read, then end with UNAVAILABLE); in-flight RPCs (and everything already queued for them) finish
-within the grace period; then the transport stops and the process exits 0. A second signal during that
-stops the server at once (exit 1): running requests are cancelled.
+sees "alive, not ready"; requests get UNAVAILABLE "starting", serving.admission), then every model loads
+and warms up, then health turns SERVING, the gate opens and the ready line is printed. On SIGTERM/SIGINT
+health turns NOT_SERVING and the request gate closes (new RPCs get UNAVAILABLE); open ClassifyStreams
+stop reading (they answer what they read, then end with UNAVAILABLE); in-flight RPCs (and everything
+already queued for them) finish within the grace period; then the transport stops and the process exits
+0. A second signal during that stops the server at once (exit 1): running requests are cancelled.
 
 The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
 shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so

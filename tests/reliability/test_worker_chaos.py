@@ -180,7 +180,7 @@ def started_in(log: str, pid: int) -> float:
     raise AssertionError(f"no 'worker ready' line for pid {pid}")
 
 
-def test_kill_9_of_a_worker_under_load_fails_only_its_in_flight_calls(tiny_model_repository, tmp_path):
+def test_kill_9_of_a_worker_under_load_fails_only_calls_on_its_connections(tiny_model_repository, tmp_path):
     with ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server:
         workers = server.ready["workers"]
         server_port = int(server.address.rsplit(":", 1)[1])
@@ -206,8 +206,12 @@ def test_kill_9_of_a_worker_under_load_fails_only_its_in_flight_calls(tiny_model
     assert codes <= RETRYABLE, codes
     failures = [o for o in outcomes if o.code != grpc.StatusCode.OK]
     assert {o.channel for o in failures} <= on_victim  # calls on the other worker never failed
-    # a channel whose connection dies fails what ran on it; it reconnects to a live worker at once
-    assert len(failures) <= THREADS_PER_CHANNEL * len(on_victim)
+    # A channel whose connection dies fails what ran on it and reconnects at once. The reconnect may
+    # race the dying worker's listening socket (accepted into its queue, then reset by the kernel: no
+    # server code runs on kill -9), failing the call each waiting thread sent on it; so at most two per
+    # thread on the killed worker's channels, and only right after the kill.
+    assert len(failures) <= 2 * THREADS_PER_CHANNEL * len(on_victim)
+    assert all(o.finished - killed < 1.0 for o in failures), [round(o.finished - killed, 3) for o in failures]
     start_s = started_in(log, replacement)
     replaced_s = serving_again - killed
     baseline = load.rate(killed - 2.0, killed)
