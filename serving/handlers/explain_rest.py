@@ -11,7 +11,6 @@ Every field is printed, zeros and false included, so a client reads `start`, `se
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +22,7 @@ from serving.errors import invalid
 from serving.explanations import ExplainService
 from serving.handlers.explain_messages import explain_response, model_explanation
 from serving.handlers.rest import json_response
+from serving.protocol import strict_json
 
 
 def _to_json(message: Message) -> dict[str, Any]:
@@ -52,8 +52,8 @@ class ExplainRoutes:
     async def explain(self, request: web.Request) -> web.Response:
         message = classifier_pb2.ExplainRequest()
         try:
-            json_format.Parse(await request.read(), message)
-        except json_format.ParseError as error:
+            json_format.ParseDict(strict_json.parse(await request.read()), message)
+        except (strict_json.JsonError, json_format.ParseError) as error:
             raise invalid(
                 "the body is not a seqserve.v1.ExplainRequest in JSON "
                 f'({{"text": "...", "models": [...]}}): {error}'
@@ -65,8 +65,8 @@ class ExplainRoutes:
 def _instances(body: bytes) -> list[str]:
     shape = 'send {"instances": ["text", ...]}'
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = strict_json.parse(body)
+    except strict_json.JsonError as error:
         raise invalid(f"the body is not JSON ({error}); {shape}") from None
     instances = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(instances, list) or not all(isinstance(text, str) for text in instances):

@@ -177,7 +177,13 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
 
 @pytest.mark.parametrize(
     ("path", "field"),
-    [("/v2/models/sarcasm-gru/infer", "inputs"), ("/v2/repository/index", "ready"), ("/v1/compare", "texts")],
+    [
+        ("/v2/models/sarcasm-gru/infer", "inputs"),
+        ("/v2/repository/index", "ready"),
+        ("/v1/compare", "texts"),
+        ("/v1/explain", "text"),
+        ("/v1/models/sarcasm-gru:explain", "instances"),
+    ],
 )
 def test_a_body_nested_100000_levels_deep_is_400_not_500(server, path, field):
     """Regression: Python's JSON parser hit its recursion limit and the server answered 500; every
