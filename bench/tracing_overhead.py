@@ -28,7 +28,15 @@ from pathlib import Path
 from bench.harness import LOG_DIR, REPO_ROOT, free_port, start_seqserve
 from bench.machine import write_report
 from bench.models import find_models
-from bench.peers import Cell, Measurement, Served, median_figures, run_rounds, scratch_repository
+from bench.peers import (
+    SEQSERVE_PADDING,
+    Cell,
+    Measurement,
+    Served,
+    median_figures,
+    run_rounds,
+    scratch_repository,
+)
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.runner import LoadSpec
 
@@ -152,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, (variables, tree) in variants.items():
             label = "tracing-" + name.replace(" ", "-")
             server = stack.enter_context(start_seqserve(repository, label, cwd=tree, env=variables))
-            servers.append(Served(name, server, (PROTOCOL,)))
+            servers.append(Served(name, server, (PROTOCOL,), 1, SEQSERVE_PADDING))
         print(
             f"tracing-overhead: {len(cells)} cells x {len(servers)} servers x {args.rounds} rounds",
             flush=True,
