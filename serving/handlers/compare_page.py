@@ -25,12 +25,10 @@ from google.protobuf import json_format
 
 from seqserve.histograms import Histogram
 from seqserve.v1 import classifier_pb2
-from serving.errors import invalid
 from serving.handlers.classifier import compare_response
-from serving.handlers.rest import json_response
+from serving.handlers.rest import json_message, json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
-from serving.protocol import strict_json
 
 PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
@@ -120,14 +118,9 @@ class ComparePage:
         return web.Response(body=PAGE.read_bytes(), content_type="text/html", charset="utf-8")
 
     async def compare(self, request: web.Request) -> web.Response:
-        message = classifier_pb2.CompareRequest()
-        try:
-            json_format.ParseDict(strict_json.parse(await request.read()), message)
-        except (strict_json.JsonError, json_format.ParseError) as error:
-            raise invalid(
-                "the body is not a seqserve.v1.CompareRequest in JSON "
-                f'({{"texts": [...], "models": [...]}}): {error}'
-            ) from None
+        message = json_message(
+            await request.read(), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
+        )
         results = await self._service.compare(message.texts, message.models, COMPARE_TIMEOUT_S)
         body = json_format.MessageToJson(compare_response(results), indent=None)
         return web.Response(text=body, content_type="application/json")

@@ -21,7 +21,7 @@ from seqserve.v1 import classifier_pb2
 from serving.errors import invalid
 from serving.explanations import ExplainService
 from serving.handlers.explain_messages import explain_response, model_explanation
-from serving.handlers.rest import json_response
+from serving.handlers.rest import json_message, json_response
 from serving.protocol import strict_json
 
 
@@ -50,14 +50,9 @@ class ExplainRoutes:
         return json_response({"explanations": explanations})
 
     async def explain(self, request: web.Request) -> web.Response:
-        message = classifier_pb2.ExplainRequest()
-        try:
-            json_format.ParseDict(strict_json.parse(await request.read()), message)
-        except (strict_json.JsonError, json_format.ParseError) as error:
-            raise invalid(
-                "the body is not a seqserve.v1.ExplainRequest in JSON "
-                f'({{"text": "...", "models": [...]}}): {error}'
-            ) from None
+        message = json_message(
+            await request.read(), classifier_pb2.ExplainRequest(), '{"text": "...", "models": [...]}'
+        )
         (results,) = await self._explain.explain([message.text], message.models, message.version)
         return json_response(_to_json(explain_response(message.text, results)))
 

@@ -8,12 +8,15 @@ going away or not ready, send it elsewhere" (draining, unloading), and load bala
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
-from serving.errors import ServingError
+from serving.errors import ServingError, invalid
+from serving.protocol import strict_json
 
 # The HTTP status of each gRPC status code a ServingError can carry.
 HTTP_STATUS = {
@@ -47,3 +50,18 @@ def error_response(status: int, message: str) -> web.Response:
 
 def serving_error_response(error: ServingError) -> web.Response:
     return error_response(HTTP_STATUS.get(error.code, 500), error.message)
+
+
+Request = TypeVar("Request", bound=Message)
+
+
+def json_message(body: bytes, message: Request, shape: str) -> Request:
+    """`message` filled from a body in the protobuf JSON mapping, read as strict JSON; a body that is
+    not one is a 400 naming the message and its `shape`."""
+    try:
+        json_format.ParseDict(strict_json.parse(body), message)
+    except (strict_json.JsonError, json_format.ParseError) as error:
+        raise invalid(
+            f"the body is not a {message.DESCRIPTOR.full_name} in JSON ({shape}): {error}"
+        ) from None
+    return message
