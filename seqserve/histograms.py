@@ -6,8 +6,10 @@ reads its own registry, and the load tester, which reads /metrics text."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # (upper bound, cumulative count), ascending by bound, the last bound +Inf.
 Buckets = list[tuple[float, float]]
@@ -65,3 +67,23 @@ class Histogram:
             self.count - earlier.count,
             self.total - earlier.total,
         )
+
+
+def per_model(name: str, samples: Iterable[Any]) -> dict[str, Histogram]:
+    """Histogram `name` from its samples (prometheus_client's `Sample`s, from a registry or a parsed
+    /metrics page), one per `model` label, its versions and runtimes summed."""
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[str, float] = defaultdict(float)
+    sums: dict[str, float] = defaultdict(float)
+    for sample in samples:
+        model = sample.labels.get("model", "")
+        if sample.name == name + "_bucket":
+            buckets[model][float(sample.labels["le"])] += sample.value
+        elif sample.name == name + "_count":
+            counts[model] += sample.value
+        elif sample.name == name + "_sum":
+            sums[model] += sample.value
+    return {
+        model: Histogram(sorted(per_bound.items()), counts[model], sums[model])
+        for model, per_bound in buckets.items()
+    }

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 import urllib.request
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from seqserve.histograms import Histogram
+from seqserve.histograms import Histogram, per_model
 from seqserve.metric_names import BATCH_SIZE, STAGES
 
 SCRAPE_TIMEOUT_S = 5.0
@@ -25,28 +24,10 @@ Scrape = dict[str, dict[str, Histogram]]
 
 def parse_histograms(text: str) -> Scrape:
     """Every histogram on a /metrics page, per `model` label (versions and runtimes summed)."""
-    bucket_sums: dict[str, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
-    counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for family in text_string_to_metric_families(text):
-        if family.type != "histogram":
-            continue
-        for sample in family.samples:
-            model = sample.labels.get("model", "")
-            if sample.name == family.name + "_bucket":
-                bound = float(sample.labels["le"])
-                per_bound = bucket_sums[family.name][model]
-                per_bound[bound] = per_bound.get(bound, 0.0) + sample.value
-            elif sample.name == family.name + "_count":
-                counts[family.name][model] += sample.value
-            elif sample.name == family.name + "_sum":
-                sums[family.name][model] += sample.value
     return {
-        name: {
-            model: Histogram(sorted(per_bound.items()), counts[name][model], sums[name][model])
-            for model, per_bound in per_model.items()
-        }
-        for name, per_model in bucket_sums.items()
+        family.name: per_model(family.name, family.samples)
+        for family in text_string_to_metric_families(text)
+        if family.type == "histogram"
     }
 
 

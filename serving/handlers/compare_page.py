@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import collections
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from importlib import resources
 
 from aiohttp import web
 from google.protobuf import json_format
 
-from seqserve.histograms import Histogram
+from seqserve.histograms import Histogram, per_model
+from seqserve.metric_names import REQUEST_DURATION
 from seqserve.v1 import classifier_pb2
 from serving.handlers.classifier import compare_response
 from serving.handlers.rest import json_message, json_response
@@ -42,22 +42,10 @@ PerModel = dict[str, Histogram]
 
 def request_durations(metrics: ServerMetrics) -> PerModel:
     """Every model's seqserve_request_duration_seconds, read from the registry's samples."""
-    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
-    counts: dict[str, float] = defaultdict(float)
-    sums: dict[str, float] = defaultdict(float)
-    for family in metrics.request_duration.collect():
-        for sample in family.samples:
-            model = sample.labels["model"]
-            if sample.name.endswith("_bucket"):
-                buckets[model][float(sample.labels["le"])] += sample.value
-            elif sample.name.endswith("_count"):
-                counts[model] += sample.value
-            elif sample.name.endswith("_sum"):
-                sums[model] += sample.value
-    return {
-        model: Histogram(sorted(per_bound.items()), counts[model], sums[model])
-        for model, per_bound in buckets.items()
-    }
+    return per_model(
+        REQUEST_DURATION,
+        (sample for family in metrics.request_duration.collect() for sample in family.samples),
+    )
 
 
 class LatencyWindow:
