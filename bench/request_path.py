@@ -17,17 +17,18 @@ import shlex
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tritonclient.grpc import service_pb2
 
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2
+from serving.explanations import ExplainService
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.v2_grpc import KServeV2Servicer
 from serving.health import HealthService
 from serving.inference import InferenceService
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.model import ServedModel
 from serving.protocol.v2_dataplane import DataPlane
@@ -66,15 +67,13 @@ async def main_async(args: argparse.Namespace) -> dict:
     settings = build_settings(["--model-repository", args.models, *shlex.split(args.serve_args)])
     metrics = ServerMetrics()
     health = HealthService()
-    executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+    pool = InferencePool(settings.inference_threads)
     repository = ModelRepository(settings.model_repository)
-    registry = ModelRegistry(
-        repository, settings, metrics, executor, on_readiness=lambda *_: asyncio.sleep(0)
-    )
+    registry = ModelRegistry(repository, settings, metrics, pool, on_readiness=lambda *_: asyncio.sleep(0))
     await registry.load(args.model)
     service = InferenceService(registry, settings, metrics)
     v2 = KServeV2Servicer(DataPlane(service, registry, health, settings))
-    own = ClassifierServicer(service, registry)
+    own = ClassifierServicer(service, registry, ExplainService(service, registry, settings))
     context = Context()
     texts = load_texts(Path(args.texts))
     results: dict[str, list[float]] = {}
@@ -104,9 +103,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             key = f"{protocol} c={concurrency} texts={per_request}"
             results.setdefault(key, []).append(await measure(call, requests, concurrency))
     model = registry.snapshot.models[args.model].latest
-    results.update(await batch_costs(model, texts, executor, args.rounds))
+    results.update(await batch_costs(model, texts, pool, args.rounds))
     await registry.close()
-    executor.shutdown()
+    pool.close()
     return {key: statistics.median(values) for key, values in results.items()}
 
 
@@ -118,10 +117,10 @@ def _cpu_us(work: Callable[[], object], calls: int) -> float:
 
 
 async def batch_costs(
-    model: ServedModel, texts: Sequence[str], executor: ThreadPoolExecutor, rounds: int, calls: int = 2000
+    model: ServedModel, texts: Sequence[str], pool: InferencePool, rounds: int, calls: int = 2000
 ) -> dict[str, list[float]]:
     """What one batch costs whatever its size, in CPU µs: the parts of `predict_batch` for one text,
-    and the hand-off of a trivial call to the inference threads and back."""
+    and the hand-off of a trivial call to an inference thread and back."""
     loop = asyncio.get_running_loop()
     one = [texts[0]]
     ids = model.tokenize(one)
@@ -134,7 +133,10 @@ async def batch_costs(
         )
         started = time.process_time()
         for _ in range(calls):
-            await loop.run_in_executor(executor, int)
+            back = loop.create_future()
+            assert pool.try_take(back.cancel)
+            pool.run(int, 0, lambda *done, back=back: back.set_result(done))
+            await back
         costs.setdefault("thread hand-off and back", []).append((time.process_time() - started) / calls * 1e6)
     return costs
 

@@ -58,7 +58,6 @@ class Settings:
     load_versions: int = 1
     inference_threads: int = 2
     max_concurrent_explains: int = 1
-    inline_max_texts: int = 1
     intra_op_threads: int = 1
     workers: int = 1
     worker_timeout_s: float = 10.0
@@ -187,16 +186,14 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_text_bytes": (positive_int, "most UTF-8 bytes in one text"),
     "max_message_bytes": (positive_int, "largest gRPC message received or sent"),
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
-    "inference_threads": (positive_int, "threads running tokenization and inference"),
+    "inference_threads": (
+        positive_int,
+        "threads running the runtime calls (the batches' tokenizing and the rest run on the event loop)",
+    ),
     "max_concurrent_explains": (
         positive_int,
         "explanations computed at once, each on its own thread beside the inference threads; one more "
         "gets RESOURCE_EXHAUSTED, so explaining never starves classification",
-    ),
-    "inline_max_texts": (
-        non_negative_int,
-        "a batch of at most this many texts runs on the event loop, without the thread hand-off, when "
-        "nothing else of its model runs or waits and such batches take under 0.5 ms (0 = never)",
     ),
     "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
     "workers": (

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
@@ -53,13 +53,14 @@ def with_registry(root: Path, test, **settings):
 
         metrics = ServerMetrics()
         config = Settings(model_repository=root, **settings)
-        with ThreadPoolExecutor(1) as executor:
-            registry = ModelRegistry(ModelRepository(root), config, metrics, executor, on_readiness)
-            await registry.load_all()
-            try:
-                await test(registry, events, metrics)
-            finally:
-                await registry.close()
+        pool = InferencePool(1)
+        registry = ModelRegistry(ModelRepository(root), config, metrics, pool, on_readiness)
+        await registry.load_all()
+        try:
+            await test(registry, events, metrics)
+        finally:
+            await registry.close()
+            pool.close()
 
     asyncio.run(main())
 
@@ -86,7 +87,7 @@ def test_reload_with_a_broken_new_version_keeps_serving_the_working_one(reposito
         assert "sarcasm-gru/3" in registry.failures
         model = registry.resolve("sarcasm-gru")
         assert model.version == 2
-        assert (await model.batcher.submit(["still here"])).shape == (1, 2)
+        assert (await model.batcher.submit(["still here"])).rows.shape == (1, 2)
         assert events[-1] == ("sarcasm-gru", True)
 
     with_registry(repository, body, load_versions=1)
@@ -112,8 +113,8 @@ def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
     async def body(registry, events, metrics):
         before = registry.snapshot
         model = registry.resolve("sarcasm-flatten")
-        rows = await model.batcher.submit(["hello there"])
-        assert rows.shape == (1, 2)
+        result = await model.batcher.submit(["hello there"])
+        assert result.rows.shape == (1, 2)
         await registry.unload("sarcasm-flatten")
         assert before.resolve("sarcasm-flatten") is model  # old snapshots stay intact for readers
         with pytest.raises(ModelNotFound):
