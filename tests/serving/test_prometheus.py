@@ -27,6 +27,7 @@ from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seqserve-dashboard.json"
 P99_PANEL = "Request duration p99 by model"
+COMPUTE_PANEL = "Compute per text by model"
 PROMETHEUS = "/usr/bin/prometheus"
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 45.0
@@ -143,12 +144,12 @@ def _finite_values(result: list[dict]) -> dict[str, float]:
     return {model: value for model, value in values.items() if math.isfinite(value)}
 
 
-def test_dashboard_p99_answers_for_every_model(server, prometheus):
-    (p99,) = dashboard_queries()[P99_PANEL]
+def answers_for_every_model(server, prometheus: Prometheus, expr: str) -> dict[str, float]:
+    """`expr`'s finite value per model, once it has one for every model the server serves; traffic
+    keeps flowing while it is asked, as rate() needs the counters to move between scrapes."""
     models = sorted(server.ready["models"])
     answered: dict[str, float] = {}
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
-    # rate() needs the counters to move between scrapes, so traffic keeps flowing while we ask.
     while time.monotonic() < deadline and set(answered) != set(models):
         for model in models:
             for _ in range(5):
@@ -156,10 +157,24 @@ def test_dashboard_p99_answers_for_every_model(server, prometheus):
                     classifier_pb2.ClassifyRequest(model=model, texts=SARCASM_TEXTS), timeout=10
                 )
         time.sleep(0.5)
-        answered = {m: v for m, v in _finite_values(prometheus.query(p99)).items() if m in models}
-    assert set(answered) == set(models), f"{p99} answered only {answered}"
-    for value in answered.values():
+        answered = {m: v for m, v in _finite_values(prometheus.query(expr)).items() if m in models}
+    assert set(answered) == set(models), f"{expr} answered only {answered}"
+    return answered
+
+
+def test_dashboard_p99_answers_for_every_model(server, prometheus):
+    (p99,) = dashboard_queries()[P99_PANEL]
+    for value in answers_for_every_model(server, prometheus, p99).values():
         assert 0 < value < 5.0  # within the histogram's finite buckets (seconds)
+
+
+def test_dashboard_compute_per_text_answers_for_every_model(server, prometheus):
+    (compute,) = dashboard_queries()[COMPUTE_PANEL]
+    per_text = answers_for_every_model(server, prometheus, compute)
+    (p99,) = dashboard_queries()[P99_PANEL]
+    request_p99 = _finite_values(prometheus.query(p99))
+    for model, value in per_text.items():
+        assert 0 < value < request_p99[model]  # a text's share of a batch, inside a request's time
 
 
 def test_every_dashboard_query_is_valid_promql(server, prometheus):
