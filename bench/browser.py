@@ -23,6 +23,7 @@ CHROMIUM_FLAGS = (
     "--hide-scrollbars", "--virtual-time-budget=10000",
 )  # fmt: skip
 BROWSER_TIMEOUT_S = 90
+NO_FIGURE = "\N{EN DASH}"  # what the page's tables show for a figure not known yet
 
 
 def chromium(profiles: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -81,6 +82,17 @@ class Cells(HTMLParser):
     def milliseconds(self, table: str, title: str) -> dict[str, float]:
         """model -> the figure of a row whose cells read "<number> ms"."""
         return {model: float(text.removesuffix(" ms")) for model, text in self.row(table, title).items()}
+
+    def column(self, table: str, title: str) -> dict[str, str]:
+        """First cell -> the cell under the header `title`, for each row of `table` below its header."""
+        header, *rows = self.tables[table]
+        index = [text for _, text in header].index(title)
+        return {row[0][1]: row[index][1] for row in rows}
+
+    def live_compute_ms(self) -> dict[str, float]:
+        """The live table's compute per text (ms) per model; a model without one yet is left out."""
+        shown = self.column("latency", "compute per text (ms)")
+        return {model: float(text) for model, text in shown.items() if text != NO_FIGURE}
 
 
 class PlotPoints(HTMLParser):

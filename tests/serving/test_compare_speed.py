@@ -96,8 +96,7 @@ def test_the_page_ranks_the_models_as_in_process(own_server, tiny_model_reposito
     # figures are means: enough compares that a stretched one cannot turn them round.
     grpc_compute(own_server, 4 * REPEATS)
     cells, points = browser.page_dom(own_server.rest_url, [], tmp_path)
-    live = {row[0][1]: float(row[3][1]) for row in cells.tables["latency"][1:]}  # compute per text (ms)
-    assert ranking(live) == expected
+    assert ranking(cells.live_compute_ms()) == expected
     assert ranking({p["model"]: float(p["compute-ms"]) for p in points.points}) == expected
     for point in points.points:  # at its architecture's test accuracy, labelled with the architecture
         training = read_config(tiny_model_repository, point["model"]).training
