@@ -51,9 +51,9 @@ def in_process_costs(
     models: Sequence[ModelFiles], repository: Path, text: str, evict_mib: int, rounds: int = 200
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per text of each model on `text`, tokenize + runtime as the server runs them: alone (the
-    quickest of repeated calls), and called in turn with `evict_mib` MiB read between calls (medians)."""
+    median of repeated calls), and called in turn with `evict_mib` MiB read between calls (medians)."""
     loaded = {m.name: load_in_process(m.version_dir, m.config, repository) for m in models}
-    alone = {name: cost_per_text(model, [text], rounds=20) for name, model in loaded.items()}
+    alone = {name: cost_per_text(model, [text], calls=2000) for name, model in loaded.items()}
     other_memory = np.ones(evict_mib * 2**18, dtype=np.float32)
     times: dict[str, list[float]] = {name: [] for name in loaded}
     for _ in range(rounds):

@@ -10,6 +10,7 @@ twin of a variable-length graph, with the same weights (the same session), for s
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -50,15 +51,14 @@ def load_in_process(
     return InProcessModel(config, encoder, SequencePadding.of(config), model)
 
 
-def cost_per_text(model: InProcessModel, texts: Sequence[str], calls: int = 50, rounds: int = 5) -> float:
-    """Seconds per text of `model.predict(texts)` (tokenize + runtime), the quickest of `rounds` means
-    over `calls` calls each, after as many calls to warm up: the least disturbed by other work."""
+def cost_per_text(model: InProcessModel, texts: Sequence[str], calls: int = 250) -> float:
+    """Seconds per text of `model.predict(texts)` (tokenize + runtime): the median of `calls` calls, after
+    as many to warm up, so that the calls other work on the machine slowed down do not count."""
     for _ in range(calls):
         model.predict(texts)
-    means = []
-    for _ in range(rounds):
+    times = []
+    for _ in range(calls):
         started = time.perf_counter()
-        for _ in range(calls):
-            model.predict(texts)
-        means.append((time.perf_counter() - started) / calls)
-    return min(means) / len(texts)
+        model.predict(texts)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) / len(texts)
