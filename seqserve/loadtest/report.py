@@ -34,8 +34,8 @@ class Summary:
     client_cpu_percent: float  # of one core
     server_ms: dict[str, dict[str, float]]  # stage -> p50/p99/mean in ms, plus count
     server_mean_batch_size: float
-    server_compute_per_text_ms: float  # the server's tokenize + runtime time per text; NaN without a view
     server_note: str
+    server_compute_per_text_ms: float = math.nan  # the server's tokenize + runtime time per text
     slowest_calls: list[CallBreakdown] = field(default_factory=list)  # with tracing on
 
     def as_json(self) -> dict[str, Any]:
