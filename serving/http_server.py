@@ -125,6 +125,11 @@ class HttpServer:
         )
         self.port = 0
 
+    @property
+    def router(self) -> web.UrlDispatcher:
+        """Every route of the port."""
+        return self._app.router
+
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         await self._runner.setup()

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from serving.errors import ServingError
 from serving.handlers.rest import json_response
 from serving.protocol.tfs_dataplane import TfsDataPlane
 from serving.protocol.tfs_types import (
@@ -60,7 +61,10 @@ class TfsRestHandler:
         return routes
 
     async def _run(self, request: web.Request, from_rest: RestDecoder) -> web.Response:
-        selection = _selection(request)
+        try:
+            selection = _selection(request)
+        except ServingError as error:  # a malformed version in the path: counted like any refusal
+            raise self._dataplane.refuse(request.match_info["model"], error) from None
         body = await request.read()
         call, result = await self._dataplane.run(
             selection, lambda check: from_rest(json_object(body, "the request body"), check), None

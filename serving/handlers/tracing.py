@@ -44,21 +44,24 @@ class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracing: ServerTracing, address: ServerAddress) -> None:
         self._tracing = tracing
         self._address = address
-        self._traced_handlers: dict[grpc.RpcMethodHandler, grpc.RpcMethodHandler] = {}
+        # (method, handler) -> the handler in a span; the handlers the inner interceptors give are made
+        # once per method (serving.handlers.grpc_guard, serving.handlers.restricted_api), so this stays
+        # as small as the set of methods
+        self._traced_handlers: dict[tuple[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """The method's handler inside a span, wrapped once per handler the inner interceptor gives
-        (serving.handlers.grpc_guard makes one per method, so this holds one per method too)."""
+        """The method's handler inside a span, wrapped once per method and handler."""
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(UNTRACED_METHODS):
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNTRACED_METHODS):
             return handler
-        traced = self._traced_handlers.get(handler)
+        traced = self._traced_handlers.get((method, handler))
         if traced is None:
-            traced = self._traced_handlers[handler] = self._traced(handler, handler_call_details.method)
+            traced = self._traced_handlers[method, handler] = self._traced(handler, method)
         return traced
 
     def _traced(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:

@@ -47,6 +47,7 @@ from serving.inference import Classification
 from serving.model import ServedModel
 from serving.registry import ModelRegistry, Transition
 from serving.settings import Settings
+from serving.versions import MAX_DIGITS, parse_number
 
 PREDICT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classification"
@@ -115,9 +116,13 @@ class ModelSelection:
     def from_rest(cls, name: str, version: str | None, label: str | None) -> ModelSelection:
         if version is None:
             return cls(name, None, label)
-        if not version.isdigit():
-            raise invalid(f"version {version[:32]!r} in the path is not a positive integer")
-        return cls(name, int(version), label)
+        number = parse_number(version)
+        if number is None:
+            raise invalid(
+                f"version {version[:32]!r} in the path is not a positive integer of at most {MAX_DIGITS} "
+                "ASCII digits"
+            )
+        return cls(name, number, label)
 
     def version_number(self, labels: VersionLabels) -> int:
         """The version to look up: 0 for the newest, as InferenceService.lookup takes it."""

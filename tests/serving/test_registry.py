@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import text_format
 
 from serving.metrics import ServerMetrics
+from serving.poller import RepositoryPoller
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
@@ -144,3 +145,37 @@ def test_per_model_batching_overrides_include_an_explicit_zero_delay(repository)
         assert default.max_queue_delay_s == pytest.approx(2500 / 1e6)
 
     with_registry(repository, test, max_queue_delay_us=2500)
+
+
+def test_stray_version_directories_stop_neither_start_up_nor_polling(repository):
+    """'²' is a digit to str.isdigit() but not to int(); '01' is not version 1."""
+    shutil.copytree(repository / "sarcasm-gru" / "1", repository / "sarcasm-gru" / "²")
+    shutil.copytree(repository / "sarcasm-flatten" / "1", repository / "sarcasm-flatten" / "01")
+
+    async def body(registry, events, metrics):
+        assert registry.snapshot.names() == ["sarcasm-flatten", "sarcasm-gru"]
+        assert sorted(registry.snapshot.models["sarcasm-gru"].versions) == [1, 2]
+        assert sorted(registry.snapshot.models["sarcasm-flatten"].versions) == [1]
+        add_version(repository, "sarcasm-flatten", 2)
+        await RepositoryPoller(registry, ModelRepository(repository), 60).poll_once()
+        assert sorted(registry.snapshot.models["sarcasm-flatten"].versions) == [1, 2]
+
+    with_registry(repository, body, load_versions=0)
+
+
+def test_unloading_a_version_removes_its_request_counters(repository):
+    async def body(registry, events, metrics):
+        labels = registry.resolve("sarcasm-flatten").metrics.labels
+        metrics.count_request(labels, "OK", 3, "kserve_v2")
+        series = {"model": "sarcasm-flatten", "version": "1", "runtime": "onnx"}
+        requests = {**series, "code": "OK", "protocol": "kserve_v2"}
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) == 1
+        assert metrics.registry.get_sample_value("seqserve_texts_total", {**series, "code": "OK"}) == 3
+        await registry.unload("sarcasm-flatten")
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) is None
+        assert metrics.registry.get_sample_value("seqserve_texts_total", {**series, "code": "OK"}) is None
+        await registry.load("sarcasm-flatten")  # counted afresh after a reload
+        metrics.count_request(registry.resolve("sarcasm-flatten").metrics.labels, "OK", 1, "kserve_v2")
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) == 1
+
+    with_registry(repository, body)
