@@ -15,7 +15,9 @@ this module holds the application and its middleware.
 - Slow and idle clients: aiohttp's keep-alive timer is armed when a connection opens and again after
   each answer, and only a complete request head disarms it; so --rest-keepalive-timeout-s is both the
   idle keep-alive timeout and the time a client gets to send a request head (a slowloris client is
-  closed then). It bounds the TLS handshake as well.
+  closed then). It bounds the TLS handshake as well. The body then has --rest-body-timeout-s, and is
+  read, bounded in size (unzipped bytes included) and cut short by shutdown, before any handler runs
+  (serving.request_bodies).
 - `--restricted-api` groups answer only requests with their header (serving.handlers.restricted_api).
 - At most --rest-max-connections connections are open at once; one beyond it is closed as it is
   accepted, without a word (an HTTP answer would cost what the cap saves).
@@ -36,6 +38,7 @@ from serving.admission import AdmissionGate
 from serving.errors import ServingError
 from serving.handlers.rest import error_response, serving_error_response
 from serving.handlers.restricted_api import rest_middleware
+from serving.request_bodies import body_middleware
 from serving.settings import Settings
 from serving.tls import server_context
 
@@ -111,6 +114,7 @@ class HttpServer:
                 *outer_middlewares,
                 _middleware(gate, bool(settings.tls_client_ca)),
                 *([rest_middleware(settings.restrictions)] if settings.restrictions else []),
+                body_middleware(settings.max_message_bytes, settings.rest_body_timeout_s, gate),
             ],
         )
         self._app.add_routes(list(routes))

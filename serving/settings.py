@@ -68,6 +68,7 @@ class Settings:
     metrics_head_timeout_s: float = 10.0
     metrics_max_connections: int = 32
     rest_keepalive_timeout_s: float = 10.0
+    rest_body_timeout_s: float = 30.0
     rest_max_connections: int = 1000
     grpc_handshake_timeout_s: float = 10.0
     grpc_max_connections: int = 0  # 0 = no cap
@@ -233,6 +234,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         "a REST connection must send a complete request head within this many seconds of opening (or "
         "of its last answer), else it is closed: the idle keep-alive timeout and the slow-client limit; "
         "it bounds the TLS handshake too",
+    ),
+    "rest_body_timeout_s": (
+        positive_float,
+        "a REST request's whole body must arrive within this many seconds of its head, else the request "
+        "gets 408 and its connection is closed (a client dripping its body holds a connection no longer)",
     ),
     "rest_max_connections": (
         positive_int,

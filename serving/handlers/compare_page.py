@@ -29,6 +29,7 @@ from serving.handlers.classifier import compare_response
 from serving.handlers.rest import json_message, json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
+from serving.request_bodies import request_body
 
 PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
@@ -107,7 +108,7 @@ class ComparePage:
 
     async def compare(self, request: web.Request) -> web.Response:
         message = json_message(
-            await request.read(), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
+            request_body(request), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
         )
         results = await self._service.compare(message.texts, message.models, COMPARE_TIMEOUT_S)
         body = json_format.MessageToJson(compare_response(results), indent=None)

@@ -23,6 +23,7 @@ from serving.explanations import ExplainService
 from serving.handlers.explain_messages import explain_response, model_explanation
 from serving.handlers.rest import json_message, json_response
 from serving.protocol import strict_json
+from serving.request_bodies import request_body
 
 
 def _to_json(message: Message) -> dict[str, Any]:
@@ -41,7 +42,7 @@ class ExplainRoutes:
 
     async def kserve_v1(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        instances = _instances(await request.read())
+        instances = _instances(request_body(request))
         results = await self._explain.explain(instances, [name])
         explanations = [
             _to_json(model_explanation(text, result))
@@ -51,7 +52,7 @@ class ExplainRoutes:
 
     async def explain(self, request: web.Request) -> web.Response:
         message = json_message(
-            await request.read(), classifier_pb2.ExplainRequest(), '{"text": "...", "models": [...]}'
+            request_body(request), classifier_pb2.ExplainRequest(), '{"text": "...", "models": [...]}'
         )
         (results,) = await self._explain.explain([message.text], message.models, message.version)
         return json_response(_to_json(explain_response(message.text, results)))

@@ -31,6 +31,7 @@ from serving.protocol.tfs_types import (
     status_to_rest,
 )
 from serving.protocol.v2_types import json_object
+from serving.request_bodies import request_body
 
 RestDecoder = Callable[[Mapping[str, Any], CheckCount], PredictCall | ClassifyCall]
 MODEL_PATHS = (
@@ -65,7 +66,7 @@ class TfsRestHandler:
             selection = _selection(request)
         except ServingError as error:  # a malformed version in the path: counted like any refusal
             raise self._dataplane.refuse(request.match_info["model"], error) from None
-        body = await request.read()
+        body = request_body(request)
         call, result = await self._dataplane.run(
             selection, lambda check: from_rest(json_object(body, "the request body"), check), None
         )

@@ -16,6 +16,7 @@ from serving.errors import ServingError, invalid
 from serving.handlers.rest import json_response
 from serving.protocol.v2_dataplane import DataPlane
 from serving.protocol.v2_types import HEADER_LENGTH, InferRequest, json_object, json_parameters
+from serving.request_bodies import request_body
 
 
 class V2RestHandler:
@@ -79,7 +80,7 @@ class V2RestHandler:
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = self._model(request)
-        body, header_length = await request.read(), request.headers.get(HEADER_LENGTH)
+        body, header_length = request_body(request), request.headers.get(HEADER_LENGTH)
         response = await self._dataplane.infer(
             lambda: InferRequest.from_rest(name, version, body, header_length), name, version, None
         )
@@ -95,20 +96,20 @@ class V2RestHandler:
         )
 
     async def repository_index(self, request: web.Request) -> web.Response:
-        document = json_object(await request.read(), "the request body")
+        document = json_object(request_body(request), "the request body")
         ready = document.get("ready", False)
         if not isinstance(ready, bool):
             raise invalid("'ready' must be a JSON boolean")
         return json_response(self._dataplane.repository_index("", ready)["models"])
 
     async def load(self, request: web.Request) -> web.Response:
-        document = json_object(await request.read(), "the request body")
+        document = json_object(request_body(request), "the request body")
         parameters = json_parameters(document, "the request")
         await self._dataplane.repository_load("", request.match_info["model"], parameters)
         return json_response({})
 
     async def unload(self, request: web.Request) -> web.Response:
-        document = json_object(await request.read(), "the request body")
+        document = json_object(request_body(request), "the request body")
         parameters = json_parameters(document, "the request")
         await self._dataplane.repository_unload("", request.match_info["model"], parameters)
         return json_response({})
