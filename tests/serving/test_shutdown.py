@@ -1,19 +1,33 @@
-"""SIGTERM with requests in flight: every one of them completes, then the process exits 0."""
+"""SIGTERM with requests in flight, with a batch running past the grace period, and while models load."""
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.harness import serve_command
 from seqserve.v1 import classifier_pb2
+from tests.serving.conftest import LONG_TEXT
 from tests.serving.metrics_text import value
-from tests.serving.server_process import ServerProcess
-from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
+from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
+from tests.serving.slow_model import (
+    SLOW_MODEL,
+    STUCK_MODEL,
+    add_slow_model,
+    add_stuck_model,
+    repository_with_slow_model,
+)
 
 IN_FLIGHT = 20
 GRACE_S = 10
+# past the grace period: the gate's linger, closing the models (at least 1 s), the machine's noise
+GRACE_LIMIT_SLACK_S = 3.0
+LOAD_SLACK_S = 2.0  # the gate's linger, stopping the ports, the machine's noise
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(tiny_model_repository, tmp_path):
@@ -64,3 +78,62 @@ def test_health_watch_reports_not_serving_and_ends_when_shutdown_starts(tiny_mod
             assert server.process.wait(20) == 0
         except grpc.RpcError as error:
             raise AssertionError(f"{error.code()}: {error.details()}") from error
+
+
+def test_a_batch_running_past_the_grace_period_cannot_hold_shutdown(tiny_model_repository, tmp_path):
+    """Regression: after the drain, closing the models waited for the running batch on the loop, where
+    no second signal was watched, and the process then exited 0 saying it had stopped gracefully."""
+    repository = tmp_path / "models"
+    shutil.copytree(tiny_model_repository, repository)
+    add_stuck_model(repository)  # a long text keeps its batch running for 20 s or so
+    with ServerProcess(repository, tmp_path, "--grace-period-s", "1") as server:
+        call = server.stub.Classify.future(
+            classifier_pb2.ClassifyRequest(model=STUCK_MODEL, texts=[LONG_TEXT]), timeout=60
+        )
+        deadline = time.monotonic() + 10
+        while value(server.metrics_text(), "seqserve_requests_in_flight", model=STUCK_MODEL) < 1:
+            assert time.monotonic() < deadline, "the request never reached the server"
+            time.sleep(0.01)
+        signalled = time.monotonic()
+        exit_code = server.terminate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+        assert not call.done() or call.exception() is not None
+    log = server.log_path.read_text()
+    assert stopped_after < 1 + GRACE_LIMIT_SLACK_S, f"shutdown took {stopped_after:.1f} s"
+    assert exit_code == 1
+    assert '"graceful": false' in log
+
+
+def test_sigterm_while_models_load_exits_without_loading_the_rest(tiny_model_repository, tmp_path):
+    """SIGTERM during start-up: the load running finishes (it runs in a thread), no other starts, and
+    the server never says it is ready."""
+    repository = tmp_path / "models"
+    shutil.copytree(tiny_model_repository, repository)
+    slow = [add_slow_model(repository, matmuls=100, name=f"sarcasm-slow-{i}") for i in range(5)]
+    command = serve_command(repository, port=free_port())
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None and process.stdout is not None
+        ready_at: list[float] = []
+        for line in process.stderr:
+            if '"msg": "model version ready"' in line or '"msg": "listening, loading models"' in line:
+                ready_at.append(time.monotonic())
+            if f'"model": "{slow[0]}"' in line and '"msg": "model version ready"' in line:
+                break
+        load_s = ready_at[-1] - ready_at[-2]  # the first slow model's load
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        process.kill()
+        process.wait()
+    loaded = [name for name in slow if f'"model": "{name}"' in stderr and "model version ready" in stderr]
+    assert "seqserve-ready" not in stdout
+    assert stopped_after < 1 + load_s + LOAD_SLACK_S, (
+        f"stopped {stopped_after:.1f} s after SIGTERM; a load takes {load_s:.1f} s"
+    )
+    assert len(loaded) < len(slow) - 1, loaded
+    assert process.returncode == 0
