@@ -133,7 +133,8 @@ def supervisor_exposition(
     lines += _family(
         WORKER_RESTARTS,
         "counter",
-        "Workers replaced: exit (it exited on its own), timeout (heartbeat unanswered), rss (recycled)",
+        "Workers replaced: exit (it exited on its own), timeout (heartbeat unanswered, or loading too long), "
+        "rss (recycled)",
         restarts,
         "reason",
         openmetrics,

@@ -62,6 +62,7 @@ class Settings:
     intra_op_threads: int = 1
     workers: int = 1
     worker_timeout_s: float = 10.0
+    worker_load_timeout_s: float = 300.0
     worker_max_restarts: int = 5
     worker_restart_window_s: float = 60.0
     worker_max_rss_mib: int = 0  # 0 = workers are never recycled for their memory
@@ -208,6 +209,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         positive_float,
         "--workers: a ready worker whose event loop answers no heartbeat for this long is killed "
         "(SIGKILL) and replaced",
+    ),
+    "worker_load_timeout_s": (
+        positive_float,
+        "--workers: a worker that has not loaded every model this many seconds after it started is "
+        "killed (SIGKILL) and replaced, like one that misses its heartbeat",
     ),
     "worker_max_restarts": (
         positive_int,

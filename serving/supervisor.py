@@ -23,6 +23,9 @@ holds no gRPC object, model or runtime:
 - heartbeat: each ready worker is pinged over its control pipe and answers from its event loop; one
   that does not answer within --worker-timeout-s (a blocked loop, SIGSTOP) is killed (SIGKILL) and
   replaced, since the kernel keeps handing it new connections it never serves;
+- a worker that has not reported READY within --worker-load-timeout-s of its start (a load that
+  never ends: a hung file system, a runtime stuck in its set-up) is killed and replaced the same
+  way: its loop may answer pings all along, so the heartbeat alone would never catch it;
 - with --worker-max-rss-mib, a worker whose resident memory grows beyond it is recycled: its
   replacement starts at once, and only once it serves is the old one sent SIGTERM to drain;
 - it serves the one /metrics (serving.metrics_http), merging every worker's exposition at scrape time
@@ -302,7 +305,15 @@ class Supervisor:
         for worker in self.workers:
             if worker.serving_since is not None and now - worker.serving_since >= BACKOFF_RESET_S:
                 self.slots[worker.slot].backoff_s = BACKOFF_START_S
-            if worker.info is None or worker.draining or worker.kill_reason:
+            if worker.draining or worker.kill_reason:
+                continue
+            if worker.info is None:
+                if now - worker.started > self.settings.worker_load_timeout_s:
+                    self._kill(
+                        worker,
+                        "worker did not finish loading within --worker-load-timeout-s; killing it",
+                        worker_load_timeout_s=self.settings.worker_load_timeout_s,
+                    )
                 continue
             if worker.ping_sent is None:
                 if now - worker.last_pong >= self.heartbeat_s:
@@ -310,13 +321,18 @@ class Supervisor:
                         worker.control.send(PING)
                     worker.ping_sent = now
             elif now - worker.ping_sent > self.settings.worker_timeout_s:
-                log.error(
+                self._kill(
+                    worker,
                     "worker did not answer its heartbeat; killing it",
-                    extra={"pid": worker.pid, "worker_timeout_s": self.settings.worker_timeout_s},
+                    worker_timeout_s=self.settings.worker_timeout_s,
                 )
-                worker.kill_reason = "timeout"
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
+
+    def _kill(self, worker: Worker, why: str, **limit: float) -> None:
+        """SIGKILL a worker that hangs; it is replaced when its exit is seen (restart reason timeout)."""
+        log.error(why, extra={"pid": worker.pid, **limit})
+        worker.kill_reason = "timeout"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
 
     def _check_memory(self, worker: Worker, now: float) -> None:
         limit = self.settings.worker_max_rss_mib

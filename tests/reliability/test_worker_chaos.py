@@ -325,3 +325,28 @@ def test_a_worker_over_its_memory_limit_is_recycled_without_losing_a_call(tiny_m
     assert codes <= RETRYABLE | {grpc.StatusCode.CANCELLED}, codes
     cancelled = sum(o.code == grpc.StatusCode.CANCELLED for o in outcomes)
     print(f"\nrecycling: {len(outcomes)} calls, {cancelled} CANCELLED as a drained worker stopped")
+
+
+def test_a_worker_that_hangs_while_loading_is_killed_at_the_load_timeout(own_repository, tmp_path):
+    """Regression: the heartbeat starts at READY, so a replacement whose load never ended (here: its
+    tokenizer is a FIFO nobody writes) waited forever, while its loop answered every ping."""
+    timeout_s = 2.0
+    env = {"SEQSERVE_WORKER_LOAD_TIMEOUT_S": str(timeout_s)}  # a server without the flag still starts
+    with ServerProcess(
+        own_repository, tmp_path, "--workers", "2",
+        "--worker-max-restarts", "2", "--worker-restart-window-s", "60", env=env,
+    ) as server:  # fmt: skip
+        first, second = server.ready["workers"]
+        for tokenizer in own_repository.glob("tokenizers/*/tokenizer.json"):
+            tokenizer.unlink()
+            os.mkfifo(tokenizer)  # from now on a load blocks on opening it
+        began = time.monotonic()
+        os.kill(first, signal.SIGKILL)
+        exit_code = server.process.wait(60)
+        took_s = time.monotonic() - began
+        assert not alive(second)
+    log = server.log_path.read_text()
+    assert exit_code == 1
+    assert log.count('"msg": "worker did not finish loading within --worker-load-timeout-s; killing it"') == 2
+    assert '"msg": "crash loop: more than --worker-max-restarts worker restarts' in log
+    assert took_s < 60
