@@ -13,7 +13,9 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -274,21 +276,31 @@ def test_a_stopped_worker_is_killed_and_replaced_while_metrics_keep_answering(
     assert max(scrape_times) < 2.5  # a hung worker costs a scrape at most its 1 s timeout
 
 
-def test_a_crash_loop_stops_the_server_with_exit_1_and_says_why(own_repository, tmp_path):
+def crash_loop(
+    repository: Path, log_dir: Path, break_repository: Callable[[], None], env: dict[str, str] | None = None
+) -> tuple[int, float, str]:
+    """`--workers 2` allowing 2 restarts a minute: once it serves, `break_repository()`, kill -9 one
+    worker, and wait for the server to exit; (exit code, seconds after the kill, the log)."""
     with ServerProcess(
-        own_repository, tmp_path, "--workers", "2",
-        "--worker-max-restarts", "2", "--worker-restart-window-s", "60",
+        repository, log_dir, "--workers", "2",
+        "--worker-max-restarts", "2", "--worker-restart-window-s", "60", env=env,
     ) as server:  # fmt: skip
         first, second = server.ready["workers"]
-        # from now on a worker cannot start: the repository it would load is empty
-        own_repository.rename(own_repository.with_name("moved"))
-        own_repository.mkdir()
+        break_repository()
         began = time.monotonic()
         os.kill(first, signal.SIGKILL)
         exit_code = server.process.wait(60)
         took_s = time.monotonic() - began
         assert not alive(second)
-    log = server.log_path.read_text()
+    return exit_code, took_s, server.log_path.read_text()
+
+
+def test_a_crash_loop_stops_the_server_with_exit_1_and_says_why(own_repository, tmp_path):
+    def empty() -> None:  # from now on a worker cannot start: the repository it would load is empty
+        own_repository.rename(own_repository.with_name("moved"))
+        own_repository.mkdir()
+
+    exit_code, took_s, log = crash_loop(own_repository, tmp_path, empty)
     assert exit_code == 1
     assert took_s < 60
     assert log.count('"msg": "worker exited; replacing it"') == 2  # the kill, then one failed start
@@ -330,22 +342,14 @@ def test_a_worker_over_its_memory_limit_is_recycled_without_losing_a_call(tiny_m
 def test_a_worker_that_hangs_while_loading_is_killed_at_the_load_timeout(own_repository, tmp_path):
     """Regression: the heartbeat starts at READY, so a replacement whose load never ended (here: its
     tokenizer is a FIFO nobody writes) waited forever, while its loop answered every ping."""
-    timeout_s = 2.0
-    env = {"SEQSERVE_WORKER_LOAD_TIMEOUT_S": str(timeout_s)}  # a server without the flag still starts
-    with ServerProcess(
-        own_repository, tmp_path, "--workers", "2",
-        "--worker-max-restarts", "2", "--worker-restart-window-s", "60", env=env,
-    ) as server:  # fmt: skip
-        first, second = server.ready["workers"]
+
+    def hang() -> None:  # from now on a load blocks on opening the tokenizer
         for tokenizer in own_repository.glob("tokenizers/*/tokenizer.json"):
             tokenizer.unlink()
-            os.mkfifo(tokenizer)  # from now on a load blocks on opening it
-        began = time.monotonic()
-        os.kill(first, signal.SIGKILL)
-        exit_code = server.process.wait(60)
-        took_s = time.monotonic() - began
-        assert not alive(second)
-    log = server.log_path.read_text()
+            os.mkfifo(tokenizer)
+
+    env = {"SEQSERVE_WORKER_LOAD_TIMEOUT_S": "2"}  # a server without the flag still starts
+    exit_code, took_s, log = crash_loop(own_repository, tmp_path, hang, env)
     assert exit_code == 1
     assert log.count('"msg": "worker did not finish loading within --worker-load-timeout-s; killing it"') == 2
     assert '"msg": "crash loop: more than --worker-max-restarts worker restarts' in log
