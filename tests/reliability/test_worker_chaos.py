@@ -7,6 +7,7 @@ Figures (failures on kill -9, replacement time, throughput recovery) are printed
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
+from tests.serving.test_prometheus import scraping
 
 RETRYABLE = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
 CHANNELS, THREADS_PER_CHANNEL = 8, 4  # c = 32
@@ -354,3 +356,65 @@ def test_a_worker_that_hangs_while_loading_is_killed_at_the_load_timeout(own_rep
     assert log.count('"msg": "worker did not finish loading within --worker-load-timeout-s; killing it"') == 2
     assert '"msg": "crash loop: more than --worker-max-restarts worker restarts' in log
     assert took_s < 60
+
+
+def test_merged_counters_never_go_back_when_a_worker_is_replaced(tiny_model_repository, tmp_path):
+    """kill -9 of one of two workers under load, scraped by a real Prometheus every second: the merged
+    counters must not drop (Prometheus would read a counter reset, and rate() would add the other
+    worker's lifetime total), so there is no reset and the increase over the replacement window is
+    what the clients were served."""
+    calls: list[tuple[float, grpc.StatusCode]] = []
+    stop = threading.Event()
+
+    def client(address: str) -> None:
+        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            classify = classifier_pb2_grpc.ClassifierStub(channel).Classify
+            request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT])
+            began = time.monotonic()
+            while not stop.is_set() and time.monotonic() - began < LOAD_LIMIT_S and len(calls) < MAX_CALLS:
+                code, _ = call_code(lambda: classify(request, timeout=10, wait_for_ready=True))
+                calls.append((time.time(), code))
+
+    with (
+        ServerProcess(tiny_model_repository, tmp_path, "--workers", "2") as server,
+        scraping(server.metrics_url, tmp_path) as prometheus,
+    ):
+        first, _ = server.ready["workers"]
+        clients = [threading.Thread(target=client, args=(server.address,)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        time.sleep(4)  # a few scrapes of counters that grow on both workers
+        began = time.time()
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: ready_workers(server) == 2 and first not in server.processes(), "the replacement")
+        time.sleep(4)  # a few scrapes after the replacement
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+        ended = time.time()
+        time.sleep(2.5)  # the last scrape
+        window = f"{round(ended - began + 3)}s"
+        at = str(ended)
+        steps = prometheus.get(
+            "/api/v1/query_range",
+            query="sum(seqserve_requests_total)",
+            start=str(began - 3),
+            end=at,
+            step="1",
+        )["data"]["result"][0]["values"]
+        totals = [float(total) for _, total in steps]
+        resets = prometheus.get(
+            "/api/v1/query", time=at,
+            query=f"sum(resets(seqserve_requests_total[{window}])) + "
+            f"sum(resets(seqserve_request_duration_seconds_bucket[{window}]))",
+        )["data"]["result"]  # fmt: skip
+        increase = prometheus.get(
+            "/api/v1/query", time=at, query=f'sum(increase(seqserve_requests_total{{code="OK"}}[{window}]))'
+        )["data"]["result"]
+    served = sum(
+        1 for finished, code in calls if began - 3 <= finished <= ended and code == grpc.StatusCode.OK
+    )
+    print(f"\nserved {served} in the window; Prometheus: increase {increase}, resets {resets}")
+    assert all(later >= earlier for earlier, later in itertools.pairwise(totals)), totals
+    assert float(resets[0]["value"][1]) == 0
+    assert float(increase[0]["value"][1]) <= 1.5 * served + 20
