@@ -2,9 +2,9 @@
 
 The routes themselves are protocol handlers (serving.handlers.v2_rest, serving.handlers.compare_page);
 this module holds the application and its middleware.
-- Errors: a `ServingError` (or a refusal of aiohttp's, e.g. a body over --max-message-bytes) becomes
-  its HTTP status with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception
-  is logged and answers 500, and the server keeps serving.
+- Errors: a `ServingError` (or a refusal of aiohttp's, e.g. no such route) becomes its HTTP status
+  with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception is logged and
+  answers 500, and the server keeps serving.
 - Shutdown: requests pass the same gate as the gRPC RPCs (serving.admission); once it closes, new
   requests answer 503 and the drain waits for the ones inside, on every port at once.
   Health checks stay ungated, so probes see "not ready" instead of a refusal.
@@ -87,8 +87,6 @@ def _middleware(gate: AdmissionGate, client_ca: bool) -> Callable[[web.Request, 
 
 
 def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
-    if isinstance(error, web.HTTPRequestEntityTooLarge):
-        return f"{error.text}; the limit is set by --max-message-bytes"
     if isinstance(error, web.HTTPMethodNotAllowed):
         return (
             f"{request.method} is not allowed on {request.path[:200]}; use {', '.join(error.allowed_methods)}"
