@@ -47,8 +47,9 @@ class InferencePool:
         return len(self._threads)
 
     @property
-    def free(self) -> int:
-        return self._free
+    def running(self) -> int:
+        """Threads taken now (running a batch's call, or about to)."""
+        return len(self._threads) - self._free
 
     def try_take(self, wake: Callable[[], None]) -> bool:
         """Take a free thread for one `run`; with none free, `wake` is called (on the loop) when one

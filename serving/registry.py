@@ -260,6 +260,7 @@ class ModelRegistry:
             max_queue_delay_s=delay_us / 1e6,
             max_queue_size=self._settings.max_queue_size,
             max_concurrent_batches=self._settings.inference_threads,
+            inline_max_items=self._settings.inline_max_texts,
         )
 
     async def _retire(self, models: list[ServedModel]) -> None:

@@ -58,6 +58,7 @@ class Settings:
     load_versions: int = 1
     inference_threads: int = 2
     max_concurrent_explains: int = 1
+    inline_max_texts: int = 1
     intra_op_threads: int = 1
     workers: int = 1
     worker_timeout_s: float = 10.0
@@ -194,6 +195,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         positive_int,
         "explanations computed at once, each on its own thread beside the inference threads; one more "
         "gets RESOURCE_EXHAUSTED, so explaining never starves classification",
+    ),
+    "inline_max_texts": (
+        non_negative_int,
+        "a batch of at most this many texts runs its runtime call on the event loop when nothing else "
+        "runs or waits and such calls take under 0.5 ms: the loop would sit idle meanwhile (0 = never)",
     ),
     "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
     "workers": (

@@ -145,3 +145,27 @@ def test_per_model_batching_overrides_include_an_explicit_zero_delay(repository)
         assert default.max_queue_delay_s == pytest.approx(2500 / 1e6)
 
     with_registry(repository, test, max_queue_delay_us=2500)
+
+
+@pytest.mark.parametrize("inline_max_texts", [0, 1])
+def test_inline_max_texts_decides_whether_a_lone_text_crosses_to_a_thread(repository, inline_max_texts):
+    """--inline-max-texts: 0 sends every runtime call to an inference thread; 1 runs a lone text's on
+    the loop once the model is known to be fast (a tiny model is)."""
+    import threading
+
+    async def body(registry, events, metrics):
+        model = registry.resolve("sarcasm-flatten")
+        threads: list[int] = []
+        execute = model.execute
+
+        def recorded(ids):
+            threads.append(threading.get_ident())
+            return execute(ids)
+
+        model.execute = recorded
+        for _ in range(5):
+            await model.batcher.submit(["hello there"])
+        on_loop = [thread == threading.get_ident() for thread in threads]
+        assert on_loop == ([False] * 5 if inline_max_texts == 0 else [False, True, True, True, True])
+
+    with_registry(repository, body, inline_max_texts=inline_max_texts)
