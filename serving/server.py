@@ -55,6 +55,7 @@ from serving.health import NOT_SERVING, SERVING, HealthService
 from serving.http_server import HttpServer
 from serving.inference import InferenceService
 from serving.inference_pool import InferencePool
+from serving.loop_lag import LoopLagMonitor
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
 from serving.protocol.tfs_dataplane import TfsDataPlane
@@ -111,6 +112,7 @@ class Server:
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
         self.pool = InferencePool(settings.inference_threads)
+        self.loop_lag = LoopLagMonitor(self.metrics.registry)
         self.repository = ModelRepository(settings.model_repository)
         self.registry = ModelRegistry(
             self.repository,
@@ -182,6 +184,7 @@ class Server:
         else:
             self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
+        self.loop_lag.start()
         self.rest_port = await self.http_server.start(
             self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
         )
@@ -236,6 +239,7 @@ class Server:
         log.info("shutting down", extra={"grace_period_s": grace})
         if self._poller is not None:
             self._poller.cancel()
+        self.loop_lag.stop()
         await self.health.shutdown()
         self.stopping.set()
         self.gate.close()
