@@ -355,8 +355,10 @@ class Batcher:
                 output, error = self._work.execute(batch.prepared_input), None
             except Exception as failure:
                 output, error = None, failure
-            self._executed(batch, output, error, started, time.perf_counter())
-            self._pool.give_back()
+            try:
+                self._executed(batch, output, error, started, time.perf_counter())
+            finally:
+                self._pool.give_back()
             return
         self._pool.run(
             self._work.execute, batch.prepared_input, lambda *outcome: self._executed(batch, *outcome)

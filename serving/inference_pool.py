@@ -90,8 +90,10 @@ class InferencePool:
     def _finished(
         self, done: Done, result: Any, error: BaseException | None, started: float, ended: float
     ) -> None:
-        done(result, error, started, ended)
-        self.give_back()
+        try:
+            done(result, error, started, ended)
+        finally:  # whatever `done` does, the thread is free again
+            self.give_back()
 
     def close(self, timeout: float | None = None) -> None:
         """Let the threads finish the jobs they were given, then stop them (within `timeout`)."""
