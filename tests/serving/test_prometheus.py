@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,7 @@ import pytest
 
 from seqserve.v1 import classifier_pb2
 from tests.pki import Pki
+from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
 
@@ -112,11 +112,7 @@ class Prometheus:
 
 
 def require_prometheus() -> None:
-    if not Path(PROMETHEUS).is_file():
-        message = f"{PROMETHEUS} is missing: `make prometheus` installs the Debian package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    debian_program(PROMETHEUS, "prometheus")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import delta
 from tests.serving.rest_client import call, text_tensor
@@ -30,6 +30,7 @@ from tests.serving.server_process import ServerProcess
 from tests.serving.test_kserve_v2 import GRU, MANY_TEXTS, MODELS, classify
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+CURL = "/usr/bin/curl"
 
 
 def host_port(server: ServerProcess) -> str:
@@ -158,12 +159,12 @@ def binary_request(texts: list[str], outputs: list[dict] | None = None) -> tuple
     return encoded + raw, len(encoded)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_json_and_binary(server, tmp_path):
+    curl = debian_program(CURL, "curl")
     url = f"{server.rest_url}/v2/models/sarcasm-flatten/infer"
     body = json.dumps({"inputs": [text_tensor(SARCASM_TEXTS[:2])]})
     result = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", url, "-d", body], capture_output=True, timeout=30
+        [curl, "-sS", "--fail-with-body", url, "-d", body], capture_output=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     labels = json.loads(result.stdout)["outputs"][1]["data"]
@@ -174,7 +175,7 @@ def test_curl_json_and_binary(server, tmp_path):
     )
     (tmp_path / "body").write_bytes(payload)
     result = subprocess.run(
-        ["curl", "-sS", "-D", str(tmp_path / "headers"), url, "-H", f"{HEADER_LENGTH}: {header_length}",
+        [curl, "-sS", "-D", str(tmp_path / "headers"), url, "-H", f"{HEADER_LENGTH}: {header_length}",
          "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{tmp_path / 'body'}"],
         capture_output=True, timeout=30,
     )  # fmt: skip
@@ -189,7 +190,7 @@ def test_curl_json_and_binary(server, tmp_path):
         atol=1e-6,
     )
     status = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, "-d", "{"],
+        [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url, "-d", "{"],
         capture_output=True,
         timeout=30,
     )
