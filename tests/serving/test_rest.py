@@ -27,7 +27,7 @@ from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import delta
 from tests.serving.rest_client import call, text_tensor
 from tests.serving.server_process import ServerProcess
-from tests.serving.test_kserve_v2 import GRU, MANY_TEXTS, MODELS, classify
+from tests.serving.test_kserve_v2 import GRU, LABELS, MANY_TEXTS, MODELS, classify
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 CURL = "/usr/bin/curl"
@@ -67,12 +67,13 @@ def test_health_and_metadata_match_the_grpc_service(http_client, server):
 
 @pytest.mark.parametrize("binary_in", [False, True], ids=["JSON in", "binary in"])
 @pytest.mark.parametrize("binary_out", [False, True], ids=["JSON out", "binary out"])
-def test_infer_equals_classify(http_client, server, binary_in, binary_out):
+def test_infer_equals_classify(http_client, server, two_sided_texts, binary_in, binary_out):
+    texts = [*MANY_TEXTS, *two_sided_texts]
     outputs = [
         triton_http.InferRequestedOutput(n, binary_data=binary_out) for n in ("probabilities", "label")
     ]
     result = http_client.infer(
-        "sarcasm-gru", [http_text(MANY_TEXTS, binary_in)], outputs=outputs, request_id="rest-1"
+        "sarcasm-gru", [http_text(texts, binary_in)], outputs=outputs, request_id="rest-1"
     )
     response = result.get_response()
     assert (response["model_name"], response["model_version"], response["id"]) == (
@@ -81,9 +82,11 @@ def test_infer_equals_classify(http_client, server, binary_in, binary_out):
         "rest-1",
     )
     assert all(("data" in o) is not binary_out for o in response["outputs"])
-    probabilities, labels = classify(server, "sarcasm-gru", MANY_TEXTS)
+    probabilities, _ = classify(server, "sarcasm-gru", texts)
     np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=1e-6)
-    assert [label.decode() if binary_out else label for label in result.as_numpy("label")] == labels
+    labels = [label.decode() if binary_out else label for label in result.as_numpy("label")]
+    assert labels == [LABELS[i] for i in probabilities.argmax(axis=1)]
+    assert set(labels) == set(LABELS)
 
 
 def test_infer_without_outputs_returns_every_output_in_binary(http_client, server):
