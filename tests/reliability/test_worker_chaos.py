@@ -21,6 +21,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
+from tests.serving.sockets import client_ports, worker_of
 
 RETRYABLE = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
 CHANNELS, THREADS_PER_CHANNEL = 8, 4  # c = 32
@@ -47,50 +48,6 @@ def ready_workers(server: ServerProcess) -> float:
 
 def restarts(server: ServerProcess, reason: str) -> float:
     return value(metrics(server), "seqserve_worker_restarts_total", reason=reason)
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(int(link[8:-1]))
-    return inodes
-
-
-def _tcp_table() -> list[tuple[int, int, int]]:
-    """(local port, remote port, inode) of every established TCP connection in this namespace (IPv6
-    too: gRPC's sockets are dual-stack)."""
-    rows = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(path) as table:
-            next(table)
-            for line in table:
-                fields = line.split()
-                if fields[3] == "01":  # ESTABLISHED
-                    local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
-                    rows.append((local, remote, int(fields[9])))
-    return rows
-
-
-def client_ports(server_port: int) -> set[int]:
-    """The local ports of this process's connections to `server_port`."""
-    mine = _socket_inodes(os.getpid())
-    return {local for local, remote, inode in _tcp_table() if remote == server_port and inode in mine}
-
-
-def worker_of(client_port: int, server_port: int, workers: list[int]) -> int | None:
-    """The worker pid holding the server end of the connection from `client_port`."""
-    table = _tcp_table()
-    for pid in workers:
-        inodes = _socket_inodes(pid)
-        for local, remote, inode in table:
-            if local == server_port and remote == client_port and inode in inodes:
-                return pid
-    return None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA_DIR
+from tests.serving.gate import Gate
 from tests.serving.reference import reference_probabilities
 from tests.serving.server_process import ServerProcess
 
@@ -39,6 +41,13 @@ MIXED_BATCHES = [
 def server(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(tiny_model_repository, tmp_path_factory.mktemp("server-logs")) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def gate() -> Iterator[Gate]:
+    """A gate on the slow model's runs, for a module's server started with `env=gate.env`."""
+    with contextlib.closing(Gate()) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ curl, in row and columnar format.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ from seqserve.tfs.tensorflow_serving.apis import (
 )
 from serving.handlers.tfs_rest import TfsRestHandler
 from tests.serving.conftest import SARCASM_TEXTS
+from tests.serving.gate import Gate
 from tests.serving.metrics_text import delta
 from tests.serving.reference import reference_probabilities
 from tests.serving.server_process import REPO_ROOT, ServerProcess
@@ -512,28 +514,30 @@ def wait_for_state(models, model: str, wanted: list[tuple[int, int]], action: th
 
 
 def test_status_shows_a_version_unloading_and_loading(tiny_model_repository, tmp_path):
-    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=120)
-    with ServerProcess(
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=1)
+    with contextlib.closing(Gate()) as gate, ServerProcess(
         repository, tmp_path, "--model-control", "explicit",
-        "--max-batch-size", "1", "--max-queue-delay-us", "0",
+        "--max-batch-size", "1", "--max-queue-delay-us", "0", env=gate.env,
     ) as server:  # fmt: skip
         models = model_service_pb2_grpc.ModelServiceStub(server.channel)
         v2 = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
         prediction = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
         assert states(models, SLOW_MODEL) == [(1, AVAILABLE)]
+        gate.hold()
         slow = threading.Thread(
             target=lambda: prediction.Predict(predict_request(SLOW_MODEL, ["slow"]), timeout=60), daemon=True
         )
         slow.start()
+        batch = gate.next_run()  # the slow batch is running, until released
         unload = threading.Thread(
             target=lambda: v2.RepositoryModelUnload(
                 service_pb2.RepositoryModelUnloadRequest(model_name=SLOW_MODEL), timeout=60
             ),
             daemon=True,
         )
-        time.sleep(0.3)  # the slow batch is running
         unload.start()
         wait_for_state(models, SLOW_MODEL, [(1, get_model_status_pb2.ModelVersionStatus.UNLOADING)], unload)
+        batch.release()
         unload.join(60)
         slow.join(60)
         assert states(models, SLOW_MODEL) == []
@@ -543,8 +547,11 @@ def test_status_shows_a_version_unloading_and_loading(tiny_model_repository, tmp
             ),
             daemon=True,
         )
-        load.start()  # the warm-up runs the slow model
+        load.start()
+        warm_up = gate.next_run()  # loading: the warm-up runs the slow model
         wait_for_state(models, SLOW_MODEL, [(1, get_model_status_pb2.ModelVersionStatus.LOADING)], load)
+        gate.open()
+        warm_up.release()
         load.join(60)
         assert states(models, SLOW_MODEL) == [(1, AVAILABLE)]
 
