@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -147,33 +148,63 @@ def test_the_server_refuses_to_start_with_an_exporter_it_cannot_use(tmp_path) ->
     assert "OTEL_TRACES_EXPORTER='jaeger': jaeger unknown; use otlp, console or none" in result.stderr
 
 
-def test_a_traced_small_batch_still_runs_on_the_event_loop(receiver) -> None:
+class SpanCostClock:
+    """time.perf_counter for the batcher's measurements: standing still, except that starting a span
+    costs a whole second. Whether a batch's measured time includes span work is then a matter of the
+    rule, not of the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_traced_small_batch_still_runs_on_the_event_loop(receiver, monkeypatch) -> None:
     """Regression: the tokenize and runtime spans were made inside the batch's run, whose measured time
     decides whether small batches skip the thread hand-off; tracing made them slow enough to lose it.
-    The spans are now made after the measured part, so a fast model's batches stay on the loop."""
+    The spans are now made after the measured part, so a fast model's batches stay on the loop. Here a
+    span costs 1 s of the batcher's clock, a model run nothing, and the inline limit is 0.5 s: a batch
+    whose spans fell inside the measured part would go to the pool; one that makes a span inside its
+    run (the control) does."""
     import asyncio
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from opentelemetry import context, trace
+    from opentelemetry.sdk.trace import Span
 
     from serving.batcher import Batcher, BatchPolicy
 
+    clock = SpanCostClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    start_span = Span.start
+
+    def costly_start(span: Span, *args: object, **kwargs: object) -> None:
+        clock.now += 1.0
+        start_span(span, *args, **kwargs)
+
+    monkeypatch.setattr(Span, "start", costly_start)
     server_tracing = tracing.configure()
     assert server_tracing is not None
     batch_tracing = server_tracing.for_model(LABELS)
-    threads: list[str] = []
+    threads: dict[str, list[str]] = {"traced": [], "span inside the run": []}
 
     def run_batch(items: list[str]) -> list[str]:
         now = time.perf_counter()
         batch_tracing.batch_ran(8, now, now, now)
-        threads.append(threading.current_thread().name)
+        threads["traced"].append(threading.current_thread().name)
         return items
 
-    async def requests() -> None:
-        policy = BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.00003)
+    def run_batch_with_a_span_inside(items: list[str]) -> list[str]:
+        server_tracing.tracer.start_span("inside the measured part").end()
+        threads["span inside the run"].append(threading.current_thread().name)
+        return items
+
+    async def requests(run: Callable[[list[str]], list[str]]) -> None:
+        policy = BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.5)
         with ThreadPoolExecutor(1, thread_name_prefix="pool") as executor:
-            batcher = Batcher(run_batch, policy, executor, tracing=batch_tracing)
+            batcher = Batcher(run, policy, executor, tracing=batch_tracing)
             for _ in range(30):
                 span = server_tracing.server_span("svc/Method", {"traceparent": CALLER}, {})
                 token = context.attach(trace.set_span_in_context(span))
@@ -183,8 +214,11 @@ def test_a_traced_small_batch_still_runs_on_the_event_loop(receiver) -> None:
                     context.detach(token)
                     span.end()
 
-    asyncio.run(requests())
+    asyncio.run(requests(run_batch))
+    asyncio.run(requests(run_batch_with_a_span_inside))
     server_tracing.shutdown()
-    assert threads[-10:] == [threading.main_thread().name] * 10, threads
+    assert threads["traced"][-10:] == [threading.main_thread().name] * 10, threads
+    assert all(name.startswith("pool") for name in threads["span inside the run"][-10:]), threads
     batches = [s for s in receiver.spans() if s.name == names.BATCH_SPAN]
-    assert len(batches) == 30 and all(s.attributes[names.PADDED_LENGTH] == 8 for s in batches)
+    assert len(batches) == 60
+    assert [s.attributes.get(names.PADDED_LENGTH) for s in batches].count(8) == 30  # the traced run's
