@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from serving.batch_timing import BatchTiming
 from serving.inference_pool import InferencePool
 
 if TYPE_CHECKING:
@@ -69,31 +70,6 @@ class DeadlineExpired(Exception):
 
 class BatcherClosed(Exception):
     """The batcher is shutting down and takes no new requests."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchTiming:
-    """perf_counter readings of one batch: formed (a thread taken for it), prepared (on the loop),
-    and the runtime call's start and end on its thread."""
-
-    formed: float
-    prepared: float
-    started: float
-    ended: float
-    items: int
-
-    @property
-    def prepare_s(self) -> float:
-        return self.prepared - self.formed
-
-    @property
-    def execute_s(self) -> float:
-        return self.ended - self.started
-
-    @property
-    def compute_per_item_s(self) -> float:
-        """The batch's own work (prepare and execute, not the hand-offs between them) per item."""
-        return (self.prepare_s + self.execute_s) / self.items
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, SpanContext, Tracer
 
-    from serving.batcher import BatchTiming
+    from serving.batch_timing import BatchTiming
     from serving.metrics import ModelLabels
 
 DEFAULT_SERVICE_NAME = "seqserve"

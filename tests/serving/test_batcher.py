@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving.batch_timing import BatchTiming
 from serving.batcher import (
     DEADLINE_SLACK_S,
     Batcher,
     BatcherClosed,
     BatchPolicy,
-    BatchTiming,
     DeadlineExpired,
     QueueFull,
 )

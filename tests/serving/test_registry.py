@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
 from tests.serving.reference import read_config
+from tests.serving.server_process import REPO_ROOT
 
 
 def add_version(root: Path, name: str, version: int, **config_changes: str) -> None:
@@ -169,3 +172,30 @@ def test_inline_max_texts_decides_whether_a_lone_text_crosses_to_a_thread(reposi
         assert on_loop == ([False] * 5 if inline_max_texts == 0 else [False, True, True, True, True])
 
     with_registry(repository, body, inline_max_texts=inline_max_texts)
+
+
+# In a process of its own, so that no other test's threads come and go while they are counted.
+THREADS_PROBE = """
+import os, sys
+from pathlib import Path
+from serving.settings import build_settings
+from tests.serving.test_registry import with_registry
+
+async def count(registry, events, metrics):
+    print(len(os.listdir("/proc/self/task")), len(registry.snapshot.names()))
+
+for flag in ("1", "3"):
+    settings = build_settings(["--intra-op-threads", flag], {})
+    with_registry(Path(sys.argv[1]), count, intra_op_threads=settings.intra_op_threads)
+"""
+
+
+def test_intra_op_threads_gives_each_onnx_session_its_thread_pool(tiny_model_repository):
+    """--intra-op-threads N: ONNX Runtime runs each session's ops on N threads, the caller's and N - 1
+    of the session's own; with 1 (the default) it starts none."""
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(tiny_model_repository)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    (one, models), (three, _) = (map(int, line.split()) for line in result.stdout.splitlines())
+    assert models == 2 and three - one == models * (3 - 1)

@@ -15,7 +15,7 @@ from seqserve import tracing as names
 from seqserve.loadtest.trace_receiver import TraceReceiver
 from seqserve.tracing import TracingConfigError, exporter_names, otlp_protocol
 from serving import tracing
-from serving.batcher import BatchTiming
+from serving.batch_timing import BatchTiming
 from serving.metrics import ModelLabels
 from tests.serving.server_process import REPO_ROOT
 
