@@ -8,9 +8,9 @@ stop reading (they answer what they read, then end with UNAVAILABLE); in-flight 
 already queued for them) finish within the grace period; then the transport stops and the process exits
 0. A second signal during that stops the server at once (exit 1): running requests are cancelled.
 
-The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
-shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so
-it can be bound to an interface only the monitoring system reaches.
+The HTTP port (`--rest-port`: KServe V2 and TF Serving REST, the compare page, /openapi.json) opens
+right after the gRPC port and shares its request gate, so one drain covers both. /metrics has its own
+address (`--metrics-host`), so it can be bound to an interface only the monitoring system reaches.
 
 With `--tls-cert/--tls-key` every port (gRPC, HTTP, /metrics) speaks only TLS, with the same identity;
 with `--tls-client-ca` as well, only to clients presenting a certificate signed by that CA (on the HTTP
@@ -37,6 +37,7 @@ from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.explanations import ExplainService
 from serving.grpc_options import grpc_server_options
+from serving.handlers.api_docs import ApiDocs
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
@@ -145,6 +146,7 @@ class Server:
                 *TfsRestHandler(self.tfs).routes(),
                 *ComparePage(self.service, self.metrics).routes(),
                 *ExplainRoutes(self.explain).routes(),
+                *ApiDocs(settings, self.registry).routes(),
             ],
             outer_middlewares,
         )
