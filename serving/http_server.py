@@ -129,6 +129,11 @@ class HttpServer:
         )
         self.port = 0
 
+    @property
+    def app(self) -> web.Application:
+        """The application: its router is the route table the OpenAPI document describes."""
+        return self._app
+
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         await self._runner.setup()
