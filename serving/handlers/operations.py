@@ -38,11 +38,6 @@ class Component(dict[str, Any]):
         self.schema = schema
 
 
-def reference(name: str) -> Schema:
-    """A reference to a component by name, for a schema that refers to itself."""
-    return {"$ref": REFERENCE + name}
-
-
 # How json_format.MessageToJson writes a message by default.
 WRITTEN = JsonMapping()
 

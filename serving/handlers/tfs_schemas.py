@@ -14,114 +14,101 @@ _TF_SERVING_JSON = JsonMapping(proto_names=True, all_fields=True)
 _NUMBERS = {"type": "array", "items": {"type": "number"}}
 SIGNATURE_NAME = {"type": "string", "description": "Empty, or the method's own signature."}
 
-TEXT = Component(
-    "tfs_text",
+B64_TEXT = Component(
+    "tfs_b64_text",
     {
-        "description": 'A text: a string, or {"b64": "..."} holding its UTF-8 bytes in base64.',
-        "oneOf": [
-            {"type": "string"},
-            {
-                "type": "object",
-                "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
-                "required": ["b64"],
-                "additionalProperties": False,
-            },
-        ],
+        "type": "object",
+        "description": "A text's UTF-8 bytes in base64.",
+        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+        "required": ["b64"],
+        "additionalProperties": False,
     },
 )
+# A text: a string, or its bytes in base64.
+TEXT = {"anyOf": [{"type": "string"}, B64_TEXT]}
 _TEXTS = {"type": "array", "items": TEXT}
 
 
-def _only(name: str, other: str, schema: Schema) -> Schema:
+def _naming_the_input(name: str, description: str, texts: Schema) -> Component:
+    schema = {"type": "object", "properties": {TEXT_INPUT: texts}, "required": [TEXT_INPUT]}
+    return Component(name, {**schema, "description": description, "additionalProperties": False})
+
+
+NAMED_TEXT = _naming_the_input("tfs_named_text", "An instance naming the input.", TEXT)
+NAMED_TEXTS = _naming_the_input("tfs_named_texts", "The columnar texts naming the input.", _TEXTS)
+
+
+def _only(name: str, other: str, schema: Schema, description: str) -> Schema:
     """A request with `name` (and not `other`), and an optional signature_name."""
     return {
         "type": "object",
+        "description": description,
         "properties": {"signature_name": SIGNATURE_NAME, name: schema},
         "required": [name],
         "not": {"required": [other]},
     }
 
 
-PREDICT_REQUEST = Component(
-    "tfs_predict_request",
+ROW_REQUEST = Component(
+    "tfs_predict_row_request",
+    _only(
+        "instances",
+        "inputs",
+        {"type": "array", "items": {"anyOf": [{"type": "string"}, B64_TEXT, NAMED_TEXT]}},
+        "The row format: one text, or one object naming the input, per instance.",
+    ),
+)
+COLUMNAR_REQUEST = Component(
+    "tfs_predict_columnar_request",
+    _only(
+        "inputs",
+        "instances",
+        {"anyOf": [_TEXTS, NAMED_TEXTS]},
+        "The columnar format: the texts, or an object naming the input.",
+    ),
+)
+PREDICT_REQUEST = {"oneOf": [ROW_REQUEST, COLUMNAR_REQUEST]}
+ROW = Component(
+    "tfs_prediction",
     {
-        "description": (
-            "The row format (`instances`: one text, or one object naming the input, per instance) or "
-            "the columnar format (`inputs`: the texts, or an object naming the input)."
-        ),
-        "oneOf": [
-            _only(
-                "instances",
-                "inputs",
-                {
-                    "type": "array",
-                    "items": {
-                        "anyOf": [
-                            TEXT,
-                            {
-                                "type": "object",
-                                "properties": {TEXT_INPUT: TEXT},
-                                "required": [TEXT_INPUT],
-                                "additionalProperties": False,
-                            },
-                        ]
-                    },
-                },
-            ),
-            _only(
-                "inputs",
-                "instances",
-                {
-                    "anyOf": [
-                        _TEXTS,
-                        {
-                            "type": "object",
-                            "properties": {TEXT_INPUT: _TEXTS},
-                            "required": [TEXT_INPUT],
-                            "additionalProperties": False,
-                        },
-                    ]
-                },
-            ),
-        ],
+        "type": "object",
+        "properties": {PROBABILITIES_OUTPUT: _NUMBERS, LABEL_OUTPUT: {"type": "string"}},
+        "required": [PROBABILITIES_OUTPUT, LABEL_OUTPUT],
     },
 )
-PREDICT_RESPONSE = Component(
-    "tfs_predict_response",
+COLUMNS = Component(
+    "tfs_prediction_columns",
     {
-        "description": "`predictions` (rows) answers the row format, `outputs` (columns) the columnar one.",
-        "oneOf": [
+        "type": "object",
+        "properties": {
+            PROBABILITIES_OUTPUT: {"type": "array", "items": _NUMBERS},
+            LABEL_OUTPUT: {"type": "array", "items": {"type": "string"}},
+        },
+        "required": [PROBABILITIES_OUTPUT, LABEL_OUTPUT],
+    },
+)
+PREDICT_RESPONSE = {
+    "oneOf": [
+        Component(
+            "tfs_predict_row_response",
             {
                 "type": "object",
-                "properties": {
-                    "predictions": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {PROBABILITIES_OUTPUT: _NUMBERS, LABEL_OUTPUT: {"type": "string"}},
-                            "required": [PROBABILITIES_OUTPUT, LABEL_OUTPUT],
-                        },
-                    }
-                },
+                "description": "The answer to the row format.",
+                "properties": {"predictions": {"type": "array", "items": ROW}},
                 "required": ["predictions"],
             },
+        ),
+        Component(
+            "tfs_predict_columnar_response",
             {
                 "type": "object",
-                "properties": {
-                    "outputs": {
-                        "type": "object",
-                        "properties": {
-                            PROBABILITIES_OUTPUT: {"type": "array", "items": _NUMBERS},
-                            LABEL_OUTPUT: {"type": "array", "items": {"type": "string"}},
-                        },
-                        "required": [PROBABILITIES_OUTPUT, LABEL_OUTPUT],
-                    }
-                },
+                "description": "The answer to the columnar format.",
+                "properties": {"outputs": COLUMNS},
                 "required": ["outputs"],
             },
-        ],
-    },
-)
+        ),
+    ]
+}
 _FEATURES = {
     "type": "object",
     "description": "Features of a tf.Example: `text` holds one text (alone or in a one-item list).",

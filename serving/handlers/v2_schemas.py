@@ -9,7 +9,7 @@ repository) follow Triton's JSON, as serving.protocol.v2_dataplane writes it.
 
 from __future__ import annotations
 
-from serving.handlers.operations import Component, Schema, reference
+from serving.handlers.operations import Component, Schema
 from serving.protocol.v2_types import BINARY_DATA, BINARY_DATA_OUTPUT, BINARY_DATA_SIZE, HEADER_LENGTH
 
 STRING = {"type": "string"}
@@ -40,8 +40,11 @@ TENSOR_DATA = Component(
     "tensor_data",
     {
         "type": "array",
-        "description": "A tensor's elements, flattened in row-major order (nested lists are accepted).",
-        "items": {"anyOf": [reference("tensor_data"), {"type": "number"}, STRING, {"type": "boolean"}]},
+        "description": (
+            "A tensor's elements, flattened in row-major order: here the texts of `text`, and the outputs. "
+            "(KServe's document also allows nested lists, which no tensor here takes.)"
+        ),
+        "items": {"anyOf": [{"type": "number"}, STRING, {"type": "boolean"}]},
     },
 )
 METADATA_SERVER_RESPONSE = Component(
