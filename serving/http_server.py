@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 # Seconds that requests still running when the port stops get before they are cancelled.
 STOP_TIMEOUT_S = 0.5
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+# The settings the application's middleware follows (the OpenAPI document describes what it answers).
+SETTINGS = web.AppKey("settings", Settings)
 CLIENT_CERTIFICATE_REQUIRED = (
     "this server requires a client certificate signed by its CA (--tls-client-ca); only the health "
     "checks answer without one"
@@ -117,6 +119,7 @@ class HttpServer:
                 *([rest_middleware(settings.restrictions)] if settings.restrictions else []),
             ],
         )
+        self._app[SETTINGS] = settings
         add_routes(self._app, routes)
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace
         # period (a client still uploading its body, say): cancel it promptly, not after aiohttp's 60 s.

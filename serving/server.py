@@ -42,6 +42,7 @@ from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.operations import ApiRoute
 from serving.handlers.restricted_api import RestrictedApiInterceptor
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
@@ -101,6 +102,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
+def rest_routes(
+    dataplane: DataPlane,
+    tfs: TfsDataPlane,
+    service: InferenceService,
+    metrics: ServerMetrics,
+    explain: ExplainService,
+    registry: ModelRegistry,
+) -> list[ApiRoute]:
+    """Every route of the HTTP port, each with its OpenAPI operation (building them calls nothing)."""
+    return [
+        *V2RestHandler(dataplane).routes(),
+        *TfsRestHandler(tfs).routes(),
+        *ComparePage(service, metrics).routes(),
+        *ExplainRoutes(explain).routes(),
+        *ApiDocs(registry).routes(),
+    ]
+
+
 class Server:
     def __init__(self, settings: Settings, link: SupervisorLink | None = None) -> None:
         """`link`: this server is one of `--workers` processes (see SupervisorLink)."""
@@ -141,13 +160,7 @@ class Server:
         self.http_server = HttpServer(
             settings,
             self.gate,
-            [
-                *V2RestHandler(self.dataplane).routes(),
-                *TfsRestHandler(self.tfs).routes(),
-                *ComparePage(self.service, self.metrics).routes(),
-                *ExplainRoutes(self.explain).routes(),
-                *ApiDocs(settings, self.registry).routes(),
-            ],
+            rest_routes(self.dataplane, self.tfs, self.service, self.metrics, self.explain, self.registry),
             outer_middlewares,
         )
         self.port = 0

@@ -18,6 +18,7 @@ from serving.errors import ServingError
 from serving.handlers.openapi import openapi_document
 from serving.handlers.operations import Answer, ApiRoute, Operation, Parameter, json_answer
 from serving.handlers.rest import json_response
+from serving.http_server import SETTINGS
 from serving.registry import ModelRegistry
 from serving.settings import Settings
 
@@ -51,8 +52,7 @@ def asset_bytes(name: str) -> bytes:
 
 
 class ApiDocs:
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
-        self._settings = settings
+    def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
     def routes(self) -> list[ApiRoute]:
@@ -98,7 +98,7 @@ class ApiDocs:
             ),
         ]
 
-    def _examples(self) -> dict[str, str]:
+    def _examples(self, settings: Settings) -> dict[str, str]:
         """A loaded model, its newest version and a label of it, as the path parameters' examples."""
         snapshot = self._registry.snapshot
         names = snapshot.names()
@@ -106,13 +106,14 @@ class ApiDocs:
             return {}
         name = names[0]
         examples = {"model": name, "version": str(max(snapshot.models[name].versions))}
-        labels = [label for model, label, _ in self._settings.version_labels if model == name]
+        labels = [label for model, label, _ in settings.version_labels if model == name]
         if labels:
             examples["label"] = labels[0]
         return examples
 
     async def document(self, request: web.Request) -> web.Response:
-        return json_response(openapi_document(request.app, self._settings, self._examples()))
+        examples = self._examples(request.app[SETTINGS])
+        return json_response(openapi_document(request.app, examples))
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=PAGE.read_bytes(), content_type="text/html", charset="utf-8")

@@ -34,7 +34,7 @@ from serving.handlers.operations import (
     Schema,
 )
 from serving.handlers.proto_schema import message_schema
-from serving.http_server import HEALTH_PATHS
+from serving.http_server import HEALTH_PATHS, SETTINGS
 from serving.restrictions import rest_group
 from serving.settings import Settings
 
@@ -63,8 +63,9 @@ RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"ty
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
-def openapi_document(app: web.Application, settings: Settings, examples: Mapping[str, Any]) -> Schema:
+def openapi_document(app: web.Application, examples: Mapping[str, Any]) -> Schema:
     """The document of every described route of `app`; `examples`: path parameter name -> value."""
+    settings = app[SETTINGS]
     described = app.get(OPERATIONS, {})
     paths: dict[str, Schema] = {}
     tags: list[str] = []

@@ -7,21 +7,20 @@ beyond loopback. The fuzzing of the document against the server is tests/serving
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from openapi_spec_validator import validate
 
+from serving.admission import AdmissionGate
 from serving.handlers.openapi import openapi_document
-from serving.server import Server
+from serving.http_server import HttpServer
+from serving.server import rest_routes
 from serving.settings import Settings
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess, free_port
@@ -47,21 +46,14 @@ def operations(document: dict[str, Any]) -> set[Route]:
 def route_parity(app: web.Application) -> tuple[set[Route], set[Route]]:
     """(routes the document lacks, operations no route serves)."""
     routed = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
-    described = operations(openapi_document(app, Settings(), {}))
+    described = operations(openapi_document(app, {}))
     return routed - described, described - routed
 
 
 @pytest.fixture
-def application(tmp_path: Path) -> Iterator[web.Application]:
-    """The server's own HTTP application, as `seqserve serve` builds it (nothing started)."""
-
-    async def build() -> Server:
-        return Server(Settings(model_repository=tmp_path))
-
-    server = asyncio.run(build())
-    yield server.http_server.app
-    server.executor.shutdown()
-    server.explain.close(wait=True)
+def application() -> web.Application:
+    """The server's HTTP application with the server's route table (its handlers never called)."""
+    return HttpServer(Settings(), AdmissionGate(), rest_routes(None, None, None, None, None, None)).app  # type: ignore[arg-type]
 
 
 def test_curl_openapi_json_is_valid_openapi_3_1(server):
@@ -77,7 +69,7 @@ def test_curl_openapi_json_is_valid_openapi_3_1(server):
 
 def test_every_route_is_described_and_every_operation_routed(application):
     assert route_parity(application) == (set(), set())
-    assert len(operations(openapi_document(application, Settings(), {}))) >= 38
+    assert len(operations(openapi_document(application, {}))) >= 38
 
 
 def test_a_route_added_without_a_description_fails_the_parity_check(application):
@@ -141,7 +133,7 @@ KSERVE_SCHEMAS = {  # name -> (property -> JSON type, required properties, wheth
 
 
 def test_v2_keeps_kserves_paths_required_fields_and_types(application):
-    document = openapi_document(application, Settings(), {})
+    document = openapi_document(application, {})
     schemas = document["components"]["schemas"]
 
     def resolved(schema: dict[str, Any]) -> dict[str, Any]:
