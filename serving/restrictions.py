@@ -8,7 +8,8 @@ Syntax: `GROUPS:HEADER=VALUE`, several separated by `;`, e.g.
 - model-config: V2 model configuration;
 - statistics: V2 model statistics;
 - metadata: V2 server and model metadata, seqserve.v1 ListModels and GetModel;
-- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency).
+- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency), the OpenAPI document
+  and its browser (/openapi.json, /docs).
 
 Inference, health and readiness are never restricted. A request without the header, or with another
 value, gets PERMISSION_DENIED (REST 403) naming the header, never the value. Values are compared in
@@ -44,8 +45,8 @@ REST_GROUPS = [
     (re.compile(r"/v2/repository(?:/.*)?"), "repository"),
     (re.compile(_MODEL + "/config"), "model-config"),
     (re.compile(r"/v2/models/stats|" + _MODEL + "/stats"), "statistics"),
-    (re.compile(r"/v2|" + _MODEL), "metadata"),
-    (re.compile(r"/|/v1/compare|/v1/latency"), "page"),
+    (re.compile(r"/v2/?|" + _MODEL), "metadata"),
+    (re.compile(r"/|/v1/compare|/v1/latency|/openapi\.json|/docs(?:/[^/]+)?"), "page"),
 ]
 _HEADER = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 

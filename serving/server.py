@@ -8,9 +8,9 @@ stop reading (they answer what they read, then end with UNAVAILABLE); in-flight 
 already queued for them) finish within the grace period; then the transport stops and the process exits
 0. A second signal during that stops the server at once (exit 1): running requests are cancelled.
 
-The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
-shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so
-it can be bound to an interface only the monitoring system reaches.
+The HTTP port (`--rest-port`: KServe V2 and TF Serving REST, the compare page, /openapi.json) opens
+right after the gRPC port and shares its request gate, so one drain covers both. /metrics has its own
+address (`--metrics-host`), so it can be bound to an interface only the monitoring system reaches.
 
 With `--tls-cert/--tls-key` every port (gRPC, HTTP, /metrics) speaks only TLS, with the same identity;
 with `--tls-client-ca` as well, only to clients presenting a certificate signed by that CA (on the HTTP
@@ -36,10 +36,12 @@ from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.explanations import ExplainService
 from serving.grpc_options import grpc_server_options
+from serving.handlers.api_docs import ApiDocs
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.operations import ApiRoute
 from serving.handlers.restricted_api import RestrictedApiInterceptor
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
@@ -101,6 +103,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
+def rest_routes(
+    dataplane: DataPlane,
+    tfs: TfsDataPlane,
+    service: InferenceService,
+    metrics: ServerMetrics,
+    explain: ExplainService,
+    registry: ModelRegistry,
+) -> list[ApiRoute]:
+    """Every route of the HTTP port, each with its OpenAPI operation (building them calls nothing)."""
+    return [
+        *V2RestHandler(dataplane).routes(),
+        *TfsRestHandler(tfs).routes(),
+        *ComparePage(service, metrics).routes(),
+        *ExplainRoutes(explain).routes(),
+        *ApiDocs(registry).routes(),
+    ]
+
+
 class Server:
     def __init__(self, settings: Settings, link: SupervisorLink | None = None) -> None:
         """`link`: this server is one of `--workers` processes (see SupervisorLink)."""
@@ -142,12 +162,7 @@ class Server:
         self.http_server = HttpServer(
             settings,
             self.gate,
-            [
-                *V2RestHandler(self.dataplane).routes(),
-                *TfsRestHandler(self.tfs).routes(),
-                *ComparePage(self.service, self.metrics).routes(),
-                *ExplainRoutes(self.explain).routes(),
-            ],
+            rest_routes(self.dataplane, self.tfs, self.service, self.metrics, self.explain, self.registry),
             outer_middlewares,
         )
         self.port = 0

@@ -78,9 +78,13 @@ REST_CALLS = {  # path -> (method, body, headers it needs)
     "/v2/models/stats": ("GET", None, ADMIN),
     "/v2/models/sarcasm-gru/stats": ("GET", None, ADMIN),
     "/v2": ("GET", None, PAGE),
+    "/v2/": ("GET", None, PAGE),
     "/v2/models/sarcasm-gru": ("GET", None, PAGE),
     "/": ("GET", None, PAGE),
     "/v1/latency": ("GET", None, PAGE),
+    "/openapi.json": ("GET", None, PAGE),
+    "/docs": ("GET", None, PAGE),
+    "/docs/swagger-ui.css": ("GET", None, PAGE),
 }
 
 
@@ -94,6 +98,14 @@ def test_restricted_rest_routes_need_their_header(server, path):
         assert headers[0][0] in reply.json()["error"]
     # header names are case-insensitive in HTTP
     assert call(url, body, {headers[0][0].upper(): headers[0][1]}, method=method).status == 200
+
+
+def test_the_document_lists_403_where_this_server_restricts(server):
+    paths = call(f"{server.rest_url}/openapi.json", headers=dict(PAGE)).json()["paths"]
+    assert "403" in paths["/v2/models/{model}/config"]["get"]["responses"]  # model-config
+    assert "403" in paths["/docs"]["get"]["responses"]  # page
+    assert "403" not in paths["/v2/models/{model}/infer"]["post"]["responses"]  # never restricted
+    assert "403" not in paths["/v2/health/ready"]["get"]["responses"]
 
 
 def test_no_log_line_holds_a_key(server):

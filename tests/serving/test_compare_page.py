@@ -103,6 +103,7 @@ def test_compare_over_http_equals_classify(server):
     for body, status, message in [
         (b"{", 400, "not a seqserve.v1.CompareRequest"),
         ({"texts": "one"}, 400, "not a seqserve.v1.CompareRequest"),
+        (b"null", 400, "not a seqserve.v1.CompareRequest"),  # not an object: once a 500
         ({"texts": []}, 400, "request has no texts"),
         ({"texts": ["x"], "models": ["sarcasm-transformer"]}, 404, "available models"),
     ]:

@@ -114,6 +114,7 @@ def test_rest_kserve_v1_explain_and_the_page_route_agree_with_grpc(server):
         ("/v1/models/sarcasm-nope:explain", {"instances": ["x"]}, 404, "available models"),
         ("/v1/explain", b"[", 400, "not a seqserve.v1.ExplainRequest"),
         ("/v1/explain", {"text": 3}, 400, "not a seqserve.v1.ExplainRequest"),
+        ("/v1/explain", b"true", 400, "not a seqserve.v1.ExplainRequest"),  # not an object: once a 500
         ("/v1/explain", {"text": "x", "models": ["a", "b"], "version": 2}, 400, "exactly one model"),
     ],
 )

@@ -117,10 +117,10 @@ def test_asyncio_http_client_runs_concurrent_requests(server):
 
 def test_plain_json_infer_and_errors(server):
     url = f"{server.rest_url}/v2/models/sarcasm-gru/infer"
-    reply = call(url, {"id": 7, "inputs": [text_tensor(SARCASM_TEXTS)]})
+    reply = call(url, {"id": "7", "inputs": [text_tensor(SARCASM_TEXTS)]})
     assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
     document = reply.json()
-    assert document["id"] == 7
+    assert document["id"] == "7"
     (probabilities, labels) = document["outputs"]
     assert probabilities["shape"] == [len(SARCASM_TEXTS), 2] and labels["shape"] == [len(SARCASM_TEXTS)]
     expected, expected_labels = classify(server, "sarcasm-gru", SARCASM_TEXTS)
@@ -131,6 +131,7 @@ def test_plain_json_infer_and_errors(server):
         ("/v2/models/sarcasm-gru/versions/7/infer", {"inputs": []}, 404, "loaded versions: 1"),
         ("/v2/models/sarcasm-gru/versions/latest", None, 400, "is not a positive integer"),
         ("/v2/models/sarcasm-gru/nonsense", None, 404, "no route"),
+        ("/v2/models/sarcasm-gru/infer", {"id": 7, "inputs": []}, 400, "'id' must be a JSON string"),
         ("/v2/repository/models/sarcasm-gru/unload", {}, 403, "--model-control explicit"),
     ]:
         reply = call(server.rest_url + path, body)

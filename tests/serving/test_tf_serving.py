@@ -42,6 +42,7 @@ from seqserve.tfs.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from serving.handlers.operations import add_routes
 from serving.handlers.tfs_rest import TfsRestHandler
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.gate import Gate
@@ -421,6 +422,7 @@ def test_rest_labels_classify_status_and_metadata(tfs_server, repository):
         ("sarcasm-gru:predict", {"instances": "a"}, 400, "'instances'"),
         ("sarcasm-gru:predict", {"instances": ["a"], "signature_name": 3}, 400, "'signature_name'"),
         ("sarcasm-gru:predict", {"instances": [{"b64": "!!"}]}, 400, "b64"),
+        ("sarcasm-gru:predict", {"instances": [{"b64": "\u00e9"}]}, 400, "b64"),  # not ASCII: once a 500
         ("sarcasm-gru:classify", {"examples": [{"title": "a"}]}, 400, "examples[0]"),
         ("sarcasm-gru:classify", {"examples": [{"text": ["a", "b"]}]}, 400, "examples[0]['text']"),
     ],
@@ -615,7 +617,8 @@ def test_rest_routes_leave_room_for_other_verbs_and_the_compare_page(tfs_server)
         return web.Response()
 
     app = web.Application()
-    app.add_routes([*TfsRestHandler(None).routes(), web.post("/v1/models/{model}:explain", explain)])  # type: ignore[arg-type]
+    add_routes(app, TfsRestHandler(None).routes())  # type: ignore[arg-type]
+    app.add_routes([web.post("/v1/models/{model}:explain", explain)])
     resolved = {
         (method, path): asyncio.run(_resolved_handler(app, method, path))
         for method, path in [
