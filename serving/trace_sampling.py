@@ -11,12 +11,12 @@ the sampler `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` name decides as th
   `parentbased_always_on`): a valid `traceparent` decides by its sampled flag; a call without one
   is a root, decided by the part after `parentbased_`.
 
-A root the sampler takes gets the trace id it was decided on (`Sampled.trace_id`); serving.tracing
-hands it to the SDK, whose sampler, built from the same setting (`SamplerSetting.sdk_sampler`),
-samples it too. Unlike the SDK, which falls back to its default with a warning, an unknown sampler
-or a ratio that is not a number in [0, 1] is refused at start-up (serving.cli).
-`OTEL_PROPAGATORS` is honoured as far as this server can: `traceparent` is read when it lists
-`tracecontext` (the default); `baggage` and `none` are accepted and do nothing here.
+A root the sampler takes gets the trace id it was decided on (`Sampled.trace_id`), which
+serving.tracing hands to the SDK: a downstream sampler of the same ratio takes the same traces.
+Unlike the SDK, which falls back to its default with a warning, an unknown sampler or a ratio that is
+not a number in [0, 1] is refused at start-up (serving.cli). `OTEL_PROPAGATORS` is honoured as far as
+this server can: `traceparent` is read when it lists `tracecontext` (the default); `baggage` and
+`none` are accepted and do nothing here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from seqserve.tracing import TracingConfigError
 
@@ -93,20 +92,6 @@ class SamplerSetting:
     def bound(self) -> int:
         """TraceIdRatioBased.get_bound_for_rate: a trace id is sampled when its low bits are below."""
         return round(self.ratio * (TRACE_ID_LOW_BITS + 1))
-
-    def sdk_sampler(self) -> Any:
-        """The SDK's sampler of the same name and ratio: it agrees with `TraceSampler` on every span."""
-        from opentelemetry.sdk.trace import sampling
-
-        if self.name in RATIO_SAMPLERS:
-            ratio_based = sampling.TraceIdRatioBased(self.ratio)
-            return sampling.ParentBased(ratio_based) if self.parent_based else ratio_based
-        return {
-            "always_on": sampling.ALWAYS_ON,
-            "always_off": sampling.ALWAYS_OFF,
-            "parentbased_always_on": sampling.DEFAULT_ON,
-            "parentbased_always_off": sampling.DEFAULT_OFF,
-        }[self.name]
 
 
 def sampler_setting(environ: Mapping[str, str]) -> SamplerSetting:

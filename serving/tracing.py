@@ -8,8 +8,9 @@ On: each call is first decided in plain Python (serving.trace_sampling: the call
 the sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name, default parentbased_always_on). A call
 that is not sampled goes on untouched: no span object, no OpenTelemetry call, no exemplar, and the
 request path finds `NO_TRACE`. A sampled one gets its SERVER span from the SDK (serving.handlers.tracing),
-with the trace id it was decided on, and is exported through a BatchSpanProcessor per exporter, flushed
-when the server stops. The resource comes from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
+with the trace id it was decided on (the SDK's own sampler is always_on: it is asked only for spans
+already decided on), exported through a BatchSpanProcessor per exporter, flushed when the server
+stops. The resource comes from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
 (service.name defaults to `seqserve`); each process exports on its own, so every `--workers` worker
 gets a `service.instance.id` of its own (the given one, or the host name, with the process id appended).
 
@@ -278,10 +279,11 @@ def configure() -> ServerTracing | None:
     setting = sampler_setting(os.environ)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     trace_ids = DecidedTraceIds()
     provider = TracerProvider(
-        sampler=setting.sdk_sampler(),
+        sampler=ALWAYS_ON,  # every span it is asked for is one decided on: a sampled call's, or its batch's
         resource=_resource(),
         id_generator=trace_ids,  # type: ignore[arg-type]  # the IdGenerator interface, without importing it
     )
