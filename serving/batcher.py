@@ -29,8 +29,8 @@ Up to `max_concurrent_batches` batches of one model run at once; while they run,
 in the queue and form larger batches, so throughput grows with load without any extra waiting.
 
 With tracing on (`tracing`, serving.tracing.BatchTracing), each request carries its trace from
-`submit`, and a batch with a sampled request in it records their queue waits and its stages in a span
-of its own linked to each of them.
+`submit`, and a batch with a sampled request in it records their queue waits on their spans and its
+stages on a span of its own linked to each of them.
 """
 
 from __future__ import annotations

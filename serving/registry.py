@@ -230,7 +230,7 @@ class ModelRegistry:
         labels = ModelLabels(name, str(version), runtime.name)
         model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
         if self._tracing is not None:
-            model.tracing = self._tracing.for_model(labels)
+            model.tracing = self._tracing.batches
         splitter = self._word_splitter(tokenizer_path)
         if splitter is not None:
             model.explainer = Explainer(splitter, padding, runtime, config.labels)
