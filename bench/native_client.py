@@ -8,8 +8,8 @@ only, and a gRPC error travels in the trailers of an HTTP 200, so the gRPC statu
 server's own `seqserve_requests_total` around the measurement (`grpc_statuses`); a cell with any
 non-OK status fails.
 
-A timed h2load run (`-D`) stops with calls in flight, which the server then counts as CANCELLED, so
-every run here is a number of calls (`-n`), each one answered.
+A timed h2load run (`-D`) stops with calls in flight, which the server then counts as CANCELLED; a
+run of a number of calls (`-n`) answers every one, which is what a cell that must see only OK needs.
 
     .venv/bin/python -m bench.native_client --address 127.0.0.1:8500 --model sarcasm-conv
 """
@@ -119,27 +119,62 @@ def parse_h2load(output: str) -> H2loadResult:
     )
 
 
+def _milliseconds(seconds: float) -> str:
+    """A duration as h2load takes it: an integer and a unit."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 def h2load_command(
-    address: str, call: Call, data: Path, connections: int, streams: int, requests: int
+    address: str,
+    call: Call,
+    data: Path,
+    connections: int,
+    streams: int,
+    seconds: float | None = None,
+    warm_up_s: float = 0.0,
+    *,
+    requests: int | None = None,
 ) -> list[str]:
     """One h2load thread (it takes a few % of a core at these rates): `connections` connections with
-    `streams` concurrent streams each, for `requests` calls (at least one per connection, as h2load
-    asks)."""
+    `streams` concurrent streams each, either for `requests` calls, every one answered (at least one per
+    connection, as h2load asks), or for `seconds` after `warm_up_s` of warm-up, when h2load stops with
+    calls in flight (the server counts them CANCELLED)."""
+    if (seconds is None) == (requests is None):
+        raise ValueError("give seconds or requests, one of them")
+    if requests is not None:
+        budget = ["-n", str(max(requests, connections))]
+    else:
+        assert seconds is not None
+        budget = ["-D", _milliseconds(seconds)]
+        budget += ["--warm-up-time", _milliseconds(warm_up_s)] if warm_up_s > 0 else []
     return [
         H2LOAD, f"http://{address}{call.path}", "--data", str(data),
         "-H", "content-type: application/grpc", "-H", "te: trailers",
-        "-c", str(connections), "-m", str(streams), "-t", "1", "-n", str(max(requests, connections)),
+        "-c", str(connections), "-m", str(streams), "-t", "1", *budget,
     ]  # fmt: skip
 
 
-def run_h2load(address: str, call: Call, connections: int, streams: int, requests: int) -> H2loadResult:
+def run_h2load(
+    address: str,
+    call: Call,
+    connections: int,
+    streams: int,
+    seconds: float | None = None,
+    warm_up_s: float = 0.0,
+    *,
+    requests: int | None = None,
+) -> H2loadResult:
     if shutil.which(H2LOAD) is None:
         raise RuntimeError("h2load is not installed: `make h2load` installs Debian's nghttp2-client")
     with tempfile.NamedTemporaryFile(suffix=".grpc") as data:
         data.write(call.frame())
         data.flush()
-        command = h2load_command(address, call, Path(data.name), connections, streams, requests)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        command = h2load_command(
+            address, call, Path(data.name), connections, streams, seconds, warm_up_s, requests=requests
+        )
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=600 + (seconds or 0) + warm_up_s
+        )
     if done.returncode != 0:
         raise RuntimeError(f"h2load exited {done.returncode}: {done.stderr[-2000:]}")
     return parse_h2load(done.stdout)
@@ -184,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     args = parser.parse_args(argv)
     call = CALLS[args.api](args.model, ["scientists unveil doomsday clock of hair loss"] * args.texts)
-    print(run_h2load(args.address, call, args.connections, args.streams, args.requests))
+    print(run_h2load(args.address, call, args.connections, args.streams, requests=args.requests))
 
 
 if __name__ == "__main__":

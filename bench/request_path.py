@@ -21,7 +21,6 @@ import shlex
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +28,12 @@ from tritonclient.grpc import service_pb2
 
 from seqserve.loadtest.texts import load_texts
 from seqserve.v1 import classifier_pb2
+from serving.explanations import ExplainService
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.v2_grpc import KServeV2Servicer
 from serving.health import HealthService
 from serving.inference import Classification, InferenceService
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.model import ServedModel
 from serving.protocol.v2_dataplane import DataPlane
@@ -75,7 +76,7 @@ class InProcessServer:
     registry: ModelRegistry
     service: InferenceService
     health: HealthService
-    executor: ThreadPoolExecutor
+    pool: InferencePool
 
 
 @contextlib.asynccontextmanager
@@ -83,18 +84,16 @@ async def in_process_server(models: str, model: str, serve_args: str = "") -> As
     """The latest version of `model` loaded as `seqserve serve --model-repository models` would."""
     settings = build_settings(["--model-repository", models, *shlex.split(serve_args)])
     metrics = ServerMetrics()
-    executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
-    registry = ModelRegistry(
-        ModelRepository(settings.model_repository), settings, metrics, executor,
-        on_readiness=lambda *_: asyncio.sleep(0),
-    )  # fmt: skip
+    pool = InferencePool(settings.inference_threads)
+    repository = ModelRepository(settings.model_repository)
+    registry = ModelRegistry(repository, settings, metrics, pool, on_readiness=lambda *_: asyncio.sleep(0))
     try:
         await registry.load(model)
         service = InferenceService(registry, settings, metrics)
-        yield InProcessServer(settings, registry, service, HealthService(), executor)
+        yield InProcessServer(settings, registry, service, HealthService(), pool)
     finally:
         await registry.close()
-        executor.shutdown()
+        pool.close()
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -104,7 +103,8 @@ async def main_async(args: argparse.Namespace) -> dict:
 
 async def measure_cells(args: argparse.Namespace, server: InProcessServer) -> dict:
     v2 = KServeV2Servicer(DataPlane(server.service, server.registry, server.health, server.settings))
-    own = ClassifierServicer(server.service, server.registry)
+    explain = ExplainService(server.service, server.registry, server.settings)
+    own = ClassifierServicer(server.service, server.registry, explain)
     context = Context()
     texts = load_texts(Path(args.texts))
     results: dict[str, list[float]] = {}
@@ -134,7 +134,7 @@ async def measure_cells(args: argparse.Namespace, server: InProcessServer) -> di
             key = f"{protocol} c={concurrency} texts={per_request}"
             results.setdefault(key, []).append(await measure(call, requests, concurrency))
     model = server.registry.snapshot.models[args.model].latest
-    results.update(await batch_costs(model, texts, server.executor, args.rounds))
+    results.update(await batch_costs(model, texts, server.pool, args.rounds))
     return {key: statistics.median(values) for key, values in results.items()}
 
 
@@ -146,10 +146,10 @@ def _cpu_us(work: Callable[[], object], calls: int) -> float:
 
 
 async def batch_costs(
-    model: ServedModel, texts: Sequence[str], executor: ThreadPoolExecutor, rounds: int, calls: int = 2000
+    model: ServedModel, texts: Sequence[str], pool: InferencePool, rounds: int, calls: int = 2000
 ) -> dict[str, list[float]]:
     """What one batch costs whatever its size, in CPU µs: the parts of `predict_batch` for one text,
-    and the hand-off of a trivial call to the inference threads and back."""
+    and the hand-off of a trivial call to an inference thread and back."""
     one = [texts[0]]
     ids = model.tokenize(one)
     costs: dict[str, list[float]] = {}
@@ -159,16 +159,20 @@ async def batch_costs(
         costs.setdefault("batch of 1: predict_batch", []).append(
             _cpu_us(lambda: model.predict_batch(one), calls)
         )
-        costs.setdefault("thread hand-off and back", []).append(await hand_off_us(executor, calls))
+        costs.setdefault("thread hand-off and back", []).append(await hand_off_us(pool, calls))
     return costs
 
 
-async def hand_off_us(executor: ThreadPoolExecutor, calls: int) -> float:
-    """CPU µs of handing a trivial call to the inference threads and awaiting it back."""
+async def hand_off_us(pool: InferencePool, calls: int) -> float:
+    """CPU µs of one crossing as a batch makes it: a trivial call handed to an inference thread, its
+    result back on the loop."""
     loop = asyncio.get_running_loop()
     started = time.process_time()
     for _ in range(calls):
-        await loop.run_in_executor(executor, int)
+        back = loop.create_future()
+        assert pool.try_take(back.cancel)
+        pool.run(int, 0, lambda *done, back=back: back.set_result(done))
+        await back
     return (time.process_time() - started) / calls * 1e6
 
 
@@ -202,13 +206,13 @@ async def request_steps(
 
         request = decode_and_admit()
         served = service.lookup(model)
-        result = Classification(served, served.predict_batch(list(texts[:size])), 0.0)
+        result = Classification(served, served.predict_batch(list(texts[:size])), 0.0, 0.0, 0.0)
         for _ in range(rounds):
             decode.setdefault(size, []).append(_cpu_us(decode_and_admit, calls))
             encode.setdefault(size, []).append(
                 _cpu_us(lambda r=request, c=result: InferResponse.of(r, c).to_grpc(), calls)
             )
-    crossings = [await hand_off_us(server.executor, calls) for _ in range(rounds)]
+    crossings = [await hand_off_us(server.pool, calls) for _ in range(rounds)]
     return StepCosts(
         {size: statistics.median(values) for size, values in decode.items()},
         {size: statistics.median(values) for size, values in encode.items()},

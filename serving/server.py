@@ -24,7 +24,6 @@ import json
 import logging
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -55,6 +54,8 @@ from serving.handlers.v2_rest import V2RestHandler
 from serving.health import NOT_SERVING, SERVING, HealthService
 from serving.http_server import HttpServer
 from serving.inference import InferenceService
+from serving.inference_pool import InferencePool
+from serving.loop_lag import LoopLagMonitor
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
 from serving.protocol.tfs_dataplane import TfsDataPlane
@@ -110,13 +111,14 @@ class Server:
         self.address = ServerAddress(settings.host)
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
-        self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        self.pool = InferencePool(settings.inference_threads)
+        self.loop_lag = LoopLagMonitor(self.metrics.registry)
         self.repository = ModelRepository(settings.model_repository)
         self.registry = ModelRegistry(
             self.repository,
             settings,
             self.metrics,
-            self.executor,
+            self.pool,
             on_readiness=self._model_readiness_changed,
             tracing=self.tracing,
         )
@@ -182,6 +184,7 @@ class Server:
         else:
             self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
+        self.loop_lag.start()
         self.rest_port = await self.http_server.start(
             self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
         )
@@ -236,6 +239,7 @@ class Server:
         log.info("shutting down", extra={"grace_period_s": grace})
         if self._poller is not None:
             self._poller.cancel()
+        self.loop_lag.stop()
         await self.health.shutdown()
         self.stopping.set()
         self.gate.close()
@@ -248,10 +252,9 @@ class Server:
             log.warning("second signal: stopping now, cancelling the requests still running")
             graceful.cancel()
             await asyncio.gather(self.grpc_server.stop(None), self.http_server.stop())
-            self.executor.shutdown(wait=False, cancel_futures=True)
         else:
             await self.registry.close()
-            self.executor.shutdown(wait=True)
+        self.pool.close(timeout=0.0 if forced_stop else None)
         self.explain.close(wait=not forced_stop)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 Off (no exporter asked for, see seqserve.tracing): `configure` returns None, nothing of OpenTelemetry
 is imported, and the request path carries `NO_TRACE`, a constant: what it costs is one `if` per
-request (inference.py) and one per batch in each of batcher.py and model.py. On: a TracerProvider
+request (inference.py) and one per batch (batcher.py). On: a TracerProvider
 whose sampler the SDK reads from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default
 parentbased_always_on: a caller's `traceparent` decides), its resource from OTEL_SERVICE_NAME /
 OTEL_RESOURCE_ATTRIBUTES (service.name defaults to `seqserve`), and one BatchSpanProcessor per
@@ -25,8 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, SpanContext, Tracer
 
+    from serving.batcher import BatchTiming
     from serving.metrics import ModelLabels
 
 DEFAULT_SERVICE_NAME = "seqserve"
@@ -66,17 +66,6 @@ class RequestTrace:
 
 
 NO_TRACE = RequestTrace(None, None)
-
-
-@dataclass(slots=True)
-class _BatchRecord:
-    """The sampled batch running in this thread: its exemplar, and its stage times once it has run."""
-
-    exemplar: Exemplar
-    stages: tuple[int, float, float, float] | None = None  # padded length, then perf_counter readings
-
-
-_RUNNING_BATCH: ContextVar[_BatchRecord | None] = ContextVar("seqserve_running_batch", default=None)
 
 
 def _epoch_ns(monotonic_s: float, now_monotonic_s: float, now_ns: int) -> int:
@@ -157,7 +146,7 @@ class ServerTracing:
 
 
 class BatchTracing:
-    """The spans of one model version's batches (serving.batcher and ServedModel.predict_batch)."""
+    """The spans of one model version's batches (serving.batcher)."""
 
     def __init__(self, tracer: Tracer, labels: ModelLabels) -> None:
         self._tracer = tracer
@@ -167,77 +156,44 @@ class BatchTracing:
             MODEL_RUNTIME: labels.runtime,
         }
 
-    def traced_run(
-        self,
-        run: Callable[[list[Any]], Any],
-        requests: Sequence[tuple[RequestTrace | None, float]],
-        started: float,
-    ) -> Callable[[list[Any]], Any]:
-        """`run` for a batch of `requests` (their trace, time enqueued on the loop's clock) that starts
-        at `started`: records their queue waits now, and the batch span around `run` itself."""
-        from opentelemetry import trace
-
+    def batch_ran(
+        self, requests: Sequence[tuple[RequestTrace | None, float]], ids: Any, timing: BatchTiming
+    ) -> Exemplar | None:
+        """A batch that ran for `requests` (their trace, time enqueued: perf_counter): when any of them
+        is sampled, their queue waits and the batch's span (a child of the first sampled request,
+        linked to each) with its tokenize and runtime stages, made from the times the batcher took;
+        returns the batch's exemplar for its stage histograms (None when no request is sampled)."""
         traced = [(t, enqueued) for t, enqueued in requests if t is not None and t.context is not None]
         if not traced:
-            return run
-        now, now_ns = time.monotonic(), time.time_ns()
-        started_ns = _epoch_ns(started, now, now_ns)
+            return None
+        from opentelemetry import trace
+
+        now, now_ns = time.perf_counter(), time.time_ns()
+        formed_ns = _epoch_ns(timing.formed, now, now_ns)
         for request_trace, enqueued in traced:
             parent = trace.set_span_in_context(trace.NonRecordingSpan(request_trace.context))  # type: ignore[arg-type]
             self._tracer.start_span(QUEUE_WAIT_SPAN, parent, start_time=_epoch_ns(enqueued, now, now_ns)).end(
-                started_ns
+                formed_ns
             )
         first = trace.set_span_in_context(trace.NonRecordingSpan(traced[0][0].context))  # type: ignore[arg-type]
         links = [trace.Link(request_trace.context) for request_trace, _ in traced]  # type: ignore[arg-type]
-        attributes = {**self._attributes, BATCH_REQUESTS: len(requests)}
-
-        def run_traced(items: list[Any]) -> Any:
-            span = self._tracer.start_span(
-                BATCH_SPAN, first, links=links, attributes={**attributes, BATCH_SIZE: len(items)}
-            )
-            record = _BatchRecord(exemplar_of(span.get_span_context()))
-            token = _RUNNING_BATCH.set(record)
-            try:
-                return run(items)
-            except BaseException as error:
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR))
-                raise
-            finally:
-                _RUNNING_BATCH.reset(token)
-                self._end_batch(span, record)
-
-        return run_traced
-
-    def _end_batch(self, span: Span, record: _BatchRecord) -> None:
-        """The batch's tokenize and runtime spans, from the times `batch_ran` noted, and its end."""
-        from opentelemetry import trace
-
-        if record.stages is not None:
-            padded_length, started, tokenized, inferred = record.stages
-            span.set_attribute(PADDED_LENGTH, padded_length)
-            parent = trace.set_span_in_context(span)
-            now, now_ns = time.perf_counter(), time.time_ns()
-            tokenized_ns = _epoch_ns(tokenized, now, now_ns)
-            self._tracer.start_span(TOKENIZE_SPAN, parent, start_time=_epoch_ns(started, now, now_ns)).end(
-                tokenized_ns
-            )
-            self._tracer.start_span(RUNTIME_SPAN, parent, start_time=tokenized_ns).end(
-                _epoch_ns(inferred, now, now_ns)
-            )
-        span.end()
-
-    @staticmethod
-    def batch_ran(padded_length: int, started: float, tokenized: float, inferred: float) -> Exemplar | None:
-        """Inside a traced batch (perf_counter readings): notes its stage times, whose spans are made
-        once the batch is done, outside the time the batcher measures of it (which decides whether
-        small batches run on the event loop); returns the exemplar for the batch's stage histograms
-        (None outside a sampled batch)."""
-        record = _RUNNING_BATCH.get()
-        if record is None:
-            return None
-        record.stages = (padded_length, started, tokenized, inferred)
-        return record.exemplar
+        attributes = {
+            **self._attributes,
+            BATCH_REQUESTS: len(requests),
+            BATCH_SIZE: timing.items,
+            PADDED_LENGTH: int(ids.shape[1]),
+        }
+        span = self._tracer.start_span(
+            BATCH_SPAN, first, links=links, attributes=attributes, start_time=formed_ns
+        )
+        inside = trace.set_span_in_context(span)
+        prepared_ns = _epoch_ns(timing.prepared, now, now_ns)
+        self._tracer.start_span(TOKENIZE_SPAN, inside, start_time=formed_ns).end(prepared_ns)
+        self._tracer.start_span(RUNTIME_SPAN, inside, start_time=_epoch_ns(timing.started, now, now_ns)).end(
+            _epoch_ns(timing.ended, now, now_ns)
+        )
+        span.end(now_ns)
+        return exemplar_of(span.get_span_context())
 
 
 def configure() -> ServerTracing | None:

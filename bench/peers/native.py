@@ -143,13 +143,13 @@ def measure_native(
     connections, streams = layout(cell.concurrency)
     address, url = served.server.address, served.server.metrics_url
     in_flight = connections * streams
-    probe = run_h2load(address, call, connections, streams, RATE_PROBE_CALLS * in_flight)
+    probe = run_h2load(address, call, connections, streams, requests=RATE_PROBE_CALLS * in_flight)
     warm_calls = max(in_flight, round(probe.requests_per_s * warmup_s))
-    warm = run_h2load(address, call, connections, streams, warm_calls)
+    warm = run_h2load(address, call, connections, streams, requests=warm_calls)
     before = metrics_page(url) if url else ""
     calls = max(in_flight, round(warm.requests_per_s * seconds))
     cpu_before = served.server.cpu_seconds()
-    result = run_h2load(address, call, connections, streams, calls)
+    result = run_h2load(address, call, connections, streams, requests=calls)
     cpu = served.server.cpu_seconds() - cpu_before
     counts = server_counts(before, metrics_page(url), cell.model) if url else None
     return NativeMeasurement(served.name, protocol, cell, round_, result, cpu, counts)

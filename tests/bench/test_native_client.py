@@ -57,11 +57,21 @@ def test_an_output_without_its_summary_is_refused() -> None:
 
 
 def test_h2load_sends_the_frame_as_grpc_for_a_count_of_calls_at_least_one_per_connection() -> None:
-    command = h2load_command("127.0.0.1:1", v2_call("m", ["a"]), Path("f.grpc"), 4, 8, 2)
+    command = h2load_command("127.0.0.1:1", v2_call("m", ["a"]), Path("f.grpc"), 4, 8, requests=2)
     assert command[1] == f"http://127.0.0.1:1{V2_INFER}" and command[command.index("--data") + 1] == "f.grpc"
     assert "content-type: application/grpc" in command and "te: trailers" in command
     assert command[command.index("-n") + 1] == "4"  # h2load refuses fewer calls than connections
     assert "-D" not in command  # a timed run cuts calls off in flight: the server counts them CANCELLED
+    with pytest.raises(ValueError):
+        h2load_command("127.0.0.1:1", v2_call("m", ["a"]), Path("f.grpc"), 1, 1, 1.0, requests=1)
+
+
+def test_a_timed_run_gets_whole_milliseconds() -> None:
+    """Regression: h2load refused `--warm-up-time 0.3` ('--warm-up-time: value error 0.3'): a duration is
+    an integer and a unit."""
+    command = h2load_command("127.0.0.1:1", v2_call("m", ["a"]), Path("f.grpc"), 4, 8, 2.5, 0.3)
+    assert command[command.index("-D") + 1] == "2500ms"
+    assert command[command.index("--warm-up-time") + 1] == "300ms"
 
 
 def test_a_frame_is_the_grpc_length_prefix_and_the_message() -> None:
@@ -134,8 +144,9 @@ def test_h2load_counts_a_grpc_error_as_http_200_and_the_servers_counter_catches_
     with start_seqserve(tiny_model_repository, "test-native-statuses") as server:
         assert server.metrics_url is not None
         before = metrics_page(server.metrics_url)
-        good = run_h2load(server.address, v2_call("sarcasm-gru", ["a headline"]), 2, 2, 40)
-        refused = run_h2load(server.address, Call("v2", V2_INFER, bad.SerializeToString()), 1, 1, 5)
+        good = run_h2load(server.address, v2_call("sarcasm-gru", ["a headline"]), 2, 2, requests=40)
+        bad_call = Call("v2", V2_INFER, bad.SerializeToString())
+        refused = run_h2load(server.address, bad_call, 1, 1, requests=5)
         after = metrics_page(server.metrics_url)
     assert (good.succeeded, good.failed) == (40, 0)
     assert (refused.succeeded, refused.failed) == (5, 0)  # h2load saw five successes

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
@@ -53,13 +53,14 @@ def with_registry(root: Path, test, **settings):
 
         metrics = ServerMetrics()
         config = Settings(model_repository=root, **settings)
-        with ThreadPoolExecutor(1) as executor:
-            registry = ModelRegistry(ModelRepository(root), config, metrics, executor, on_readiness)
-            await registry.load_all()
-            try:
-                await test(registry, events, metrics)
-            finally:
-                await registry.close()
+        pool = InferencePool(1)
+        registry = ModelRegistry(ModelRepository(root), config, metrics, pool, on_readiness)
+        await registry.load_all()
+        try:
+            await test(registry, events, metrics)
+        finally:
+            await registry.close()
+            pool.close()
 
     asyncio.run(main())
 
@@ -86,7 +87,7 @@ def test_reload_with_a_broken_new_version_keeps_serving_the_working_one(reposito
         assert "sarcasm-gru/3" in registry.failures
         model = registry.resolve("sarcasm-gru")
         assert model.version == 2
-        assert (await model.batcher.submit(["still here"])).shape == (1, 2)
+        assert (await model.batcher.submit(["still here"])).rows.shape == (1, 2)
         assert events[-1] == ("sarcasm-gru", True)
 
     with_registry(repository, body, load_versions=1)
@@ -112,8 +113,8 @@ def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
     async def body(registry, events, metrics):
         before = registry.snapshot
         model = registry.resolve("sarcasm-flatten")
-        rows = await model.batcher.submit(["hello there"])
-        assert rows.shape == (1, 2)
+        result = await model.batcher.submit(["hello there"])
+        assert result.rows.shape == (1, 2)
         await registry.unload("sarcasm-flatten")
         assert before.resolve("sarcasm-flatten") is model  # old snapshots stay intact for readers
         with pytest.raises(ModelNotFound):
@@ -144,3 +145,27 @@ def test_per_model_batching_overrides_include_an_explicit_zero_delay(repository)
         assert default.max_queue_delay_s == pytest.approx(2500 / 1e6)
 
     with_registry(repository, test, max_queue_delay_us=2500)
+
+
+@pytest.mark.parametrize("inline_max_texts", [0, 1])
+def test_inline_max_texts_decides_whether_a_lone_text_crosses_to_a_thread(repository, inline_max_texts):
+    """--inline-max-texts: 0 sends every runtime call to an inference thread; 1 runs a lone text's on
+    the loop once the model is known to be fast (a tiny model is)."""
+    import threading
+
+    async def body(registry, events, metrics):
+        model = registry.resolve("sarcasm-flatten")
+        threads: list[int] = []
+        execute = model.execute
+
+        def recorded(ids):
+            threads.append(threading.get_ident())
+            return execute(ids)
+
+        model.execute = recorded
+        for _ in range(5):
+            await model.batcher.submit(["hello there"])
+        on_loop = [thread == threading.get_ident() for thread in threads]
+        assert on_loop == ([False] * 5 if inline_max_texts == 0 else [False, True, True, True, True])
+
+    with_registry(repository, body, inline_max_texts=inline_max_texts)

@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from seqserve import tracing as names
 from seqserve.loadtest.trace_receiver import TraceReceiver
 from seqserve.tracing import TracingConfigError, exporter_names, otlp_protocol
 from serving import tracing
+from serving.batcher import BatchTiming
 from serving.metrics import ModelLabels
 from tests.serving.server_process import REPO_ROOT
 
@@ -79,11 +81,9 @@ def _one_traced_request(server_tracing: tracing.ServerTracing) -> None:
         context.detach(token)
     batch = server_tracing.for_model(LABELS)
     started = time.perf_counter()
-
-    def run(items: list[str]) -> None:
-        assert batch.batch_ran(40, started, started + 0.001, started + 0.002) is not None
-
-    batch.traced_run(run, [(request, time.monotonic() - 0.003)], time.monotonic())(["a", "b", "c"])
+    timing = BatchTiming(started, started + 0.001, started + 0.0012, started + 0.002, 3)
+    ids = np.zeros((3, 40), dtype=np.int32)
+    assert batch.batch_ran([(request, started - 0.003)], ids, timing) is not None
     span.end()
 
 
@@ -147,44 +147,56 @@ def test_the_server_refuses_to_start_with_an_exporter_it_cannot_use(tmp_path) ->
     assert "OTEL_TRACES_EXPORTER='jaeger': jaeger unknown; use otlp, console or none" in result.stderr
 
 
-def test_a_traced_small_batch_still_runs_on_the_event_loop(receiver) -> None:
-    """Regression: the tokenize and runtime spans were made inside the batch's run, whose measured time
-    decides whether small batches skip the thread hand-off; tracing made them slow enough to lose it.
-    The spans are now made after the measured part, so a fast model's batches stay on the loop."""
+def test_a_traced_batch_records_its_stages_from_the_batchers_own_times(receiver) -> None:
+    """The batch span and its tokenize and runtime stages are made on the loop once the batch is back,
+    from the times the batcher took, not inside the runtime call on its thread."""
     import asyncio
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
+    import numpy as np
     from opentelemetry import context, trace
 
     from serving.batcher import Batcher, BatchPolicy
+    from serving.inference_pool import InferencePool
 
     server_tracing = tracing.configure()
     assert server_tracing is not None
     batch_tracing = server_tracing.for_model(LABELS)
-    threads: list[str] = []
+    execute_threads: list[int] = []
 
-    def run_batch(items: list[str]) -> list[str]:
-        now = time.perf_counter()
-        batch_tracing.batch_ran(8, now, now, now)
-        threads.append(threading.current_thread().name)
-        return items
+    class Work:
+        def prepare(self, items: list[str]) -> np.ndarray:
+            return np.zeros((len(items), 8), dtype=np.int32)
+
+        def execute(self, ids: np.ndarray) -> np.ndarray:
+            execute_threads.append(threading.get_ident())
+            return ids
+
+        def finish(self, ids: np.ndarray, output: np.ndarray, timing: object, exemplar: object) -> np.ndarray:
+            assert exemplar is not None  # the batch holds a sampled request
+            return output
 
     async def requests() -> None:
-        policy = BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.00003)
-        with ThreadPoolExecutor(1, thread_name_prefix="pool") as executor:
-            batcher = Batcher(run_batch, policy, executor, tracing=batch_tracing)
-            for _ in range(30):
-                span = server_tracing.server_span("svc/Method", {"traceparent": CALLER}, {})
-                token = context.attach(trace.set_span_in_context(span))
-                try:
-                    assert await batcher.submit(["a"], None, server_tracing.request(LABELS, 1)) == ["a"]
-                finally:
-                    context.detach(token)
-                    span.end()
+        pool = InferencePool(1)
+        batcher = Batcher(Work(), BatchPolicy(4, 0.0, 10), pool, tracing=batch_tracing)
+        for _ in range(30):
+            span = server_tracing.server_span("svc/Method", {"traceparent": CALLER}, {})
+            token = context.attach(trace.set_span_in_context(span))
+            try:
+                result = await batcher.submit(["a"], None, server_tracing.request(LABELS, 1))
+                assert result.rows.shape == (1, 8)
+            finally:
+                context.detach(token)
+                span.end()
+        await batcher.close()
+        pool.close()
 
     asyncio.run(requests())
     server_tracing.shutdown()
-    assert threads[-10:] == [threading.main_thread().name] * 10, threads
-    batches = [s for s in receiver.spans() if s.name == names.BATCH_SPAN]
+    assert threading.get_ident() not in execute_threads
+    spans = receiver.spans()
+    batches = [s for s in spans if s.name == names.BATCH_SPAN]
+    batch_ids = {s.span_id for s in batches}
+    for stage in (names.TOKENIZE_SPAN, names.RUNTIME_SPAN):
+        assert sum(s.name == stage and s.parent_span_id in batch_ids for s in spans) == 30
     assert len(batches) == 30 and all(s.attributes[names.PADDED_LENGTH] == 8 for s in batches)
