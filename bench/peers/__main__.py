@@ -19,12 +19,14 @@ import bench.peers
 from bench.machine import write_report
 from bench.models import find_models
 from bench.native_client import H2LOAD
-from bench.peers.model_cost import in_process_costs
+from bench.peers.cpu_account import accounted, executed_batch
+from bench.peers.model_cost import in_process_costs, served_batch_costs
 from bench.peers.native import NativeMeasurement, run_native_round
 from bench.peers.parity import PARITY_TEXTS, ParityError, served_parity
 from bench.peers.report import Run, markdown
 from bench.peers.rounds import Cell, Measurement, run_round
-from bench.peers.servers import memory, start_servers
+from bench.peers.servers import FLOOR, memory, start_servers
+from bench.peers.verdicts import ONE_WORKER
 from bench.request_path import StepCosts, in_process_server, request_steps
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.runner import LoadSpec
@@ -136,11 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "native" in clients:
                 native += run_native_round(servers, cells, corpus, args.duration, args.warmup, round_)
         memories = [memory(s) for s in servers]
+        executed = sorted({executed_batch(ours) for ours, _ in accounted(native, ONE_WORKER, FLOOR, "v2")})
+        if executed:
+            print("bench-peers: the executed batches' cost in process", flush=True)
+        batch_us = served_batch_costs(models, args.models, corpus, executed) if executed else {}
     command = shlex.join([".venv/bin/python", "-m", "bench.peers", *args_list])
     architectures = {m.name: m.config.architecture for m in models}
     run = Run(
         command, spec, args.rounds, (load_before, os.getloadavg()), measurements, servers, architectures,
-        parity, costs, memories, native, steps,
+        parity, costs, memories, native, steps, batch_us,
     )  # fmt: skip
     write_report(args.report, markdown(run))
     failing = [m for m in native if m.problems()]

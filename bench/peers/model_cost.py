@@ -1,10 +1,13 @@
 """The models' own compute, as the server runs it (tokenize + runtime), in this process: what no
-transport can beat, shown beside the targets and as the in-process bound of the 32-text cells."""
+transport can beat, shown beside the targets and as the in-process bound of the 32-text cells; and
+the same compute for the batches the server executed in a native cell (`served_batch_costs`), for the
+per-request CPU account."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -64,3 +67,26 @@ def in_process_costs(
         )
         for name in loaded
     ]
+
+
+# (model, texts per request, texts per executed batch)
+ServedBatch = tuple[str, int, int]
+
+
+def served_batch(texts: Sequence[str], per_request: int, size: int) -> list[str]:
+    """A batch as the server formed it from h2load's calls: every call sends the same first
+    `per_request` texts, so a batch of `size` texts is those texts over and over."""
+    return list(itertools.islice(itertools.cycle(texts[:per_request]), size))
+
+
+def served_batch_costs(
+    models: Sequence[ModelFiles], repository: Path, texts: Sequence[str], batches: Sequence[ServedBatch]
+) -> Mapping[ServedBatch, float]:
+    """CPU µs of tokenize + runtime of each batch (median of interleaved samples), in this process."""
+    loaded = {m.name: load_in_process(m.version_dir, m.config, repository) for m in models}
+    names = {batch: " ".join(map(str, batch)) for batch in batches}
+    subjects = {
+        names[batch]: partial(loaded[batch[0]].predict, served_batch(texts, *batch[1:])) for batch in batches
+    }
+    samples = interleaved_timings(subjects, TimingBudget(min_rounds=5, seconds_per_subject=0.2))
+    return {batch: 1e6 * statistics.median(samples.cpu[name]) for batch, name in names.items()}

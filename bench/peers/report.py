@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from bench.machine import cpu_model, loads_text, now_text
-from bench.peers.cpu_account import account_rows, accounts
-from bench.peers.model_cost import InProcessCost
+from bench.peers.cpu_account import account_rows, accounted, accounts
+from bench.peers.model_cost import InProcessCost, ServedBatch
 from bench.peers.native import RATE_PROBE_CALLS, WORKERS_SHAPE, NativeMeasurement, layout
 from bench.peers.parity import PARITY_TEXTS, PARITY_TOLERANCE
 from bench.peers.rounds import CLIENTS, Measurement
@@ -59,6 +59,7 @@ class Run:
     memories: Sequence[Memory]
     native: Sequence[NativeMeasurement] = ()
     steps: Mapping[str, StepCosts] = field(default_factory=dict)  # model -> its request steps in process
+    batch_us: Mapping[ServedBatch, float] = field(default_factory=dict)  # executed batches' CPU in process
 
 
 def markdown(run: Run) -> str:
@@ -201,7 +202,7 @@ def native_sections(run: Run) -> list[str]:
             "",
             *texts_rows(run.native, costs, TEXTS_SHAPE),
         ]
-    account = accounts(run.native, ONE_WORKER, FLOOR, "v2", run.steps)
+    account = accounts(accounted(run.native, ONE_WORKER, FLOOR, "v2"), run.steps, run.batch_us)
     if account:
         lines += [
             "",
@@ -209,17 +210,18 @@ def native_sections(run: Run) -> list[str]:
             "",
             "CPU ms per request, medians over rounds of each round's account. **Measured**: the served CPU "
             "and the transport (the floor's CPU per request in the same round, /proc); tokenize and "
-            "runtime (the server's own `seqserve_tokenize_duration_seconds` and "
-            "`seqserve_inference_duration_seconds` sums over the same phase, per request: time on the thread "
-            "that ran them, which counts their CPU and any wait for the GIL); decode and admission (the V2 "
-            "message into texts, model lookup, limits) and encode (the answer into its message), each timed "
-            "in this process on a request of the cell's texts; crossings (one hand-off to an inference "
-            "thread and back, timed in this process, times the executed batches per request from the "
-            "server's histograms: an upper bound, as a batch run inline crosses none). **Remainder**: "
-            "batching and the rest, the served CPU less all of the above: queueing and batch formation, the "
-            "batch's Python, metrics, and the GIL hand-offs and thread wake-ups that come with concurrency. "
-            "A negative remainder means the histograms' time on the thread exceeds the CPU it used (waits "
-            "for the GIL or for a core: a busy machine).",
+            "runtime (the CPU of the batches the server executed: the cell's texts in batches of its mean "
+            "batch size from `seqserve_batch_size`, timed in this process with the server's tokenizer and "
+            "runtime); decode and admission (the V2 message into texts, model lookup, limits) and encode "
+            "(the answer into its message), timed in this process on a request of the cell's texts; "
+            "crossings (one hand-off to an inference thread and back, timed in this process, times the "
+            "executed batches per request from the server's histograms: an upper bound, as a batch run "
+            "inline crosses none). **Remainder**: batching and the rest, the served CPU less all of the "
+            "above: queueing and batch formation, the batch's Python, metrics, and the GIL hand-offs and "
+            "thread wake-ups that come with concurrency. Beside it, the time the server's own "
+            "`seqserve_tokenize_duration_seconds` and `seqserve_inference_duration_seconds` recorded per "
+            "request over the same phase: time on the threads that ran those steps, waits for the GIL or "
+            "a core included, so above their CPU on a busy server.",
             "",
             *account_rows(account),
         ]

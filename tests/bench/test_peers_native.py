@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from bench.native_client import H2loadResult
-from bench.peers.cpu_account import account, accounts
-from bench.peers.model_cost import InProcessCost
+from bench.peers.cpu_account import account, accounted, accounts, executed_batch
+from bench.peers.model_cost import InProcessCost, served_batch
 from bench.peers.native import NativeMeasurement, ServerCounts, layout, native_pairs
 from bench.peers.report import Run, markdown
 from bench.peers.rounds import Cell
@@ -77,30 +77,26 @@ def test_only_v2_is_judged_classify_and_predict_are_shown_beside() -> None:
 
 def test_the_cpu_account_splits_the_served_cpu_and_keeps_the_remainder_apart() -> None:
     steps = StepCosts(decode_us={1: 10.0, 32: 40.0}, encode_us={1: 5.0, 32: 20.0}, crossing_us=80.0)
-    # 1000 calls: 0.4 s of CPU, 0.15 s of tokenize + runtime, 250 batches of 4 texts
-    ours = native(
-        "seqserve N=1",
-        C32,
-        0,
-        3000,
-        cpu_ms=0.4,
-        counts=ok(model_seconds=0.15, batches=250, batched_texts=1000),
-    )
+    # 1000 calls: 0.4 s of CPU; 250 batches of 4 texts, 0.15 s on their threads
+    counts = ok(model_seconds=0.15, batches=250, batched_texts=1000)
+    ours = native("seqserve N=1", C32, 0, 3000, cpu_ms=0.4, counts=counts)
     floor = native(FLOOR, C32, 0, 9000, cpu_ms=0.12)
-    a = account(ours, floor, steps)
+    assert executed_batch(ours) == ("m", 1, 4)
+    a = account(ours, floor, steps, {("m", 1, 4): 100.0})  # a batch of 4: 100 µs of CPU in process
     assert a.served_ms == pytest.approx(0.4) and a.transport_ms == pytest.approx(0.12)
     assert a.decode_ms == pytest.approx(0.010) and a.encode_ms == pytest.approx(0.005)
-    assert a.model_ms == pytest.approx(0.15)
+    assert a.model_ms == pytest.approx(0.025)  # a quarter of the batch's CPU per one-text request
+    assert a.thread_ms == pytest.approx(0.15)  # the histograms' time, beside, in no sum
     assert a.crossings_ms == pytest.approx(0.080 * 250 / 1000)  # one crossing per batch
-    assert a.remainder_ms == pytest.approx(0.4 - 0.12 - 0.010 - 0.15 - 0.005 - 0.020)
+    assert a.remainder_ms == pytest.approx(0.4 - 0.12 - 0.010 - 0.025 - 0.005 - 0.020)
     assert a.mean_batch == 4.0
     with pytest.raises(ValueError, match="no /metrics"):
-        account(floor, floor, steps)
+        account(floor, floor, steps, {})
 
 
 def test_the_account_is_the_median_of_rounds_each_against_its_own_floor() -> None:
     steps = StepCosts({1: 0.0}, {1: 0.0}, 0.0)
-    counts = ok(model_seconds=0.1, batches=1000, batched_texts=1000)
+    counts = ok(batches=1000, batched_texts=1000)
     measurements = [
         native("seqserve N=1", C32, 0, 1, cpu_ms=0.40, counts=counts),
         native(FLOOR, C32, 0, 1, cpu_ms=0.10),
@@ -109,11 +105,15 @@ def test_the_account_is_the_median_of_rounds_each_against_its_own_floor() -> Non
         native("seqserve N=1", C32, 2, 1, cpu_ms=0.45, counts=counts),
         native(FLOOR, C32, 2, 1, cpu_ms=0.20),
         native("seqserve N=1", C1, 0, 1, cpu_ms=0.45, counts=counts),  # no floor in its round: no account
+        native("seqserve N=1", C32, 0, 1, protocol="tfs", counts=counts),  # another protocol
     ]
-    (cell, a), *rest = accounts(measurements, "seqserve N=1", FLOOR, "v2", {"m": steps}).items()
+    pairs = accounted(measurements, "seqserve N=1", FLOOR, "v2")
+    assert len(pairs) == 3
+    (cell, a), *rest = accounts(pairs, {"m": steps}, {("m", 1, 1): 100.0}).items()
     assert cell == C32 and rest == []
     assert a.served_ms == pytest.approx(0.45) and a.transport_ms == pytest.approx(0.20)
     assert a.remainder_ms == pytest.approx(0.45 - 0.20 - 0.1)
+    assert accounts(pairs, {"m": steps}, {}) == {}  # no batch cost measured: no account
 
 
 def served(name: str, processes: int = 1, native_: bool = True) -> Served:
@@ -150,10 +150,11 @@ def test_the_report_names_each_rows_client_and_fails_a_cell_with_a_non_ok_status
         native(FLOOR, TEXTS, 0, 5000),
     ]
     steps = {"m": StepCosts({1: 10.0, 32: 30.0}, {1: 5.0, 32: 10.0}, 80.0)}
+    batch_us = {("m", 1, 2): 60.0, ("m", 32, 2): 60.0}
     run = Run(
         "cmd", LoadSpec(duration_s=2.5, warmup_s=0.5), 1, ((1, 1, 1), (1, 1, 1)), [],
         [served("seqserve N=1"), served(FLOOR)], {"m": "conv"}, {"m": 0.0},
-        [InProcessCost("m", {1: 50.0, 32: 10.0})], [], measurements, steps,
+        [InProcessCost("m", {1: 50.0, 32: 10.0})], [], measurements, steps, batch_us,
     )  # fmt: skip
     report = markdown(run)
     assert "**tritonclient.grpc.aio** (V2 ModelInfer)" in report and "**h2load**" in report
@@ -172,10 +173,10 @@ def test_the_report_names_each_rows_client_and_fails_a_cell_with_a_non_ok_status
     assert "- **PASS** m, V2 ModelInfer: seqserve N=1 c=32 req/s ≥ 60 % of the no-op floor's" in report
     # 32 texts: 32,000 texts/s against an in-process bound of 100,000 texts/s per CPU
     assert "| m | V2 ModelInfer | 32000 | - | - | 100000 | 0.32 |" in report
-    # the account: 0.2 served = 0.1 floor + 0.01 decode + 0.1 model + 0.005 encode + 0.04 crossings - 0.055
+    # the account: 0.2 served = 0.1 floor + 0.01 decode + 0.03 model + 0.005 encode + 0.04 crossings + 0.015
     assert (
-        "| m, c=32, 1 text/request | 0.200 | 0.100 (50 %) | 0.010 (5 %) | 0.100 (50 %) | 0.005 (2 %) "
-        "| 0.040 (20 %) | -0.055 (-27 %) | 2.0 |" in report
+        "| m, c=32, 1 text/request | 0.200 | 0.100 (50 %) | 0.010 (5 %) | 0.030 (15 %) | 0.005 (2 %) "
+        "| 0.040 (20 %) | 0.015 (7 %) | 0.100 | 2.0 |" in report
     )
 
 
@@ -192,3 +193,9 @@ def test_the_request_steps_are_timed_on_a_real_request_path(tiny_model_repositor
     costs = asyncio.run(steps())
     assert sorted(costs.decode_us) == sorted(costs.encode_us) == [1, 32]
     assert all(us > 0 for us in [*costs.decode_us.values(), *costs.encode_us.values(), costs.crossing_us])
+
+
+def test_an_executed_batch_is_the_calls_texts_over_and_over() -> None:
+    """h2load sends the same frame every call: the server's batches hold the request's texts repeated."""
+    assert served_batch(["a", "b", "c"], 2, 5) == ["a", "b", "a", "b", "a"]
+    assert served_batch(["a", "b", "c"], 1, 3) == ["a", "a", "a"]
