@@ -22,7 +22,7 @@ SERVE_EPOCHS ?= 2
 GRPC_PORT ?= 8500
 METRICS_PORT ?= 8502
 
-.PHONY: setup lock protos train report serve test lint bench claims prometheus chromium curl soak clean image image-sizes scale-out bench-peers
+.PHONY: setup lock protos train report serve test lint bench claims prometheus chromium curl h2load soak clean image image-sizes scale-out bench-peers
 
 setup: $(VENV)/.installed
 
@@ -91,7 +91,7 @@ define debian_package
 endef
 
 # The programs the tests drive: the Prometheus server the metrics tests scrape with, the headless
-# browser that loads the compare page, and curl against the REST port.
+# browser that loads the compare page, curl against the REST port, and h2load (below).
 prometheus:
 	$(call debian_package,prometheus,prometheus)
 
@@ -101,7 +101,12 @@ chromium:
 curl:
 	$(call debian_package,curl,curl)
 
-test: setup prometheus chromium curl
+# The native HTTP/2 load generator of make bench-peers (bench/native_client.py), tested by
+# tests/bench/test_native_client.py.
+h2load:
+	$(call debian_package,h2load,nghttp2-client)
+
+test: setup prometheus chromium curl h2load
 	$(BIN)/pytest -q
 
 lint: setup
@@ -149,19 +154,23 @@ clean:
 	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .ruff_cache
 
 # seqserve against the no-op floor and KServe's Python ModelServer (fully padded, and padded to each
-# request's longest text) on the same ONNX files and the same client (bench/peers.py): parity of every
-# server first, then targets judged against the floor of the same round: reports/peers.md. The peer
-# lives in its own virtualenv, kept for reruns.
-# PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement.
+# request's longest text) on the same ONNX files and the same clients (bench/peers/): parity of every
+# server first, then targets judged against the floor of the same round: reports/peers.md. The Python
+# clients (tritonclient.grpc.aio, seqserve loadtest) measure every server; h2load (make h2load)
+# measures the floor and seqserve. The peer lives in its own virtualenv, kept for reruns.
+# PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement;
+# PEERS_ARGS: more flags, e.g. --baseline DIR, or --clients native (h2load alone, no KServe).
 KSERVE_VENV := .venv-kserve
 PEERS_ROUNDS ?= 3
 PEERS_SECONDS ?= 2.5
+PEERS_ARGS ?=
 $(KSERVE_VENV)/.installed: bench/kserve_peer_requirements.txt
 	@echo "==> creating $(KSERVE_VENV) with KServe (the peer of make bench-peers)"
 	$(PYTHON) -m venv $(KSERVE_VENV)
 	$(KSERVE_VENV)/bin/pip install --progress-bar on -r bench/kserve_peer_requirements.txt
 	touch $@
 
-bench-peers: setup $(KSERVE_VENV)/.installed
+bench-peers: setup h2load $(KSERVE_VENV)/.installed
 	$(BIN)/python -m bench.peers --models $(MODELS) --kserve-python $(KSERVE_VENV)/bin/python \
-		--texts $(DATA_DIR)/sarcasm/sarcasm.json --rounds $(PEERS_ROUNDS) --duration $(PEERS_SECONDS)
+		--texts $(DATA_DIR)/sarcasm/sarcasm.json --rounds $(PEERS_ROUNDS) --duration $(PEERS_SECONDS) \
+		$(PEERS_ARGS)
