@@ -137,8 +137,9 @@ class Memory:
     rss_bytes: int  # every process of the server
     tracemalloc_bytes: int  # tracemalloc's own tables, part of rss_bytes
     traced_bytes: int  # Python blocks allocated since tracing began and still alive
-    malloc_in_use_bytes: int | None  # glibc's heap (None without glibc)
-    malloc_free_bytes: int | None
+    malloc_heap_bytes: int | None  # glibc's malloc (None without glibc): heap chunks in use,
+    malloc_mmapped_bytes: int | None  # blocks mmapped apart (ONNX Runtime's arena regions among them)
+    malloc_free_bytes: int | None  # and heap freed but kept
 
     @property
     def server_bytes(self) -> int:
@@ -291,7 +292,8 @@ class Soak:
             sum(self.server.rss_bytes()),
             reply["tracemalloc_bytes"],
             reply["traced_bytes"],
-            reply["malloc_in_use_bytes"],
+            reply["malloc_heap_bytes"],
+            reply["malloc_mmapped_bytes"],
             reply["malloc_free_bytes"],
         )
 
@@ -385,7 +387,8 @@ def warning_lines(log: str) -> list[str]:
 
 # What the probe reads inside the server process, each from a Memory; with RSS, the report's columns.
 INSIDE: dict[str, Callable[[Memory], int | None]] = {
-    "glibc heap in use": lambda m: m.malloc_in_use_bytes,
+    "glibc heap in use": lambda m: m.malloc_heap_bytes,
+    "glibc mmapped blocks": lambda m: m.malloc_mmapped_bytes,
     "glibc heap free, kept": lambda m: m.malloc_free_bytes,
     "Python blocks traced": lambda m: m.traced_bytes,
     "tracemalloc's own tables": lambda m: m.tracemalloc_bytes,
@@ -562,7 +565,7 @@ def figures(
         "raw_rss_growth": result.raw_rss_growth,
         "rss_bytes": [w.memory.rss_bytes for w in result.windows],
         "tracemalloc_bytes": [w.memory.tracemalloc_bytes for w in result.windows],
-        "malloc_in_use_bytes": [w.memory.malloc_in_use_bytes for w in result.windows],
+        "malloc_mmapped_bytes": [w.memory.malloc_mmapped_bytes for w in result.windows],
         "snapshots": [number for number, _ in result.snapshots],
         "growth_sites": [[site.where for site in change.sites] for change in growths],
         "warnings": warnings,

@@ -7,11 +7,13 @@ its stdin, one a line. Each gets one line `seqserve-tracemalloc {json}` on stdou
 
 - `start FRAMES`: tracemalloc.start(FRAMES). Nothing is traced before it, so the run up to then costs
   tracemalloc neither memory nor CPU;
-- `memory`: {"tracing", "traced_bytes", "tracemalloc_bytes", "malloc_in_use_bytes",
-  "malloc_free_bytes"}: what the traced blocks hold; what tracemalloc's own tables take (resident
-  memory of the process that is not the server's); and glibc's heap (mallinfo2), native memory that
-  tracemalloc does not see: bytes in use (C code such as gRPC's and ONNX Runtime's, and Python's
-  objects above 512 bytes) and bytes freed but kept by the process (null without glibc);
+- `memory`: {"tracing", "traced_bytes", "tracemalloc_bytes", "malloc_heap_bytes",
+  "malloc_mmapped_bytes", "malloc_free_bytes"}: what the traced blocks hold; what tracemalloc's own
+  tables take (resident memory of the process that is not the server's); and glibc's malloc
+  (mallinfo2), native memory that tracemalloc does not see (C code such as gRPC's and ONNX Runtime's,
+  and Python's objects above 512 bytes): heap chunks in use, blocks of 128 KiB and more mmapped apart
+  (ONNX Runtime's arena regions among them), and heap freed but kept by the process (null without
+  glibc);
 - `snapshot PATH`: a tracemalloc.Snapshot dumped to PATH (tracemalloc.Snapshot.load reads it back),
   {"path"}. A forked child takes and writes it: a snapshot is a Python object per traced
   block, and taken in the server it would enlarge the server's own heap, and its RSS, in the middle
@@ -85,14 +87,21 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+MALLOC_FIELDS = {
+    "malloc_heap_bytes": "uordblks",
+    "malloc_mmapped_bytes": "hblkhd",
+    "malloc_free_bytes": "fordblks",
+}
+
+
 def malloc_bytes() -> dict[str, int | None]:
-    """glibc's heap over all its arenas: in use (chunks handed out, and blocks mmapped apart) and free."""
+    """glibc's malloc over all its arenas (see the module's docstring)."""
     mallinfo2 = getattr(ctypes.CDLL(None), "mallinfo2", None)
     if mallinfo2 is None:
-        return {"malloc_in_use_bytes": None, "malloc_free_bytes": None}
+        return dict.fromkeys(MALLOC_FIELDS)
     mallinfo2.restype = _MallInfo2
     info = mallinfo2()
-    return {"malloc_in_use_bytes": info.uordblks + info.hblkhd, "malloc_free_bytes": info.fordblks}
+    return {key: getattr(info, field) for key, field in MALLOC_FIELDS.items()}
 
 
 def _dump_snapshot(path: Path) -> None:

@@ -39,7 +39,7 @@ def test_every_model_gets_every_protocol_and_every_text_count() -> None:
 
 
 def memory(rss_mib: float, tracemalloc_mib: float = 0.0) -> Memory:
-    return Memory(int(rss_mib * MIB), int(tracemalloc_mib * MIB), 0, None, None)
+    return Memory(int(rss_mib * MIB), int(tracemalloc_mib * MIB), 0, None, None, None)
 
 
 def window(rss_mib: float, tracemalloc_mib: float = 0.0, errors: Counter[str] | None = None) -> Window:
