@@ -9,10 +9,11 @@ Explain about one headline through both models at `--explain-rate` per second, o
 server admits --max-concurrent-explains at once, 1 by default, and refuses the rest).
 
 The run is a sequence of windows: 60 s each, or 12 windows for runs shorter than 12 minutes. After
-each, the resident memory of every process of the server is read from /proc, and how much of it is
-tracemalloc's own tables. tracemalloc starts after 1/12 of the run (minute 5 of 60), so that start-up
-and warm-up run untraced; snapshots after 1/6, 1/2 and all of the run (minutes 10, 30 and 60) are
-compared by line: the sites that grew most between them.
+each, the resident memory of every process of the server is read from /proc, and the probe says what
+is inside it: tracemalloc's own tables, the Python blocks traced, glibc's malloc. tracemalloc starts
+after 1/12 of the run (minute 5 of 60), so that start-up and warm-up run untraced; snapshots after
+1/6, 1/2 and all of the run (minutes 10, 30 and 60) are compared by line: the sites that grew most
+between them.
 
 Judged over the last 2/3 of the run (minutes 20-60): errors of either loop (must be 0), server log
 lines at WARNING or above (0), and RSS growth: the highest sample against the one at the span's start,
@@ -426,11 +427,11 @@ def plot_rss(result: SoakResult, path: Path) -> None:
         for number, _ in result.snapshots:
             axes.axvline(number * minute, linestyle=":", color="black")
         axes.grid(alpha=0.3)
-        axes.legend(loc="lower right", fontsize="small")
+        axes.legend(loc="best", fontsize="small")
     above.set_ylabel("MiB, every process of the server")
     above.set_title(
-        f"Soak: RSS growth over the judged span (shaded) {result.rss_growth * 100:+.2f} % "
-        f"less tracemalloc; target < {RSS_TARGET * 100:g} %"
+        f"Soak: RSS less tracemalloc grew {result.rss_growth * 100:+.2f} % over the judged span (shaded); "
+        f"target < {RSS_TARGET * 100:g} %"
     )
     below.set_ylabel("MiB, the server process")
     below.set_xlabel("minutes (dashed: tracemalloc starts; dotted: snapshots)")
