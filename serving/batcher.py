@@ -1,55 +1,59 @@
-"""Dynamic batching: requests queue per model; a batch runs once for all of them in a thread pool.
+"""Dynamic batching: requests queue per model; a batch runs once for all of them.
 
 The batcher knows neither protocols nor models. A request is a list of items (texts); a batch is the
-concatenation of whole requests, handed to `run_batch(items) -> rows` in the executor, and row i of
-the result belongs to item i. Each request gets back exactly its rows.
+concatenation of whole requests, handed to a `BatchWork` in three steps: `prepare(items)` on the event
+loop (all of the batch's Python: tokenizing, padding), `execute(prepared)` on an inference thread (the
+runtime call, which releases the GIL; serving.inference_pool), and `finish(prepared, output, timing)`
+back on the loop (the rows, the batch's metrics). Row i of the result belongs to item i, and each
+request gets back exactly its rows, with its queue wait and its share of the batch's compute time
+(`BatchResult`). One crossing to a thread and one back per batch, whatever its size.
 
 Batch formation: take the oldest request and every queued request that still fits within
-`max_batch_size` items. If the batch is not full and another batch of this model is running, wait
-for company until `max_queue_delay` has passed since the oldest request arrived (as Triton's dynamic
-batcher does). If nothing of this model is running, waiting would only add latency: the batch runs at
-once, and under load requests pile up behind it and form the next batch by themselves. A request
-never splits across batches; one larger than `max_batch_size` runs alone. `max_queue_delay = 0`
-disables batching: every request runs alone.
+`max_batch_size` items. Requests arriving in one event-loop iteration are looked at once, together
+(`_dispatch` is scheduled once per iteration). If the batch is not full and another batch of this model
+is running, wait for company until `max_queue_delay` has passed since the oldest request arrived (as
+Triton's dynamic batcher does). If nothing of this model is running, waiting would only add latency:
+the batch runs at once, and under load requests pile up behind it and form the next batch by
+themselves. A batch forms only when an inference thread is free for it (`InferencePool.try_take`):
+until then its requests stay in the queue, where more can join them and deadlines are still checked.
+A request never splits across batches; one larger than `max_batch_size` runs alone.
+`max_queue_delay = 0` disables batching: every request runs alone.
 
 The queue is bounded (in requests). When full, `submit` fails at once with `QueueFull` (back-pressure
-the client can see) instead of growing latency without limit. A request whose deadline passes while
-it waits is dropped before it runs (its caller is gone) and reported via `observer.expired`.
+the client can see) instead of growing latency without limit; a caller that can make its own client
+wait instead (a stream that stops reading) awaits `wait_for_room`. A request whose caller is cancelled
+leaves the queue at once; one whose deadline passes while it waits is dropped before it runs (its caller
+is gone) and reported via `observer.expired`.
 
 Up to `max_concurrent_batches` batches of one model run at once; while they run, new requests pile up
 in the queue and form larger batches, so throughput grows with load without any extra waiting.
 
 With tracing on (`tracing`, serving.tracing.BatchTracing), each request carries its trace from
-`submit`, and a batch with a sampled request in it records their queue waits and runs in a span of
-its own linked to each of them.
-
-Where a batch runs: in the executor, except a batch of at most `inline_max_items` items on a model
-with nothing else running or queued whose small batches are known to be fast (`inline_max_s`), which
-runs on the event loop itself. For one small request the
-hand-off costs more than the work: submitting to the pool, waking its thread, and waking the loop
-again to deliver the result took more CPU than tokenizing and running a small model (py-spy, one
-request at a time). Under load the queue is rarely empty, so batches still form and run in threads,
-and the loop is never blocked while requests wait.
+`submit`, and a batch with a sampled request in it records their queue waits on their spans and its
+stages on a span of its own linked to each of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from serving.batch_timing import BatchTiming
+from serving.inference_pool import InferencePool
+
 if TYPE_CHECKING:
-    from serving.tracing import BatchTracing
+    from serving.tracing import BatchTracing, Exemplar
 
 # A client's own deadline timer fires slightly before the server's (the server starts counting the
 # timeout when the request has crossed the wire), so the client's cancellation often arrives just before
 # the server's deadline. A cancellation this close to the deadline is the deadline passing.
 DEADLINE_SLACK_S = 0.01
-SMALL_BATCH_WEIGHT = 0.2  # of the newest time in the running average of small batches' times
+SMALL_BATCH_WEIGHT = 0.2  # of the newest time in the running average of small batches' runtime calls
 
 
 def deadline_reached(now: float, deadline: float | None) -> bool:
@@ -68,19 +72,33 @@ class BatcherClosed(Exception):
     """The batcher is shutting down and takes no new requests."""
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One request's rows of its batch's result, its time in the queue, and its share of the batch's
+    compute time (its items' part of prepare + execute)."""
+
+    rows: Any
+    queue_wait_s: float
+    compute_s: float
+
+
+class BatchWork(Protocol):
+    """What a batch runs (serving.model.ServedModel): the three steps of the module docstring."""
+
+    def prepare(self, items: list[Any]) -> Any: ...
+    def execute(self, prepared: Any) -> Any: ...
+    def finish(self, prepared: Any, output: Any, timing: BatchTiming, exemplar: Exemplar | None) -> Any: ...
+
+
 class BatchObserver(Protocol):
     """What the batcher reports; serving.metrics implements it with Prometheus, tests with lists."""
 
-    def queue_depth(self, requests: int) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def batch_formed(self, items: int) -> None: ...
     def expired(self, requests: int) -> None: ...
 
 
 class NullObserver:
-    def queue_depth(self, requests: int) -> None:
-        pass
-
     def queue_wait(self, seconds: float) -> None:
         pass
 
@@ -97,10 +115,11 @@ class BatchPolicy:
     max_queue_delay_s: float
     max_queue_size: int
     max_concurrent_batches: int = 1
-    # A batch of at most this many items runs on the event loop itself when nothing else of the model
-    # is running or queued and such batches have taken at most `inline_max_s` (a running average of
-    # their measured times): for one small request of a fast model the hand-off to a thread and back
-    # costs more than the work, while a slow model must never hold the loop. 0: always the executor.
+    # A batch of at most this many items runs its runtime call on the event loop itself when no other
+    # batch of any model is running, none of this model waits, and its small batches' runtime calls
+    # have taken at most `inline_max_s` (a running average): then the loop would only sit idle while
+    # the thread ran it, and the two wake-ups of a crossing cost more than a fast model's whole call.
+    # A slow model never holds the loop. 0: always a thread.
     inline_max_items: int = 0
     inline_max_s: float = 0.0005
 
@@ -108,42 +127,52 @@ class BatchPolicy:
 @dataclass(slots=True)
 class _Request:
     items: Sequence[Any]
-    future: asyncio.Future[Any]
-    enqueued_at: float
+    future: asyncio.Future[BatchResult]
+    enqueued_at: float  # perf_counter
     deadline: float | None  # event-loop time, None = no deadline
     size: int
     trace: Any = None  # the request's trace (serving.tracing.RequestTrace), with tracing on
-    started: bool = False  # handed to run_batch
+    started: bool = False  # in a batch
+
+
+@dataclass(slots=True)
+class _Batch:
+    requests: list[_Request]
+    size: int
+    formed: float
+    prepared_input: Any = None
+    prepared: float = 0.0
 
 
 class Batcher:
     """Driven by events, not by a task of its own: requests arriving (once per event-loop iteration, so
-    that requests arriving together form one batch), a batch finishing and a delay running out each
-    look at the queue once (`_dispatch`) and start whatever batches are due. A request on an idle model
-    thus reaches the executor in the loop iteration it arrived in, with no task switch on the way."""
+    that requests arriving together form one batch), a batch finishing, a thread coming free and a
+    delay running out each look at the queue once (`_dispatch`) and start whatever batches are due."""
 
     def __init__(
         self,
-        run_batch: Callable[[list[Any]], Any],
+        work: BatchWork,
         policy: BatchPolicy,
-        executor: Executor | None,
+        pool: InferencePool,
         observer: BatchObserver | None = None,
         name: str = "batcher",
         tracing: BatchTracing | None = None,
     ) -> None:
-        self._run_batch = run_batch
+        self._work = work
         self._tracing = tracing
         self._policy = policy
-        self._executor = executor
+        self._pool = pool
         self._observer = observer or NullObserver()
         self._name = name
         self._queue: collections.deque[_Request] = collections.deque()
-        self._running = 0  # batches in the executor
+        self._running = 0  # batches formed and not yet finished
         self._timer: asyncio.TimerHandle | None = None  # a partial batch's flush, while it waits for company
         self._dispatch_due = False  # a `_dispatch` is scheduled for this loop iteration
+        self._dispatching = False
         self._closed = False
         self._drained = asyncio.Event()  # closed, nothing queued, nothing running
-        self._small_batch_s: float | None = None  # running average time of batches up to inline_max_items
+        self._room: asyncio.Future[None] | None = None  # resolved when a full queue has room again
+        self._small_execute_s: float | None = None  # running average of small batches' runtime calls
 
     @property
     def policy(self) -> BatchPolicy:
@@ -153,34 +182,52 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def submit(self, items: Sequence[Any], deadline: float | None = None, trace: Any = None) -> Any:
+    async def submit(
+        self, items: Sequence[Any], deadline: float | None = None, trace: Any = None
+    ) -> BatchResult:
         """Queue one request; returns its rows of the batch result (same order as `items`)."""
         if self._closed:
             raise BatcherClosed(f"{self._name} is shutting down")
-        if len(self._queue) >= self._policy.max_queue_size:
-            raise QueueFull(f"{self._name} queue holds {self._policy.max_queue_size} requests")
         loop = asyncio.get_running_loop()
-        request = _Request(items, loop.create_future(), loop.time(), deadline, len(items), trace)
+        if len(self._queue) >= self._policy.max_queue_size and not self._drop_dead(loop.time()):
+            raise QueueFull(f"{self._name} queue holds {self._policy.max_queue_size} requests")
+        request = _Request(items, loop.create_future(), time.perf_counter(), deadline, len(items), trace)
         self._queue.append(request)
-        self._observer.queue_depth(len(self._queue))
         if not self._dispatch_due:
             self._dispatch_due = True
             loop.call_soon(self._dispatch)
         try:
             return await request.future
         except asyncio.CancelledError:
-            # gRPC cancels the handler when the client's deadline passes; if that happened while the
-            # request was still queued, it was dropped unrun and counts as expired.
-            if not request.started and deadline_reached(loop.time(), request.deadline):
-                self._observer.expired(1)
+            # gRPC cancels the handler when the client goes away or its deadline passes: a request still
+            # queued leaves the queue now (it was never run), and one past its deadline counts as expired
+            if not request.started:
+                with contextlib.suppress(ValueError):  # not there when its deadline had dropped it
+                    self._queue.remove(request)
+                self._room_made()
+                if deadline_reached(loop.time(), request.deadline):
+                    self._observer.expired(1)
             raise
+
+    async def wait_for_room(self) -> None:
+        """Until the queue can take one more request (at once when it can now)."""
+        while len(self._queue) >= self._policy.max_queue_size and not self._closed:
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)
 
     async def close(self) -> None:
         """Stop taking requests, run everything already queued, wait for running batches."""
         self._closed = True
+        self._room_made()
         self._dispatch()
         self._check_drained()
         await self._drained.wait()
+
+    def _room_made(self) -> None:
+        if self._room is not None and (len(self._queue) < self._policy.max_queue_size or self._closed):
+            self._room.set_result(None)
+            self._room = None
 
     def _live(self, request: _Request, now: float) -> bool:
         """Still worth running; an expired one is failed here (a done future: its caller gave up)."""
@@ -191,6 +238,14 @@ class Batcher:
             self._observer.expired(1)
             return False
         return True
+
+    def _drop_dead(self, now: float) -> int:
+        """Remove the requests whose deadline has passed from a full queue; how many left."""
+        live = [request for request in self._queue if self._live(request, now)]
+        dropped = len(self._queue) - len(live)
+        if dropped:
+            self._queue = collections.deque(live)
+        return dropped
 
     def _next_batch(self, now: float) -> tuple[list[_Request], int, int]:
         """The live requests from the queue's head that make one batch, their item count, and how many
@@ -212,85 +267,129 @@ class Batcher:
         return batch, size, span
 
     def _dispatch(self) -> None:
-        """Start every batch that is due now; a partial one on a busy model waits for its flush time."""
+        """Start every batch that is due now; a partial one on a busy model waits for its flush time,
+        and every one waits for a free inference thread."""
         self._dispatch_due = False
+        if self._dispatching:  # woken by the pool from inside this very dispatch
+            return
+        self._dispatching = True
+        try:
+            self._dispatch_batches()
+        finally:
+            self._dispatching = False
+        self._check_drained()
+
+    def _dispatch_batches(self) -> None:
         policy = self._policy
         loop = asyncio.get_running_loop()
         while self._queue and self._running < policy.max_concurrent_batches:
             now = loop.time()
             batch, size, span = self._next_batch(now)
-            if batch and size < policy.max_batch_size and self._running and not self._closed:
-                flush_at = batch[0].enqueued_at + policy.max_queue_delay_s
+            if not batch:  # every request left was dead
+                for _ in range(span):
+                    self._queue.popleft()
+                self._room_made()
+                continue
+            if size < policy.max_batch_size and self._running and not self._closed:
+                flush_at = now + (policy.max_queue_delay_s - (time.perf_counter() - batch[0].enqueued_at))
                 if now < flush_at:  # another batch runs: wait for company until the delay is over
-                    if self._timer is None or self._timer.when() != flush_at:
+                    if self._timer is None or abs(self._timer.when() - flush_at) > 1e-4:
                         if self._timer is not None:
                             self._timer.cancel()
                         self._timer = loop.call_at(flush_at, self._flush)
                     return
+            if not self._pool.try_take(self._dispatch):
+                return  # the pool calls `_dispatch` again when a thread comes free
             for _ in range(span):
                 self._queue.popleft()
-            self._observer.queue_depth(len(self._queue))
-            if batch:
-                self._start(batch, size, now)
-        self._check_drained()
+            self._room_made()
+            self._start(batch, size)
 
     def _flush(self) -> None:
         self._timer = None
         self._dispatch()
 
-    def _start(self, batch: list[_Request], size: int, now: float) -> None:
-        for request in batch:
-            self._observer.queue_wait(now - request.enqueued_at)
+    def _start(self, requests: list[_Request], size: int) -> None:
+        """Prepare the batch on the loop and hand its runtime call to the thread taken for it."""
+        formed = time.perf_counter()
+        for request in requests:
             request.started = True
-        items = list(batch[0].items) if len(batch) == 1 else [item for r in batch for item in r.items]
         self._observer.batch_formed(size)
         self._running += 1
-        small = size <= self._policy.inline_max_items
-        run = self._timed if small else self._run_batch
-        if self._tracing is not None:
-            run = self._tracing.traced_run(run, [(r.trace, r.enqueued_at) for r in batch], now)
-        if small and self._running == 1 and not self._queue and self._fast():
-            try:
-                rows = run(items)
-            except Exception as error:
-                self._finished(batch, None, error)
-            else:
-                self._finished(batch, rows, None)
-            return
-        done = asyncio.get_running_loop().run_in_executor(self._executor, run, items)
-        done.add_done_callback(lambda future: self._executed(batch, future))
-
-    def _fast(self) -> bool:
-        """Small batches are known to take at most inline_max_s (unknown: not yet)."""
-        return self._small_batch_s is not None and self._small_batch_s <= self._policy.inline_max_s
-
-    def _timed(self, items: list[Any]) -> Any:
-        """run_batch for a small batch, timed (a float written from the pool thread is safe)."""
-        started = time.perf_counter()
-        rows = self._run_batch(items)
-        took = time.perf_counter() - started
-        average = self._small_batch_s
-        self._small_batch_s = took if average is None else average + SMALL_BATCH_WEIGHT * (took - average)
-        return rows
-
-    def _executed(self, batch: list[_Request], future: asyncio.Future[Any]) -> None:
-        if future.cancelled():  # the executor shut down under it
-            for request in batch:
-                request.future.cancel()
-            self._finished(batch, None, None)
-        elif (error := future.exception()) is not None:
+        batch = _Batch(requests, size, formed)
+        items = list(requests[0].items) if len(requests) == 1 else [i for r in requests for i in r.items]
+        try:
+            batch.prepared_input = self._work.prepare(items)
+        except Exception as error:
+            self._pool.give_back()
             self._finished(batch, None, error)
-        else:
-            self._finished(batch, future.result(), None)
+            return
+        batch.prepared = time.perf_counter()
+        if self._inline(size):
+            started = time.perf_counter()
+            try:
+                output, error = self._work.execute(batch.prepared_input), None
+            except Exception as failure:
+                output, error = None, failure
+            try:
+                self._executed(batch, output, error, started, time.perf_counter())
+            finally:
+                self._pool.give_back()
+            return
+        self._pool.run(
+            self._work.execute, batch.prepared_input, lambda *outcome: self._executed(batch, *outcome)
+        )
 
-    def _finished(self, batch: list[_Request], rows: Any, error: BaseException | None) -> None:
+    def _inline(self, size: int) -> bool:
+        """Whether this batch's runtime call runs on the loop (BatchPolicy.inline_max_items)."""
+        return (
+            size <= self._policy.inline_max_items
+            and self._pool.running == 1  # only the thread this batch took
+            and not self._queue
+            and self._small_execute_s is not None
+            and self._small_execute_s <= self._policy.inline_max_s
+        )
+
+    def _executed(
+        self, batch: _Batch, output: Any, error: BaseException | None, started: float, ended: float
+    ) -> None:
+        """On the loop, once per batch: its rows, metrics and traces, and every request's answer."""
+        rows, timing = None, BatchTiming(batch.formed, batch.prepared, started, ended, batch.size)
+        if batch.size <= self._policy.inline_max_items:
+            average, took = self._small_execute_s, timing.execute_s
+            self._small_execute_s = (
+                took if average is None else average + SMALL_BATCH_WEIGHT * (took - average)
+            )
+        if error is None:
+            exemplar = None
+            if self._tracing is not None:
+                exemplar = self._tracing.batch_ran(
+                    [(r.trace, r.enqueued_at) for r in batch.requests], batch.prepared_input, timing
+                )
+            try:
+                rows = self._work.finish(batch.prepared_input, output, timing, exemplar)
+            except Exception as failure:
+                error = failure
+        self._finished(batch, rows, error, timing)
+
+    def _finished(
+        self, batch: _Batch, rows: Any, error: BaseException | None, timing: BatchTiming | None = None
+    ) -> None:
         """Each request of the batch gets its rows, or the batch's error."""
         self._running -= 1
+        compute_per_item = timing.compute_per_item_s if timing is not None else 0.0
         start = 0
-        for request in batch:
+        observer = self._observer
+        for request in batch.requests:
+            waited = batch.formed - request.enqueued_at
+            observer.queue_wait(waited)
             if not request.future.done():
                 if error is None:
-                    request.future.set_result(rows[start : start + request.size])
+                    request.future.set_result(
+                        BatchResult(
+                            rows[start : start + request.size], waited, compute_per_item * request.size
+                        )
+                    )
                 else:
                     request.future.set_exception(error)
             start += request.size

@@ -116,13 +116,11 @@ class PythonWordLevel:
         """False for a text that needs HF's Unicode rules (or holds a separator)."""
         return _SEPARATOR not in text and _NOT_PLAIN.search(text) is None
 
-    def batch(self, texts: Sequence[str]) -> FlatIds | None:
-        """The texts' ids, or None unless it `answers` every text."""
-        count = len(texts)
-        if count == 0:
-            return FlatIds.of_rows([])
+    def _tokens(self, texts: Sequence[str]) -> list[str] | None:
+        """The batch's tokens, texts joined by one separator chunk each; None unless it `answers`
+        every text."""
         joined = f" {_SEPARATOR} ".join(texts)
-        if joined.count(_SEPARATOR) != count - 1:
+        if joined.count(_SEPARATOR) != len(texts) - 1:
             return None
         if joined.isascii():  # the usual batch: the few checks that need no pass over every character
             if any(c in joined for c in PYTHON_ONLY_WHITESPACE):
@@ -134,7 +132,16 @@ class PythonWordLevel:
         for c, spaced in _SPACED_PUNCTUATION:
             if c in joined:
                 joined = joined.replace(c, spaced)
-        tokens = joined.split()
+        return joined.split()
+
+    def batch(self, texts: Sequence[str]) -> FlatIds | None:
+        """The texts' ids as one flat array, or None unless it `answers` every text."""
+        count = len(texts)
+        if count == 0:
+            return FlatIds.of_rows([])
+        tokens = self._tokens(texts)
+        if tokens is None:
+            return None
         ids = np.fromiter(
             map(self._vocabulary.get, tokens, repeat(self._unk_id)), dtype=np.int32, count=len(tokens)
         )
@@ -144,6 +151,22 @@ class PythonWordLevel:
         lengths = np.empty(count, dtype=np.intp)
         lengths[:-1], lengths[-1] = ends - starts[:-1], ids.size - starts[-1]
         return FlatIds(ids, starts, lengths)
+
+    def rows(self, texts: Sequence[str]) -> list[list[int]] | None:
+        """The texts' ids as Python lists, or None unless it `answers` every text: for a few texts,
+        cheaper than the arrays of `batch`, whose every NumPy call has a fixed cost."""
+        tokens = self._tokens(texts) if texts else []
+        if tokens is None:
+            return None
+        lookup, unknown = self._vocabulary.get, self._unk_id
+        rows: list[list[int]] = [[]]
+        for token in tokens:
+            token_id = lookup(token, unknown)
+            if token_id == _SEPARATOR_ID:
+                rows.append([])
+            else:
+                rows[-1].append(token_id)
+        return rows if texts else []
 
 
 def _normalizer_steps(spec: dict[str, Any] | None) -> list[Callable[[str], str]]:

@@ -1,7 +1,8 @@
 """The server's HTTP port (KServe V2 REST and the compare page): aiohttp in the server's own event loop.
 
-The routes themselves are protocol handlers (serving.handlers.v2_rest, serving.handlers.compare_page);
-this module holds the application and its middleware.
+The routes themselves are protocol handlers (serving.handlers.v2_rest, tfs_rest, compare_page,
+explain_rest, api_docs), each route with its OpenAPI operation (serving.handlers.operations); this
+module holds the application and its middleware.
 - Errors: a `ServingError` (or a refusal of aiohttp's, e.g. no such route) becomes its HTTP status
   with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception is logged and
   answers 500, and the server keeps serving.
@@ -36,6 +37,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from serving.admission import AdmissionGate
 from serving.errors import ServingError
+from serving.handlers.operations import ApiRoute, add_routes
 from serving.handlers.rest import error_response, serving_error_response
 from serving.handlers.restricted_api import rest_middleware
 from serving.request_bodies import body_middleware
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 # Seconds that requests still running when the port stops get before they are cancelled.
 STOP_TIMEOUT_S = 0.5
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+# The settings the application's middleware follows (the OpenAPI document describes what it answers).
+SETTINGS = web.AppKey("settings", Settings)
 CLIENT_CERTIFICATE_REQUIRED = (
     "this server requires a client certificate signed by its CA (--tls-client-ca); only the health "
     "checks answer without one"
@@ -92,7 +96,9 @@ def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
             f"{request.method} is not allowed on {request.path[:200]}; use {', '.join(error.allowed_methods)}"
         )
     if isinstance(error, web.HTTPNotFound):
-        return f"no route {request.path[:200]!r}; the API is listed in the README (KServe V2 REST under /v2)"
+        return (
+            f"no route {request.path[:200]!r}; every route is described at /openapi.json (browse it at /docs)"
+        )
     return error.text or error.reason
 
 
@@ -101,7 +107,7 @@ class HttpServer:
         self,
         settings: Settings,
         gate: AdmissionGate,
-        routes: Iterable[web.RouteDef],
+        routes: Iterable[ApiRoute],
         outer_middlewares: Iterable[Any] = (),
     ) -> None:
         """`outer_middlewares` run before this module's own (tracing, when it is on)."""
@@ -115,7 +121,8 @@ class HttpServer:
                 body_middleware(settings.max_message_bytes, settings.rest_body_timeout_s, gate),
             ],
         )
-        self._app.add_routes(list(routes))
+        self._app[SETTINGS] = settings
+        add_routes(self._app, routes)
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace
         # period (a client still uploading its body, say): cancel it promptly, not after aiohttp's 60 s.
         self._runner = web.AppRunner(
@@ -128,9 +135,9 @@ class HttpServer:
         self.port = 0
 
     @property
-    def router(self) -> web.UrlDispatcher:
-        """Every route of the port."""
-        return self._app.router
+    def app(self) -> web.Application:
+        """The application: its router is the route table the OpenAPI document describes."""
+        return self._app
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""

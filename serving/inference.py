@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull, deadline_reached, monotonic_deadline
+from serving import request_clock
+from serving.batcher import (
+    BatcherClosed,
+    BatchResult,
+    DeadlineExpired,
+    QueueFull,
+    deadline_reached,
+    monotonic_deadline,
+)
 from serving.errors import ServingError
 from serving.metrics import COMPARE_PAGE, UNRESOLVED, ModelLabels, ServerMetrics
 from serving.model import ServedModel
@@ -29,14 +37,14 @@ from serving.tracing import NO_TRACE, RequestTrace, ServerTracing
 
 log = logging.getLogger(__name__)
 
-QUEUE_ROOM_POLL_S = 0.001
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Classification:
     model: ServedModel
     probabilities: np.ndarray  # [len(texts), len(labels)]
-    server_seconds: float  # queue + tokenize + inference, as seen by the server
+    server_seconds: float  # from `classify` being called to its answer: checks, queue, batch, hand-offs
+    queue_wait_seconds: float  # in the model's queue, until its batch formed
+    compute_seconds: float  # its texts' share of its batch's tokenize + runtime time
 
 
 class InferenceService:
@@ -121,15 +129,15 @@ class InferenceService:
                     details["texts"] = list(texts)
                 log.debug("classify", extra=details)
             trace = NO_TRACE if self._tracing is None else self._tracing.request(labels, len(texts))
-            in_flight = model.metrics.in_flight
-            in_flight.inc()
+            metrics = model.metrics
+            metrics.in_flight += 1
             try:
-                probabilities = await self._submit(model, texts, time_remaining, trace)
+                result = await self._submit(model, texts, time_remaining, trace)
             finally:
-                in_flight.dec()
+                metrics.in_flight -= 1
             elapsed = time.perf_counter() - started
-            model.metrics.request_duration.observe(elapsed, trace.exemplar)
-            return Classification(model, probabilities, elapsed)
+            request_clock.observe_when_answered(metrics.request_duration, trace.exemplar, elapsed)
+            return Classification(model, result.rows, elapsed, result.queue_wait_s, result.compute_s)
         except ServingError as error:
             code = error.code
             raise
@@ -152,7 +160,7 @@ class InferenceService:
 
     async def _submit(
         self, model: ServedModel, texts: Sequence[str], time_remaining: float | None, trace: RequestTrace
-    ) -> np.ndarray:
+    ) -> BatchResult:
         assert model.batcher is not None  # set before the model enters a snapshot
         try:
             return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining), trace)
@@ -176,17 +184,14 @@ class InferenceService:
 
     async def wait_for_queue_room(self, name: str, version: int = 0) -> None:
         """Until the model's queue can take one more request, for callers that can make their client
-        wait (a stream that stops reading) instead of failing the request. Checks every millisecond
-        while the queue is full; returns at once for a model that is not loaded (its request fails)."""
-        while True:
-            try:
-                model = self._registry.resolve(name, version)
-            except (InvalidModelName, ModelNotFound):
-                return
-            batcher = model.batcher
-            if batcher is None or batcher.queued < batcher.policy.max_queue_size:
-                return
-            await asyncio.sleep(QUEUE_ROOM_POLL_S)
+        wait (a stream that stops reading) instead of failing the request; woken when a request leaves
+        the full queue. Returns at once for a model that is not loaded (its request fails)."""
+        try:
+            model = self._registry.resolve(name, version)
+        except (InvalidModelName, ModelNotFound):
+            return
+        if model.batcher is not None:
+            await model.batcher.wait_for_room()
 
     async def compare(
         self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None

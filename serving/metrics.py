@@ -10,6 +10,7 @@ unknown model is counted under model="_unknown" (a name no real model can have: 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -18,6 +19,14 @@ from seqserve import metric_names as names
 from serving.metrics_http import MetricsHttpServer, serve_metrics_http
 from serving.settings import Settings
 from serving.statistics import ModelStatistics
+
+
+class QueueHolder(Protocol):
+    """What the queue-depth gauge reads (serving.batcher.Batcher)."""
+
+    @property
+    def queued(self) -> int: ...
+
 
 MODEL_LABELS = ("model", "version", "runtime")
 UNKNOWN_MODEL = "_unknown"
@@ -155,7 +164,8 @@ class ModelMetrics:
         self.labels = labels
         values = labels.values()
         self.request_duration = metrics.request_duration.labels(*values)
-        self.in_flight = metrics.in_flight.labels(*values)
+        self.in_flight = 0  # requests of this version inside `classify`, read by its gauge when scraped
+        metrics.in_flight.labels(*values).set_function(lambda: self.in_flight)
         self._queue_wait = metrics.queue_wait.labels(*values)
         self._queue_depth = metrics.queue_depth.labels(*values)
         self._batch_size = metrics.batch_size.labels(*values)
@@ -167,10 +177,11 @@ class ModelMetrics:
         self.explain_variants = metrics.explain_variants.labels(*values)
         self.statistics = ModelStatistics()
 
-    # BatchObserver
-    def queue_depth(self, requests: int) -> None:
-        self._queue_depth.set(requests)
+    def watch_queue(self, batcher: QueueHolder) -> None:
+        """The queue-depth gauge reads the batcher's queue when it is scraped, not on every change."""
+        self._queue_depth.set_function(lambda: batcher.queued)
 
+    # BatchObserver
     def queue_wait(self, seconds: float) -> None:
         self._queue_wait.observe(seconds)
         self.statistics.queued(seconds)

@@ -1,13 +1,12 @@
 """A loaded model version: config + shared token encoder + its padding + runtime + batcher and metrics.
 
-`predict_batch` is the callable the batcher runs in the thread pool: tokenize the whole batch once
-(padded as far as this model needs, serving.sequence), run the runtime once. It is the only place where
-texts become numbers.
+It is the batcher's `BatchWork`: `prepare` tokenizes the whole batch once on the event loop (padded as
+far as this model needs, serving.sequence), `execute` runs the runtime once on an inference thread, and
+`finish` records the batch's metrics back on the loop. It is the only place where texts become numbers.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqserve.v1 import model_config_pb2
+from serving.batch_timing import BatchTiming
 from serving.batcher import Batcher
 from serving.explain import Explainer
 from serving.metrics import ModelMetrics
@@ -23,7 +23,7 @@ from serving.sequence import SequencePadding
 from serving.tokenization import TokenEncoder
 
 if TYPE_CHECKING:
-    from serving.tracing import BatchTracing
+    from serving.tracing import BatchTracing, Exemplar
 
 WARM_UP_TEXT = "warm up"
 
@@ -61,24 +61,30 @@ class ServedModel:
             )
         return ids
 
-    def predict_batch(self, texts: list[str]) -> np.ndarray:
-        """texts -> probabilities [len(texts), len(labels)]; runs in the inference thread pool."""
-        started = time.perf_counter()
-        ids = self.tokenize(texts)
-        tokenized = time.perf_counter()
-        output = self.runtime.run(ids)
-        inferred = time.perf_counter()
-        probabilities = np.asarray(output, dtype=np.float32)
-        done = time.perf_counter()
-        exemplar = None
-        if self.tracing is not None:
-            exemplar = self.tracing.batch_ran(ids.shape[1], started, tokenized, inferred)
-        self.metrics.tokenize_duration.observe(tokenized - started, exemplar)
-        self.metrics.inference_duration.observe(inferred - tokenized, exemplar)
-        self.metrics.statistics.batch_ran(
-            len(texts), tokenized - started, inferred - tokenized, done - inferred
-        )
+    # The batcher's BatchWork: every step but the runtime call runs on the event loop.
+
+    def prepare(self, texts: list[str]) -> np.ndarray:
+        """texts -> token ids, on the event loop."""
+        return self.tokenize(texts)
+
+    def execute(self, ids: np.ndarray) -> np.ndarray:
+        """The runtime call, on an inference thread (it releases the GIL while the graph runs)."""
+        return self.runtime.run(ids)
+
+    def finish(
+        self, ids: np.ndarray, probabilities: np.ndarray, timing: BatchTiming, exemplar: Exemplar | None
+    ) -> np.ndarray:
+        """The batch's metrics, one observation each, on the event loop; the rows as they are."""
+        metrics = self.metrics
+        metrics.tokenize_duration.observe(timing.prepare_s, exemplar)
+        metrics.inference_duration.observe(timing.execute_s, exemplar)
+        metrics.statistics.batch_ran(timing.items, timing.prepare_s, timing.execute_s)
         return probabilities
+
+    def predict_batch(self, texts: list[str]) -> np.ndarray:
+        """texts -> probabilities [len(texts), len(labels)] in one call, without the batcher or its
+        metrics: for explanations' checks and the in-process benchmarks."""
+        return self.execute(self.prepare(texts))
 
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
         """Run dummy batches (allocations, lazy init) and check the output shape before serving."""

@@ -15,7 +15,6 @@ import enum
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +25,7 @@ from tokenizers import Tokenizer
 from seqserve.v1 import model_config_pb2
 from serving.batcher import Batcher, BatchPolicy
 from serving.explain import Explainer, ExplainUnsupported, WordSplitter
+from serving.inference_pool import InferencePool
 from serving.metrics import ModelLabels, ServerMetrics
 from serving.model import ServedModel
 from serving.repository import ModelRepository, validate_model_name
@@ -100,7 +100,7 @@ class ModelRegistry:
         repository: ModelRepository,
         settings: Settings,
         metrics: ServerMetrics,
-        executor: Executor,
+        pool: InferencePool,
         on_readiness: ReadinessListener | None = None,
         tracing: ServerTracing | None = None,
     ) -> None:
@@ -108,7 +108,7 @@ class ModelRegistry:
         self._tracing = tracing
         self._settings = settings
         self._metrics = metrics
-        self._executor = executor
+        self._pool = pool
         self._on_readiness = on_readiness
         self._tokenizers = TokenizerStore()
         self._splitters: dict[Path, WordSplitter | None] = {}  # None: the tokenizer cannot explain
@@ -189,9 +189,8 @@ class ModelRegistry:
         return versions if count == 0 else versions[-count:]
 
     async def _load_version(self, name: str, version: int) -> ServedModel | None:
-        loop = asyncio.get_running_loop()
-        try:
-            model = await loop.run_in_executor(self._executor, self._build, name, version)
+        try:  # on a thread of its own: loads never take an inference thread
+            model = await asyncio.to_thread(self._build, name, version)
         except Exception as error:  # whatever breaks one version's load (ONNX Runtime raises untyped
             # errors for a model its config does not fit) must leave it out, never stop the server
             self.failures[f"{name}/{version}"] = str(error)
@@ -201,13 +200,14 @@ class ModelRegistry:
             return None
         self.failures.pop(f"{name}/{version}", None)
         model.batcher = Batcher(
-            model.predict_batch,
+            model,
             self._batch_policy(model.config),
-            self._executor,
+            self._pool,
             observer=model.metrics,
             name=f"{name}/{version}",
             tracing=model.tracing,
         )
+        model.metrics.watch_queue(model.batcher)
         model.metrics.set_ready(True)
         log.info(
             "model version ready",
@@ -216,7 +216,7 @@ class ModelRegistry:
         return model
 
     def _build(self, name: str, version: int) -> ServedModel:
-        """Blocking part of a load (runs in the executor): files, tokenizer, runtime, the sequence
+        """Blocking part of a load (runs on a thread): files, tokenizer, runtime, the sequence
         contract (serving.sequence), warm-up."""
         source = self._repository.read_version(name, version)
         config = source.config
@@ -230,7 +230,7 @@ class ModelRegistry:
         labels = ModelLabels(name, str(version), runtime.name)
         model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
         if self._tracing is not None:
-            model.tracing = self._tracing.for_model(labels)
+            model.tracing = self._tracing.batches
         splitter = self._word_splitter(tokenizer_path)
         if splitter is not None:
             model.explainer = Explainer(splitter, padding, runtime, config.labels)

@@ -9,7 +9,8 @@ Syntax: `GROUPS:HEADER=VALUE`, several separated by `;`, e.g.
 - statistics: V2 model statistics;
 - metadata: V2 server and model metadata, seqserve.v1 ListModels and GetModel, TF Serving's model
   status and metadata (gRPC GetModelStatus and GetModelMetadata, REST GET /v1/models/<name>[/...]);
-- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency).
+- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency), the OpenAPI document
+  and its browser (/openapi.json, /docs).
 
 Inference, health and readiness are never restricted. Every gRPC method and every REST route of the
 server is in `GRPC_ACCESS` / `REST_ACCESS`, assigned to a group or declared PUBLIC
@@ -91,12 +92,13 @@ REST_ACCESS: dict[str, str] = {
     "/v2/models/stats": "statistics",
     **{model + "/stats": "statistics" for model in _V2_MODEL},
     "/v2": "metadata",
+    "/v2/": "metadata",
     **dict.fromkeys(_V2_MODEL, "metadata"),
     **dict.fromkeys(_TFS_MODEL, "metadata"),
     **{model + "/metadata": "metadata" for model in _TFS_MODEL},
-    **dict.fromkeys(("/", "/v1/compare", "/v1/latency"), "page"),
+    **dict.fromkeys(("/", "/v1/compare", "/v1/latency", "/openapi.json", "/docs", "/docs/{asset}"), "page"),
     **dict.fromkeys(
-        ("/v2/health/live", "/v2/health/ready", "/v1/models/{name}:explain", "/v1/explain"), PUBLIC
+        ("/v2/health/live", "/v2/health/ready", "/v1/models/{model}:explain", "/v1/explain"), PUBLIC
     ),
     **{model + suffix: PUBLIC for model in _V2_MODEL for suffix in ("/ready", "/infer")},
     **{model + verb: PUBLIC for model in _TFS_MODEL for verb in (":predict", ":classify")},

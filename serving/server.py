@@ -12,9 +12,9 @@ hangs. A second signal during any of that stops the server at once (exit 1). A s
 models load lets the load running finish (it runs in a thread), starts no other, prints no ready
 line, and exits 0.
 
-The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
-shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so
-it can be bound to an interface only the monitoring system reaches.
+The HTTP port (`--rest-port`: KServe V2 and TF Serving REST, the compare page, /openapi.json) opens
+right after the gRPC port and shares its request gate, so one drain covers both. /metrics has its own
+address (`--metrics-host`), so it can be bound to an interface only the monitoring system reaches.
 
 With `--tls-cert/--tls-key` every port (gRPC, HTTP, /metrics) speaks only TLS, with the same identity;
 with `--tls-client-ca` as well, only to clients presenting a certificate signed by that CA (on the HTTP
@@ -29,7 +29,6 @@ import logging
 import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -42,10 +41,12 @@ from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.explanations import ExplainService
 from serving.grpc_options import grpc_server_options
+from serving.handlers.api_docs import ApiDocs
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.operations import ApiRoute
 from serving.handlers.restricted_api import RestrictedApiInterceptor
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
@@ -60,6 +61,8 @@ from serving.handlers.v2_rest import V2RestHandler
 from serving.health import NOT_SERVING, SERVING, HealthService
 from serving.http_server import HttpServer
 from serving.inference import InferenceService
+from serving.inference_pool import InferencePool
+from serving.loop_lag import LoopLagMonitor
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
 from serving.protocol.tfs_dataplane import TfsDataPlane
@@ -108,6 +111,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
+def rest_routes(
+    dataplane: DataPlane,
+    tfs: TfsDataPlane,
+    service: InferenceService,
+    metrics: ServerMetrics,
+    explain: ExplainService,
+    registry: ModelRegistry,
+) -> list[ApiRoute]:
+    """Every route of the HTTP port, each with its OpenAPI operation (building them calls nothing)."""
+    return [
+        *V2RestHandler(dataplane).routes(),
+        *TfsRestHandler(tfs).routes(),
+        *ComparePage(service, metrics).routes(),
+        *ExplainRoutes(explain).routes(),
+        *ApiDocs(registry).routes(),
+    ]
+
+
 class Server:
     def __init__(self, settings: Settings, link: SupervisorLink | None = None) -> None:
         """`link`: this server is one of `--workers` processes (see SupervisorLink)."""
@@ -118,13 +139,14 @@ class Server:
         self.address = ServerAddress(settings.host)
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
-        self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        self.pool = InferencePool(settings.inference_threads)
+        self.loop_lag = LoopLagMonitor(self.metrics.registry)
         self.repository = ModelRepository(settings.model_repository)
         self.registry = ModelRegistry(
             self.repository,
             settings,
             self.metrics,
-            self.executor,
+            self.pool,
             on_readiness=self._model_readiness_changed,
             tracing=self.tracing,
         )
@@ -148,12 +170,7 @@ class Server:
         self.http_server = HttpServer(
             settings,
             self.gate,
-            [
-                *V2RestHandler(self.dataplane).routes(),
-                *TfsRestHandler(self.tfs).routes(),
-                *ComparePage(self.service, self.metrics).routes(),
-                *ExplainRoutes(self.explain).routes(),
-            ],
+            rest_routes(self.dataplane, self.tfs, self.service, self.metrics, self.explain, self.registry),
             outer_middlewares,
         )
         self.port = 0
@@ -190,6 +207,7 @@ class Server:
         else:
             self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
+        self.loop_lag.start()
         self.rest_port = await self.http_server.start(
             self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
         )
@@ -253,7 +271,7 @@ class Server:
 
     async def _close_models(self) -> None:
         await self.registry.close()
-        await asyncio.to_thread(self.executor.shutdown, wait=True)
+        await asyncio.to_thread(self.pool.close)
 
     async def stop(self, force: asyncio.Event | None = None) -> bool:
         """Graceful shutdown; when `force` is set meanwhile, stop at once. Returns True if graceful:
@@ -262,6 +280,7 @@ class Server:
         log.info("shutting down", extra={"grace_period_s": grace})
         if self._poller is not None:
             self._poller.cancel()
+        self.loop_lag.stop()
         await self.health.shutdown()
         self.stopping.set()
         self.gate.close()
@@ -275,7 +294,7 @@ class Server:
             graceful.cancel()
             await asyncio.gather(self.grpc_server.stop(None), self.http_server.stop())
         if not in_time:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.pool.close(timeout=0.0)  # its threads are daemons: a hung batch cannot hold the exit
         self.explain.close(wait=in_time)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
@@ -318,8 +337,8 @@ async def serve(settings: Settings, link: SupervisorLink | None = None) -> int:
 
 
 def _exit_code(graceful: bool) -> int:
-    """0 after a graceful stop. Otherwise 1, at once: a thread still running a batch (a model that
-    hangs) would hold the interpreter's exit, which joins every thread."""
+    """0 after a graceful stop. Otherwise 1, at once: a thread still running (an explanation, a load)
+    would hold the interpreter's exit, which joins every thread that is not a daemon."""
     log.info("stopped", extra={"graceful": graceful})
     sys.stdout.flush()
     if graceful:

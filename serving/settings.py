@@ -189,7 +189,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_text_bytes": (positive_int, "most UTF-8 bytes in one text"),
     "max_message_bytes": (positive_int, "largest gRPC message received or sent"),
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
-    "inference_threads": (positive_int, "threads running tokenization and inference"),
+    "inference_threads": (
+        positive_int,
+        "threads running the runtime calls (the batches' tokenizing and the rest run on the event loop)",
+    ),
     "max_concurrent_explains": (
         positive_int,
         "explanations computed at once, each on its own thread beside the inference threads; one more "
@@ -197,8 +200,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     ),
     "inline_max_texts": (
         non_negative_int,
-        "a batch of at most this many texts runs on the event loop, without the thread hand-off, when "
-        "nothing else of its model runs or waits and such batches take under 0.5 ms (0 = never)",
+        "a batch of at most this many texts runs its runtime call on the event loop when nothing else "
+        "runs or waits and such calls take under 0.5 ms: the loop would sit idle meanwhile (0 = never)",
     ),
     "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
     "workers": (

@@ -20,6 +20,10 @@ from tokenizers import Tokenizer
 from serving.fast_tokenizer import FlatIds, PythonWordLevel, UnknownComponent
 from serving.sequence import SequencePadding
 
+# Batches of at most this many texts are cut and padded in Python lists rather than NumPy arrays
+# (bench/tokenizer_speed.py measures both: below it each NumPy call's fixed cost outweighs the loop).
+SMALL_BATCH = 4
+
 
 class TokenizerMismatch(Exception):
     """The tokenizer file on disk is not the one the model was trained with."""
@@ -93,6 +97,10 @@ class TokenEncoder:
         # encode_batch_fast: the same ids without character offsets, which serving never reads
         if self._bare is None:
             return np.array([e.ids for e in self._tokenizer.encode_batch_fast(list(texts))], dtype=np.int32)
+        if len(texts) <= SMALL_BATCH and self._words is not None:
+            rows = self._words.rows(texts)
+            if rows is not None:
+                return self._padded(rows, padding)
         tokens = self._untruncated(texts)
         kept = np.minimum(tokens.lengths, self._length)
         starts = tokens.starts + tokens.lengths - kept if self._keep_end else tokens.starts
@@ -107,6 +115,18 @@ class TokenEncoder:
         ids = np.full((len(texts), width), self._pad_id, dtype=np.int32)
         ids[filled] = tokens.ids[source[filled]]
         return ids
+
+    def _padded(self, rows: list[list[int]], padding: SequencePadding) -> np.ndarray:
+        """`encode`'s cut and padding of a few texts' untruncated ids, in Python: the same ids."""
+        length = self._length
+        kept = [row[-length:] for row in rows] if self._keep_end else [row[:length] for row in rows]
+        width = padding.width(max(map(len, kept), default=0)) if self._trims else length
+        pad = [self._pad_id]
+        if self._pad_left:
+            padded = [pad * (width - len(row)) + row for row in kept]
+        else:
+            padded = [row + pad * (width - len(row)) for row in kept]
+        return np.array(padded, dtype=np.int32).reshape(len(kept), width)
 
     def _untruncated(self, texts: Sequence[str]) -> FlatIds:
         """The texts' ids before truncation: from the fast path where it answers, else from HF."""

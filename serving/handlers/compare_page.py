@@ -26,6 +26,17 @@ from seqserve.histograms import Histogram, per_model
 from seqserve.metric_names import REQUEST_DURATION
 from seqserve.v1 import classifier_pb2
 from serving.handlers.classifier import compare_response
+from serving.handlers.operations import (
+    JSON,
+    Answer,
+    ApiRoute,
+    Component,
+    Operation,
+    Parameter,
+    ProtoMessage,
+    json_answer,
+)
+from serving.handlers.proto_schema import JsonMapping
 from serving.handlers.rest import json_message, json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
@@ -35,6 +46,46 @@ PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
 WINDOW_S = 60.0
 COMPARE_TIMEOUT_S = 30.0
+TAG = "Compare page"
+# Read by the page's script, not by the server.
+PAGE_PARAMETERS = (
+    Parameter(
+        "text",
+        "query",
+        {"type": "array", "items": {"type": "string"}},
+        "Texts to fill in and compare at once.",
+    ),
+    Parameter("explain", "query", {"type": "string"}, "A text to fill in and explain at once."),
+)
+COMPARE_REQUEST = ProtoMessage(classifier_pb2.CompareRequest.DESCRIPTOR, JsonMapping(reading=True))
+COMPARE_RESPONSE = ProtoMessage(classifier_pb2.CompareResponse.DESCRIPTOR)
+_MILLISECONDS = {"type": ["number", "null"], "description": "null: no request yet."}
+LATENCY = Component(
+    "latency_response",
+    {
+        "type": "object",
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string"},
+                        "requests": {"type": "integer"},
+                        "p50_ms": _MILLISECONDS,
+                        "p99_ms": _MILLISECONDS,
+                        "window_s": {
+                            "type": ["number", "null"],
+                            "description": "The window's seconds; null: the figures since start.",
+                        },
+                    },
+                    "required": ["model", "requests", "p50_ms", "p99_ms", "window_s"],
+                },
+            }
+        },
+        "required": ["models"],
+    },
+)
 
 
 # model -> its request-duration histogram, versions and runtimes summed
@@ -96,11 +147,50 @@ class ComparePage:
         self._service = service
         self._latency = LatencyWindow(metrics)
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            web.get("/", self.page),
-            web.post("/v1/compare", self.compare),
-            web.get("/v1/latency", self.latency),
+            ApiRoute(
+                "GET",
+                "/",
+                self.page,
+                Operation(
+                    "compare_page",
+                    "The compare page",
+                    TAG,
+                    {
+                        200: Answer(
+                            "The page (one HTML file with its script).", {"text/html": {"type": "string"}}
+                        )
+                    },
+                    parameters=PAGE_PARAMETERS,
+                ),
+            ),
+            ApiRoute(
+                "POST",
+                "/v1/compare",
+                self.compare,
+                Operation(
+                    "compare",
+                    "Every model's answer to the same texts",
+                    TAG,
+                    {200: json_answer("One result per model, in name order.", COMPARE_RESPONSE)},
+                    errors=(400, 404, 429, 504),
+                    description="seqserve.v1 Compare in the protobuf JSON mapping; no models: every one.",
+                    body={JSON: COMPARE_REQUEST},
+                    body_example={"texts": ["area man wins award"]},
+                ),
+            ),
+            ApiRoute(
+                "GET",
+                "/v1/latency",
+                self.latency,
+                Operation(
+                    "latency",
+                    "Each model's request time",
+                    TAG,
+                    {200: json_answer("p50 and p99 over about the last minute.", LATENCY)},
+                ),
+            ),
         ]
 
     async def page(self, request: web.Request) -> web.Response:

@@ -22,7 +22,6 @@ Decoding is strict: a string tensor holds exactly as many `string_val`s as its s
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -186,9 +185,10 @@ def _json_text(value: Any, where: str) -> str:
         return value
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
-            return _utf8(base64.b64decode(value["b64"], validate=True), where)
-        except binascii.Error as error:
+            data = base64.b64decode(value["b64"], validate=True)
+        except ValueError as error:  # binascii.Error, or characters beyond ASCII
             raise invalid(f"{where}: 'b64' is not base64 ({error})") from None
+        return _utf8(data, where)
     if isinstance(value, list):
         raise invalid(
             f"{where} is a list; input {TEXT_INPUT!r} (DT_STRING [-1]) takes one string per instance, "

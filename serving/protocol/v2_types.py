@@ -177,7 +177,7 @@ class InferRequest:
 
     model_name: str
     model_version: int  # 0 = the latest
-    id: Any  # echoed in the response: gRPC a string, REST any JSON value (None: not sent)
+    id: str | None  # echoed in the response (None: not sent)
     inputs: Sequence[InputTensor]
     outputs: Sequence[tuple[str, bool]]  # (output name, raw?) in response order
     timeout_s: float | None = None  # REST's `timeout` parameter; gRPC requests carry a deadline instead
@@ -272,10 +272,13 @@ class InferRequest:
         document, binary = split_body(body, header_length)
         parameters = json_parameters(document, "the request")
         outputs = requested_outputs(_rest_output_requests(document), parameters, binary_default=False)
+        request_id = document.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise invalid(f"the request's 'id' must be a JSON string, not {type(request_id).__name__}")
         return cls(
             name,
             model_version,
-            document.get("id"),
+            request_id,
             _rest_input_tensors(document, binary),
             outputs,
             _timeout_s(parameters),
@@ -431,7 +434,7 @@ class OutputTensor:
 class InferResponse:
     model_name: str
     model_version: str
-    id: Any
+    id: str | None
     outputs: Sequence[OutputTensor]
 
     @classmethod

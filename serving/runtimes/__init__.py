@@ -47,8 +47,11 @@ def expand_probabilities(raw: np.ndarray, config: model_config_pb2.ModelConfig) 
     """Model output -> one probability per label: a sigmoid's p becomes [1 - p, p]."""
     raw = np.asarray(raw, dtype=np.float32)
     if config.output_kind == model_config_pb2.OUTPUT_KIND_SIGMOID:
-        p = raw.reshape(-1, 1)
-        return np.concatenate([1.0 - p, p], axis=1)
+        p = raw.reshape(-1)
+        probabilities = np.empty((p.size, 2), dtype=np.float32)
+        probabilities[:, 1] = p
+        np.subtract(np.float32(1.0), p, out=probabilities[:, 0])
+        return probabilities
     if raw.ndim != 2 or raw.shape[1] != len(config.labels):
         raise ModelRuntimeError(
             f"{config.name}: output shape {raw.shape} does not match {len(config.labels)} labels"

@@ -70,7 +70,8 @@ def test_a_burst_above_capacity_is_refused_fast_and_every_accepted_request_is_ri
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     accepted = codes.count(grpc.StatusCode.OK)
     refused = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert refused > BURSTS * BURST / 2, "the burst did not overflow the queue"
+    for run in outcomes:  # every burst overflowed the queue of QUEUE requests
+        assert any(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _, _ in run), "no overflow"
     assert accepted >= BURSTS * (QUEUE + 1)
     for run in outcomes:
         for i, (code, _, scores) in enumerate(run):

@@ -18,7 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.reliability.conftest import wait_until
 from tests.serving.server_process import ServerProcess
+from tests.serving.sockets import accepted
 
 HALF_OPEN = 3000
 TIMEOUT_S = 2.0
@@ -168,7 +170,7 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
     port = port_of(server.metrics_url)
     drip = socket.create_connection(("127.0.0.1", port), timeout=10)
     held = open_half(port, 3, b"GET /metrics HTTP/1.1\r\n")  # with the drip: the cap of 4
-    time.sleep(0.2)
+    wait_until(lambda: accepted(server.pid, port) == 4, "the server to accept the four")
     began = time.monotonic()
     beyond = open_half(port, 1, b"")
     assert closed_within(beyond, 1.0, lambda: None) < 1.0  # over the cap: closed at once

@@ -5,6 +5,10 @@ queued only behind a busy model. This one is a real ONNX model with the reposito
 ids [n, max_length] -> sigmoid [n, 1]) whose every batch also multiplies a matrix with itself a
 number of times. The matrix depends on the input (times zero), so ONNX Runtime cannot fold it into a
 constant at load time; the output is a sigmoid of the ids' mean and does not depend on it.
+
+How long a run takes depends on the machine, so a test that must act while a run is under way does
+not rely on it: it serves the model behind a gate (tests/serving/gate.py), where each run waits until
+the test releases it.
 """
 
 from __future__ import annotations

@@ -1,18 +1,17 @@
-"""The dynamic batcher on its own: no gRPC, no models; run_batch is a recording function."""
+"""The dynamic batcher on its own: no gRPC, no models; the batch's work is a recording object."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving.batch_timing import BatchTiming
 from serving.batcher import (
     DEADLINE_SLACK_S,
     Batcher,
@@ -21,17 +20,14 @@ from serving.batcher import (
     DeadlineExpired,
     QueueFull,
 )
+from serving.inference_pool import InferencePool
 
 
 class RecordingObserver:
     def __init__(self) -> None:
-        self.depths: list[int] = []
         self.waits: list[float] = []
         self.batches: list[int] = []
         self.expired_count = 0
-
-    def queue_depth(self, requests: int) -> None:
-        self.depths.append(requests)
 
     def queue_wait(self, seconds: float) -> None:
         self.waits.append(seconds)
@@ -44,10 +40,12 @@ class RecordingObserver:
 
 
 class Recorder:
-    """run_batch that records each batch and answers item -> (item, batch number); can be held shut.
+    """A BatchWork that records each batch and answers item -> (item, batch number); its runtime step
+    can be held shut.
 
-    `gate` holds every batch; `hold_gate` holds only batches starting with a "hold" item, so a test
-    can keep the model busy while other batches run.
+    `gate` holds every batch in `execute` (on its inference thread); `hold_gate` holds only batches
+    starting with a "hold" item, so a test can keep the model busy while other batches run. `threads`
+    records where each step of each batch ran.
     """
 
     def __init__(self) -> None:
@@ -56,34 +54,60 @@ class Recorder:
         self.gate.set()
         self.hold_gate = threading.Event()
         self.entered = threading.Event()
+        self.threads: list[tuple[str, int]] = []
+        self.executed_on: dict[Any, int] = {}  # a batch's first item -> the thread its execute ran on
 
-    def __call__(self, items: list[Any]) -> list[tuple[Any, int]]:
+    def prepare(self, items: list[Any]) -> list[Any]:
+        self.threads.append(("prepare", threading.get_ident()))
+        if items and items[0] == "unpreparable":
+            raise ValueError("cannot prepare")
+        return items
+
+    def execute(self, items: list[Any]) -> list[Any]:
+        self.threads.append(("execute", threading.get_ident()))
+        self.executed_on[items[0]] = threading.get_ident()
         self.entered.set()
         assert self.gate.wait(10), "test left the gate shut"
         if str(items[0]).startswith("hold"):
             assert self.hold_gate.wait(10), "test left the hold gate shut"
+        if "boom" in items:
+            raise ValueError("bad batch")
+        return items
+
+    def finish(self, items: list[Any], output: list[Any], timing: BatchTiming, exemplar: Any) -> list[Any]:
+        self.threads.append(("finish", threading.get_ident()))
         self.batches.append(list(items))
-        return [(item, len(self.batches)) for item in items]
+        return [(item, len(self.batches)) for item in output]
 
     async def running(self) -> None:
-        """Wait until a batch is inside run_batch (held at the gate)."""
+        """Wait until a batch is inside execute (held at the gate)."""
         assert await asyncio.to_thread(self.entered.wait, 5), "no batch started"
 
 
-def run(test: Callable[[Batcher, Recorder, RecordingObserver], Coroutine[Any, Any, None]], **policy: Any):
+def run(
+    test: Callable[[Batcher, Recorder, RecordingObserver], Coroutine[Any, Any, None]],
+    threads: int = 2,
+    **policy: Any,
+) -> Recorder:
     async def main() -> None:
-        recorder, observer = Recorder(), RecordingObserver()
         defaults = {"max_batch_size": 4, "max_queue_delay_s": 0.05, "max_queue_size": 100}
-        with ThreadPoolExecutor(2) as executor:
-            batcher = Batcher(recorder, BatchPolicy(**{**defaults, **policy}), executor, observer)
-            try:
-                await asyncio.wait_for(test(batcher, recorder, observer), 20)
-            finally:
-                recorder.gate.set()
-                recorder.hold_gate.set()
-                await batcher.close()
+        pool = InferencePool(threads)
+        batcher = Batcher(recorder, BatchPolicy(**{**defaults, **policy}), pool, observer)
+        try:
+            await asyncio.wait_for(test(batcher, recorder, observer), 20)
+        finally:
+            recorder.gate.set()
+            recorder.hold_gate.set()
+            await batcher.close()
+            pool.close()
 
+    recorder, observer = Recorder(), RecordingObserver()
     asyncio.run(main())
+    return recorder
+
+
+def items_of(results: list[Any]) -> list[Any]:
+    return [item for result in results for item, _ in result.rows]
 
 
 async def keep_busy(batcher: Batcher, recorder: Recorder) -> asyncio.Future[Any]:
@@ -97,7 +121,7 @@ def test_idle_model_runs_a_lone_request_at_once():
     """Nothing of this model is running: waiting for company would only add latency."""
 
     async def body(batcher, recorder, observer):
-        assert await asyncio.wait_for(batcher.submit(["alone"]), 5) == [("alone", 1)]
+        assert (await asyncio.wait_for(batcher.submit(["alone"]), 5)).rows == [("alone", 1)]
 
     run(body, max_queue_delay_s=60.0, max_concurrent_batches=2)
 
@@ -108,11 +132,11 @@ def test_full_batch_runs_at_once_and_a_partial_one_waits_while_the_model_is_busy
         requests = [asyncio.ensure_future(batcher.submit([f"t{i}"])) for i in range(5)]
         # the delay is 60 s: only a full batch runs while "hold" keeps the model busy
         first_four = await asyncio.wait_for(asyncio.gather(*requests[:4]), 5)
-        assert [rows[0] for rows in first_four] == [("t0", 1), ("t1", 1), ("t2", 1), ("t3", 1)]
+        assert [result.rows[0] for result in first_four] == [("t0", 1), ("t1", 1), ("t2", 1), ("t3", 1)]
         await asyncio.sleep(0.05)
         assert not requests[4].done()
         recorder.hold_gate.set()  # the model goes idle: the waiting partial batch runs now
-        assert await asyncio.wait_for(requests[4], 5) == [("t4", 3)]
+        assert (await asyncio.wait_for(requests[4], 5)).rows == [("t4", 3)]
         await held
         assert recorder.batches == [["t0", "t1", "t2", "t3"], ["hold"], ["t4"]]
 
@@ -153,8 +177,8 @@ def test_each_request_gets_exactly_its_rows_and_requests_never_split():
     async def body(batcher, recorder, observer):
         requests = [["a1", "a2"], ["b1", "b2", "b3"], ["c1"], ["d1", "d2", "d3", "d4", "d5", "d6"]]
         results = await asyncio.gather(*(batcher.submit(r) for r in requests))
-        for request, rows in zip(requests, results, strict=True):
-            assert [item for item, _ in rows] == request
+        for request, result in zip(requests, results, strict=True):
+            assert [item for item, _ in result.rows] == request
         # a (2) + b (3) > 4: b starts a new batch; c fits with b; d (6 > max) runs alone
         assert recorder.batches == [
             ["a1", "a2"],
@@ -260,7 +284,7 @@ def test_cancelled_request_ahead_of_live_ones_does_not_swallow_them():
         behind = asyncio.ensure_future(batcher.submit(["behind"]))
         await asyncio.sleep(0)  # both queued; the batcher has not looked yet
         cancelled.cancel()
-        assert (await asyncio.wait_for(behind, 5))[0][0] == "behind"
+        assert (await asyncio.wait_for(behind, 5)).rows[0][0] == "behind"
         await first
         recorder.hold_gate.set()
         await held
@@ -270,24 +294,16 @@ def test_cancelled_request_ahead_of_live_ones_does_not_swallow_them():
 
 
 def test_failing_batch_fails_each_of_its_requests_and_the_batcher_goes_on():
-    async def main() -> None:
-        calls = []
-
-        def flaky(items: list[str]) -> list[str]:
-            calls.append(items)
-            if "boom" in items:
-                raise ValueError("bad batch")
-            return items
-
-        batcher = Batcher(flaky, BatchPolicy(4, 0.05, 10), None)
+    async def body(batcher, recorder, observer):
         results = await asyncio.gather(
             batcher.submit(["ok", "boom"]), batcher.submit(["x"]), return_exceptions=True
         )
         assert all(isinstance(r, ValueError) for r in results)
-        assert await batcher.submit(["later"]) == ["later"]
-        await batcher.close()
+        with pytest.raises(ValueError, match="cannot prepare"):
+            await batcher.submit(["unpreparable"])
+        assert items_of([await batcher.submit(["later"])]) == ["later"]
 
-    asyncio.run(main())
+    run(body, max_queue_delay_s=0.05)
 
 
 def test_close_runs_what_is_queued_then_refuses_new_requests():
@@ -303,8 +319,8 @@ def test_close_runs_what_is_queued_then_refuses_new_requests():
             await batcher.submit(["too late"])
         recorder.gate.set()
         await closing
-        assert (await running)[0][0] == "running"
-        assert (await queued)[0][0] == "queued"
+        assert (await running).rows[0][0] == "running"
+        assert (await queued).rows[0][0] == "queued"
 
     run(body, max_concurrent_batches=1, max_queue_delay_s=0.0)
 
@@ -320,9 +336,9 @@ def test_any_mix_of_requests_gets_its_own_rows_within_batch_limits(sizes, max_ba
 
     async def body(batcher, recorder, observer):
         results = await asyncio.gather(*(batcher.submit(r) for r in requests))
-        for request, rows in zip(requests, results, strict=True):
-            assert [item for item, _ in rows] == request
-            assert len({batch for _, batch in rows}) == 1  # never split
+        for request, result in zip(requests, results, strict=True):
+            assert [item for item, _ in result.rows] == request
+            assert len({batch for _, batch in result.rows}) == 1  # never split
         for batch in recorder.batches:
             starts = [item for item in batch if item.endswith("i0")]
             assert len(batch) <= max_batch_size or len(starts) == 1  # oversize only when alone
@@ -331,68 +347,214 @@ def test_any_mix_of_requests_gets_its_own_rows_within_batch_limits(sizes, max_ba
     run(body, max_batch_size=max_batch_size, max_queue_delay_s=delay_s)
 
 
-def test_small_batches_run_inline_only_on_an_idle_model_with_nothing_queued():
-    """inline_max_items: one small request on an idle model skips the thread hand-off once such batches
-    are known to be fast; anything larger, or anything while the model is busy, runs in the executor."""
-    loop_thread = threading.get_ident()
-    threads: dict[str, int] = {}
+def test_only_the_runtime_step_leaves_the_event_loop_and_each_batch_crosses_once():
+    """prepare and finish run on the loop thread, execute on an inference thread: one crossing each way
+    per batch, whatever its size."""
 
-    def where(items: list[str]) -> list[str]:
-        threads[items[0]] = threading.get_ident()
-        if items[0] == "slow":
-            time.sleep(0.2)
-        return items
+    async def body(batcher, recorder, observer):
+        await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(7)))
 
-    async def main() -> None:  # asyncio.run runs the loop on this thread
-        with ThreadPoolExecutor(2) as executor:
-            batcher = Batcher(where, BatchPolicy(8, 0.0, 10, 2, inline_max_items=1), executor)
-            assert await batcher.submit(["first"]) == ["first"]  # not yet timed: in the executor
-            assert await batcher.submit(["alone"]) == ["alone"]
-            assert await batcher.submit(["two", "texts"]) == ["two", "texts"]
-            slow = asyncio.ensure_future(batcher.submit(["slow", "two texts"]))
-            await asyncio.sleep(0.05)  # "slow" (two texts) is running in the executor
-            assert await batcher.submit(["beside"]) == ["beside"]
-            await slow
-            await batcher.close()
-
-    asyncio.run(main())
-    assert threads["first"] != loop_thread
-    assert threads["alone"] == loop_thread
-    assert threads["two"] != loop_thread
-    assert threads["slow"] != loop_thread and threads["beside"] != loop_thread
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
+    recorder = run(body, max_batch_size=4, max_queue_delay_s=0.05, max_concurrent_batches=1)
+    steps = [step for step, _ in recorder.threads]
+    assert steps == ["prepare", "execute", "finish"] * len(recorder.batches)
+    assert len(recorder.batches) == 2  # 4 + 3, formed from the 7 requests that arrived together
+    assert {thread for step, thread in recorder.threads if step != "execute"} == {loop_thread}
+    assert loop_thread not in {thread for step, thread in recorder.threads if step == "execute"}
 
 
-def test_a_slow_model_never_holds_the_event_loop():
-    """Regression: a lone request of a slow model ran on the loop and stalled every other request."""
-    ran_on: list[int] = []
-
-    def slow(items: list[str]) -> list[str]:
-        ran_on.append(threading.get_ident())
-        time.sleep(0.01)
-        return items
+def test_a_batch_forms_only_when_an_inference_thread_is_free_and_gathers_meanwhile():
+    """Two models share one thread: while one holds it, the other's requests wait in its own queue
+    (where deadlines are still checked) and leave it as one batch; their queue wait covers the wait
+    for the thread."""
 
     async def main() -> None:
-        batcher = Batcher(slow, BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.001), None)
+        pool = InferencePool(1)
+        busy, other = Recorder(), Recorder()
+        busy_observer, other_observer = RecordingObserver(), RecordingObserver()
+        policy = BatchPolicy(8, 0.0005, 100, 1)
+        first = Batcher(busy, policy, pool, busy_observer)
+        second = Batcher(other, policy, pool, other_observer)
+        held = asyncio.ensure_future(first.submit(["hold"]))
+        await busy.running()
+        waiting = [asyncio.ensure_future(second.submit([f"w{i}"])) for i in range(3)]
+        await asyncio.sleep(0.05)  # much longer than the 0.5 ms delay: a free thread would have run them
+        assert second.queued == 3 and not other.batches
+        busy.hold_gate.set()
+        results = await asyncio.gather(*waiting)
+        await held
+        assert other.batches == [["w0", "w1", "w2"]]
+        assert min(result.queue_wait_s for result in results) >= 0.05
+        assert min(other_observer.waits) >= 0.05
+        await first.close()
+        await second.close()
+        pool.close()
+
+    asyncio.run(main())
+
+
+def test_each_request_gets_its_share_of_the_batch_compute_time():
+    async def body(batcher, recorder, observer):
+        one, three = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b", "c", "d"]))
+        assert recorder.batches == [["a", "b", "c", "d"]]
+        assert one.compute_s > 0 and three.compute_s == pytest.approx(3 * one.compute_s)
+
+    run(body, max_batch_size=4, max_concurrent_batches=1)
+
+
+def test_a_cancelled_request_leaves_the_queue_at_once():
+    """Regression: a cancelled request kept its queue slot until the next batch formed, so a full queue
+    refused new requests (RESOURCE_EXHAUSTED) that it had room for."""
+
+    async def body(batcher, recorder, observer):
+        held = await keep_busy(batcher, recorder)
+        queued = [asyncio.ensure_future(batcher.submit([f"q{i}"])) for i in range(2)]
+        await asyncio.sleep(0)
+        assert batcher.queued == 2
+        queued[0].cancel()
+        await asyncio.gather(queued[0], return_exceptions=True)
+        assert batcher.queued == 1
+        room = asyncio.ensure_future(batcher.submit(["room"]))  # would be QueueFull with the slot taken
+        await asyncio.sleep(0)
+        recorder.hold_gate.set()
+        await asyncio.gather(held, queued[1], room)
+        assert [item for batch in recorder.batches for item in batch] == ["hold", "q1", "room"]
+
+    run(body, max_queue_size=2, max_concurrent_batches=1, max_queue_delay_s=0.0)
+
+
+def test_requests_past_their_deadline_make_room_in_a_full_queue():
+    """Regression: expired requests held their slots until a batch formed: a full queue of them refused
+    a live request."""
+
+    async def body(batcher, recorder, observer):
+        loop = asyncio.get_running_loop()
+        held = await keep_busy(batcher, recorder)
+        doomed = [
+            asyncio.ensure_future(batcher.submit([f"d{i}"], deadline=loop.time() + 0.01)) for i in range(2)
+        ]
+        await asyncio.sleep(0.02)
+        assert batcher.queued == 2
+        live = asyncio.ensure_future(batcher.submit(["live"]))
+        await asyncio.sleep(0)
+        assert batcher.queued == 1 and observer.expired_count == 2
+        recorder.hold_gate.set()
+        await asyncio.gather(held, live)
+        assert all(isinstance(d.exception(), DeadlineExpired) for d in doomed)
+
+    run(body, max_queue_size=2, max_concurrent_batches=1, max_queue_delay_s=0.0)
+
+
+def test_waiting_for_room_wakes_when_a_request_leaves_without_polling(monkeypatch):
+    """Regression: a stream waiting for queue room checked every millisecond, on the loop, exactly when
+    the server was overloaded. It now sleeps until a request leaves the full queue."""
+
+    async def body(batcher, recorder, observer):
+        sleeps: list[float] = []
+        real_sleep = asyncio.sleep
+
+        async def counted_sleep(delay: float, *args: Any) -> Any:
+            sleeps.append(delay)
+            return await real_sleep(delay, *args)
+
+        held = await keep_busy(batcher, recorder)
+        queued = [asyncio.ensure_future(batcher.submit([f"q{i}"])) for i in range(2)]
+        await real_sleep(0)
+        monkeypatch.setattr(asyncio, "sleep", counted_sleep)
+        waiter = asyncio.ensure_future(batcher.wait_for_room())
+        await real_sleep(0.02)
+        assert not waiter.done() and sleeps == []
+        recorder.hold_gate.set()  # the held batch ends, the queued ones form the next: room
+        await asyncio.wait_for(waiter, 5)
+        assert sleeps == []
+        await asyncio.gather(held, *queued)
+
+    run(body, max_queue_size=2, max_concurrent_batches=1, max_queue_delay_s=0.0)
+
+
+def test_a_slow_runtime_step_never_holds_the_event_loop():
+    """A batch's runtime call runs on its thread: the loop answers timers while it runs."""
+
+    class Slow(Recorder):
+        def execute(self, items: list[Any]) -> list[Any]:
+            self.entered.set()
+            assert self.gate.wait(10)
+            return items
+
+    async def main() -> None:
+        pool = InferencePool(1)
+        slow = Slow()
+        slow.gate.clear()
+        batcher = Batcher(slow, BatchPolicy(4, 0.0, 10), pool)
+        running = asyncio.ensure_future(batcher.submit(["slow"]))
+        await slow.running()
+        for _ in range(20):  # were the runtime step on the loop, the loop could not turn here
+            await asyncio.sleep(0)
+        assert not running.done()
+        slow.gate.set()
+        await running
+        await batcher.close()
+        pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_small_batch_runs_inline_only_when_nothing_else_runs_or_waits_and_the_model_is_fast():
+    """inline_max_items: the runtime call of one small request on an idle server skips the crossing
+    once such calls are known to be fast; a larger batch, or one while another batch runs, crosses."""
+    loop_thread = threading.get_ident()
+
+    async def body(batcher, recorder, observer):
+        await batcher.submit(["first"])  # not yet timed: on a thread
+        await batcher.submit(["alone"])
+        held = asyncio.ensure_future(batcher.submit(["hold", "two texts"]))  # larger: a thread
+        await recorder.running()
+        await batcher.submit(["beside"])  # small, but another batch runs: a thread
+        recorder.hold_gate.set()
+        await held
+        await batcher.submit(["after"])
+
+    recorder = run(
+        body, max_batch_size=8, max_queue_delay_s=0.0, max_concurrent_batches=2, inline_max_items=1
+    )
+    on_loop = {first: thread == loop_thread for first, thread in recorder.executed_on.items()}
+    assert on_loop == {"first": False, "alone": True, "hold": False, "beside": False, "after": True}
+
+
+def test_a_slow_model_never_runs_on_the_event_loop():
+    """Regression guard: a model whose small batches take longer than inline_max_s crosses every time."""
+
+    class Slow(Recorder):
+        def execute(self, items: list[Any]) -> list[Any]:
+            self.threads.append(("execute", threading.get_ident()))
+            threading.Event().wait(0.002)
+            return items
+
+    async def main() -> None:
+        pool = InferencePool(1)
+        slow = Slow()
+        batcher = Batcher(slow, BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.001), pool)
         for _ in range(5):
             await batcher.submit(["lone"])
         await batcher.close()
+        pool.close()
+        executed = [thread for step, thread in slow.threads if step == "execute"]
+        assert len(executed) == 5 and threading.get_ident() not in executed
 
     asyncio.run(main())
-    assert threading.get_ident() not in ran_on
 
 
 def test_an_inline_batch_that_fails_fails_its_request_and_the_batcher_goes_on():
-    def flaky(items: list[str]) -> list[str]:
-        if items == ["boom"]:
-            raise ValueError("bad batch")
-        return items
-
-    async def main() -> None:
-        batcher = Batcher(flaky, BatchPolicy(4, 0.0, 10, inline_max_items=1), None)
-        assert await batcher.submit(["timed"]) == ["timed"]  # in the executor: now known to be fast
+    async def body(batcher, recorder, observer):
+        await batcher.submit(["timed"])  # on a thread: now known to be fast
         with pytest.raises(ValueError, match="bad batch"):
             await batcher.submit(["boom"])
-        assert await batcher.submit(["fine"]) == ["fine"]
-        await batcher.close()
+        assert items_of([await batcher.submit(["fine"])]) == ["fine"]
 
-    asyncio.run(main())
+    loop_thread = threading.get_ident()
+    recorder = run(body, max_queue_delay_s=0.0, inline_max_items=1)
+    assert [thread == loop_thread for step, thread in recorder.threads if step == "execute"] == [
+        False,
+        True,
+        True,
+    ]

@@ -7,7 +7,6 @@ Debian's package (`make chromium`).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import urllib.parse
@@ -15,8 +14,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
@@ -34,11 +33,7 @@ PAGE_TEXTS = ["mom thrilled to learn son's band is a phase", "scientists find wa
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    if not Path(CHROMIUM).is_file():
-        message = f"{CHROMIUM} is missing: `make chromium` installs the Debian package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    debian_program(CHROMIUM, "chromium")
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     result = subprocess.run(command, capture_output=True, timeout=BROWSER_TIMEOUT_S)
@@ -108,6 +103,7 @@ def test_compare_over_http_equals_classify(server):
     for body, status, message in [
         (b"{", 400, "not a seqserve.v1.CompareRequest"),
         ({"texts": "one"}, 400, "not a seqserve.v1.CompareRequest"),
+        (b"null", 400, "not a seqserve.v1.CompareRequest"),  # not an object: once a 500
         ({"texts": []}, 400, "request has no texts"),
         ({"texts": ["x"], "models": ["sarcasm-transformer"]}, 404, "available models"),
     ]:

@@ -22,6 +22,13 @@ def exposition(metrics: ServerMetrics) -> str:
     return generate_latest(metrics.registry).decode()
 
 
+class QueueOf:
+    """What the queue-depth gauge reads of a batcher."""
+
+    def __init__(self, queued: int) -> None:
+        self.queued = queued
+
+
 def two_workers() -> tuple[ServerMetrics, ServerMetrics]:
     first, second = ServerMetrics(), ServerMetrics()
     for metrics, durations in ((first, (0.0002, 0.003)), (second, (0.0002, 0.04, 2.0))):
@@ -30,7 +37,7 @@ def two_workers() -> tuple[ServerMetrics, ServerMetrics]:
         for seconds in durations:
             model.request_duration.observe(seconds)
             metrics.count_request(A, "OK", 2, SEQSERVE_V1)
-        model.queue_depth(3)
+        model.watch_queue(QueueOf(3))
     return first, second
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
 from tests.serving.reference import read_config
+from tests.serving.server_process import REPO_ROOT
 
 
 def add_version(root: Path, name: str, version: int, **config_changes: str) -> None:
@@ -54,13 +57,14 @@ def with_registry(root: Path, test, **settings):
 
         metrics = ServerMetrics()
         config = Settings(model_repository=root, **settings)
-        with ThreadPoolExecutor(1) as executor:
-            registry = ModelRegistry(ModelRepository(root), config, metrics, executor, on_readiness)
-            await registry.load_all()
-            try:
-                await test(registry, events, metrics)
-            finally:
-                await registry.close()
+        pool = InferencePool(1)
+        registry = ModelRegistry(ModelRepository(root), config, metrics, pool, on_readiness)
+        await registry.load_all()
+        try:
+            await test(registry, events, metrics)
+        finally:
+            await registry.close()
+            pool.close()
 
     asyncio.run(main())
 
@@ -87,7 +91,7 @@ def test_reload_with_a_broken_new_version_keeps_serving_the_working_one(reposito
         assert "sarcasm-gru/3" in registry.failures
         model = registry.resolve("sarcasm-gru")
         assert model.version == 2
-        assert (await model.batcher.submit(["still here"])).shape == (1, 2)
+        assert (await model.batcher.submit(["still here"])).rows.shape == (1, 2)
         assert events[-1] == ("sarcasm-gru", True)
 
     with_registry(repository, body, load_versions=1)
@@ -113,8 +117,8 @@ def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
     async def body(registry, events, metrics):
         before = registry.snapshot
         model = registry.resolve("sarcasm-flatten")
-        rows = await model.batcher.submit(["hello there"])
-        assert rows.shape == (1, 2)
+        result = await model.batcher.submit(["hello there"])
+        assert result.rows.shape == (1, 2)
         await registry.unload("sarcasm-flatten")
         assert before.resolve("sarcasm-flatten") is model  # old snapshots stay intact for readers
         with pytest.raises(ModelNotFound):
@@ -179,3 +183,54 @@ def test_unloading_a_version_removes_its_request_counters(repository):
         assert metrics.registry.get_sample_value("seqserve_requests_total", requests) == 1
 
     with_registry(repository, body)
+
+
+@pytest.mark.parametrize("inline_max_texts", [0, 1])
+def test_inline_max_texts_decides_whether_a_lone_text_crosses_to_a_thread(repository, inline_max_texts):
+    """--inline-max-texts: 0 sends every runtime call to an inference thread; 1 runs a lone text's on
+    the loop once the model is known to be fast (a tiny model is)."""
+    import threading
+
+    async def body(registry, events, metrics):
+        model = registry.resolve("sarcasm-flatten")
+        threads: list[int] = []
+        execute = model.execute
+
+        def recorded(ids):
+            threads.append(threading.get_ident())
+            return execute(ids)
+
+        model.execute = recorded
+        for _ in range(5):
+            await model.batcher.submit(["hello there"])
+        on_loop = [thread == threading.get_ident() for thread in threads]
+        assert on_loop == ([False] * 5 if inline_max_texts == 0 else [False, True, True, True, True])
+
+    with_registry(repository, body, inline_max_texts=inline_max_texts)
+
+
+# In a process of its own, so that no other test's threads come and go while they are counted.
+THREADS_PROBE = """
+import os, sys
+from pathlib import Path
+from serving.settings import build_settings
+from tests.serving.test_registry import with_registry
+
+async def count(registry, events, metrics):
+    print(len(os.listdir("/proc/self/task")), len(registry.snapshot.names()))
+
+for flag in ("1", "3"):
+    settings = build_settings(["--intra-op-threads", flag], {})
+    with_registry(Path(sys.argv[1]), count, intra_op_threads=settings.intra_op_threads)
+"""
+
+
+def test_intra_op_threads_gives_each_onnx_session_its_thread_pool(tiny_model_repository):
+    """--intra-op-threads N: ONNX Runtime runs each session's ops on N threads, the caller's and N - 1
+    of the session's own; with 1 (the default) it starts none."""
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(tiny_model_repository)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    (one, models), (three, _) = (map(int, line.split()) for line in result.stdout.splitlines())
+    assert models == 2 and three - one == models * (3 - 1)

@@ -153,7 +153,7 @@ def test_a_config_claiming_variable_length_for_a_fixed_graph_is_refused_at_load(
             )
         for name in registry.snapshot.names():  # version 1 still loads and answers
             assert registry.resolve(name).version == 1
-            assert (await registry.resolve(name).batcher.submit(["cat"])).shape == (1, 2)
+            assert (await registry.resolve(name).batcher.submit(["cat"])).rows.shape == (1, 2)
 
     with_registry(small_repository, body, load_versions=0, runtime=runtime)
 

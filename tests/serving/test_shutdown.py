@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.harness import serve_command
 from seqserve.v1 import classifier_pb2
+from tests.reliability.conftest import wait_until
 from tests.serving.conftest import LONG_TEXT
+from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
 from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
 from tests.serving.slow_model import (
@@ -24,56 +27,67 @@ from tests.serving.slow_model import (
 )
 
 IN_FLIGHT = 20
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 GRACE_S = 10
 # past the grace period: the gate's linger, closing the models (at least 1 s), the machine's noise
 GRACE_LIMIT_SLACK_S = 3.0
 LOAD_SLACK_S = 2.0  # the gate's linger, stopping the ports, the machine's noise
 
 
+def slow_request(text: str) -> classifier_pb2.ClassifyRequest:
+    return classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[text])
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(tiny_model_repository, tmp_path):
-    # a slow model keeps one batch running and the other requests queued when SIGTERM arrives
-    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=100)
-    with ServerProcess(
+    # one batch of the slow model held at the gate, the other requests queued behind it, when SIGTERM arrives
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=1)
+    with contextlib.closing(Gate()) as gate, ServerProcess(
         repository, tmp_path, "--max-queue-delay-us", "500000", "--max-batch-size", "256",
-        "--grace-period-s", str(GRACE_S),
+        "--grace-period-s", str(GRACE_S), env=gate.env,
     ) as server:  # fmt: skip
-        calls = [
-            server.stub.Classify.future(
-                classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"t {i}"]), timeout=30
-            )
-            for i in range(IN_FLIGHT)
-        ]
-        deadline = time.monotonic() + 10
-        while value(server.metrics_text(), "seqserve_requests_in_flight") < IN_FLIGHT:
-            assert time.monotonic() < deadline, "requests never reached the server"
-            time.sleep(0.01)
+        gate.hold()
+        calls = [server.stub.Classify.future(slow_request(f"t {i}"), timeout=30) for i in range(IN_FLIGHT)]
+        gate.next_run()
+        wait_until(
+            lambda: value(server.metrics_text(), "seqserve_requests_in_flight") == IN_FLIGHT,
+            "every request in flight",
+        )
         assert not any(call.done() for call in calls)
         signalled = time.monotonic()
-        exit_code = server.terminate(timeout=GRACE_S + 20)
+        server.process.send_signal(signal.SIGTERM)
+        health = health_pb2_grpc.HealthStub(server.channel)
+        wait_until(
+            lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == NOT_SERVING,
+            "the drain to begin",
+        )
+        gate.open()
+        exit_code = server.process.wait(GRACE_S + 20)
         stopped_after = time.monotonic() - signalled
         results = [call.result() for call in calls]  # raises if any was lost
     assert exit_code == 0
-    assert stopped_after < GRACE_S
+    assert stopped_after < GRACE_S  # drained, not cut off at the end of the grace period
     assert [len(r.predictions) for r in results] == [1] * IN_FLIGHT
     log = server.log_path.read_text()
     assert '"msg": "stopped"' in log
 
 
 def test_health_watch_reports_not_serving_and_ends_when_shutdown_starts(tiny_model_repository, tmp_path):
-    with ServerProcess(tiny_model_repository, tmp_path, "--max-queue-delay-us", "2000000") as server:
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=1)
+    with contextlib.closing(Gate()) as gate, ServerProcess(repository, tmp_path, env=gate.env) as server:
         try:
             health = health_pb2_grpc.HealthStub(server.channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service="sarcasm-gru"), timeout=20)
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
-            # an in-flight request (waiting 2 s for company) keeps the server in its grace period
-            pending = server.stub.Classify.future(
-                classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=["x"]), timeout=20
-            )
-            time.sleep(0.2)
-            server.process.send_signal(15)
-            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # an in-flight request (its batch held at the gate) keeps the server in its grace period
+            gate.hold()
+            pending = server.stub.Classify.future(slow_request("x"), timeout=20)
+            batch = gate.next_run()
+            server.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
             # the Watch stream ends, so it does not hold the process for the whole grace period
             assert next(watch, None) is None
+            assert not pending.done()
+            batch.release()
             assert len(pending.result().predictions) == 1
             assert server.process.wait(20) == 0
         except grpc.RpcError as error:

@@ -51,8 +51,8 @@ def test_tf_runtime_agrees_with_onnx_runtime(tf_server, server, tiny_model_repos
 
 LOAD_ONNX_ONLY = """
 import asyncio, sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
 from serving.registry import ModelRegistry
 from serving.repository import ModelRepository
@@ -61,7 +61,7 @@ from serving.settings import Settings
 async def main():
     settings = Settings(model_repository=Path(sys.argv[1]), runtime="onnx")
     registry = ModelRegistry(ModelRepository(settings.model_repository), settings, ServerMetrics(),
-                             ThreadPoolExecutor(1))
+                             InferencePool(1))
     await registry.load_all()
     model = registry.resolve("sarcasm-gru")
     print(model.runtime.name, sorted(registry.snapshot.names()), "tensorflow" in sys.modules)
