@@ -187,7 +187,12 @@ def test_kill_9_of_a_worker_under_load_fails_only_calls_on_its_connections(tiny_
         f"{recovered:.0f}/s ({recovered / baseline:.0%})"
     )
     assert replaced_s <= start_s + 1.0 + 0.25  # + the test's polling of /metrics
-    assert recovered >= 0.9 * baseline
+    # Every channel, the killed worker's included, is answered again once the replacement serves. (How
+    # much of the throughput is back is printed above: a figure of the machine, measured by benchmarks.)
+    answered_after = {
+        o.channel for o in outcomes if o.finished > serving_again and o.code == grpc.StatusCode.OK
+    }
+    assert answered_after == set(range(CHANNELS)), answered_after
 
 
 def server_pids(log: str) -> list[int]:
