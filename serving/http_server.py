@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from serving import request_clock
 from serving.admission import AdmissionGate
 from serving.errors import ServingError
 from serving.handlers.operations import ApiRoute, add_routes
@@ -90,6 +91,16 @@ def _middleware(gate: AdmissionGate, client_ca: bool) -> Callable[[web.Request, 
     return middleware
 
 
+@web.middleware
+async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request's duration (serving.request_clock) from its body read to its answer encoded."""
+    clock = request_clock.start()
+    try:
+        return await handler(request)
+    finally:
+        request_clock.stop(clock)
+
+
 def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
     if isinstance(error, web.HTTPMethodNotAllowed):
         return (
@@ -119,6 +130,7 @@ class HttpServer:
                 _middleware(gate, bool(settings.tls_client_ca)),
                 *([rest_middleware(settings.restrictions)] if settings.restrictions else []),
                 body_middleware(settings.max_message_bytes, settings.rest_body_timeout_s, gate),
+                _timed,
             ],
         )
         self._app[SETTINGS] = settings

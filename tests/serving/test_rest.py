@@ -10,6 +10,7 @@ import asyncio
 import json
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -253,3 +254,26 @@ def test_repository_index_over_rest(http_client):
     with pytest.raises(InferenceServerException) as error:
         http_client.load_model("sarcasm-gru")
     assert error.value.status() == "403"
+
+
+def test_the_request_duration_covers_decoding_and_encoding_the_body(server):
+    """Regression: seqserve_request_duration_seconds began when the request path was called, after the
+    JSON was parsed, and ended before the answer was encoded: a request whose parsing took most of its
+    time recorded next to nothing of it. A request echoing a 2 MB id is parsed and encoded twice as
+    long as its inference takes many times over; its recorded duration must hold that work."""
+    url = f"{server.rest_url}/v2/models/{GRU['model']}/infer"
+    body = json.dumps({"id": "x" * 2_000_000, "inputs": [text_tensor(["a short headline"])]}).encode()
+    small = json.dumps({"inputs": [text_tensor(["a short headline"])]}).encode()
+    codec = []  # what parsing the body and encoding its answer costs here, in this process
+    for _ in range(3):
+        started = time.perf_counter()
+        json.dumps(json.loads(body))
+        codec.append(time.perf_counter() - started)
+
+    def recorded(payload: bytes) -> float:
+        before = server.metrics_text()
+        assert call(url, payload).status == 200
+        return delta(before, server.metrics_text(), "seqserve_request_duration_seconds_sum", **GRU)
+
+    baseline = min(recorded(small) for _ in range(3))
+    assert recorded(body) - baseline >= 0.5 * min(codec)
