@@ -22,7 +22,7 @@ SERVE_EPOCHS ?= 2
 GRPC_PORT ?= 8500
 METRICS_PORT ?= 8502
 
-.PHONY: setup lock protos train report serve test lint bench claims prometheus chromium curl soak clean image image-sizes scale-out bench-peers
+.PHONY: setup lock protos train report serve test lint bench claims prometheus chromium curl h2load soak clean image image-sizes scale-out bench-peers
 
 setup: $(VENV)/.installed
 
@@ -91,7 +91,7 @@ define debian_package
 endef
 
 # The programs the tests drive: the Prometheus server the metrics tests scrape with, the headless
-# browser that loads the compare page, and curl against the REST port.
+# browser that loads the compare page, curl against the REST port, and h2load (below).
 prometheus:
 	$(call debian_package,prometheus,prometheus)
 
@@ -101,7 +101,12 @@ chromium:
 curl:
 	$(call debian_package,curl,curl)
 
-test: setup prometheus chromium curl
+# The native HTTP/2 load generator of make bench-peers (bench/native_client.py), tested by
+# tests/bench/test_native_client.py.
+h2load:
+	$(call debian_package,h2load,nghttp2-client)
+
+test: setup prometheus chromium curl h2load
 	$(BIN)/pytest -q
 
 lint: setup
@@ -138,30 +143,38 @@ image-sizes: setup
 scale-out: setup
 	$(BIN)/python -m bench.scale_out --models $(MODELS) --servers 1,2
 
-# Half an hour of high-concurrency load against a real server: errors, latency drift and memory growth
-# over the last 20 minutes (bench/soak.py) into reports/soak.md; exits non-zero on any error or RSS
-# growth of 1 % or more.
-SOAK_SECONDS ?= 1800
+# An hour of mixed load against a real server serving two models (bench/soak.py): Classify, KServe V2
+# and TF Serving Predict at concurrency 32, explanations at 1/s beside them; tracemalloc snapshots at
+# minutes 10, 30 and 60. Writes reports/soak.md and the RSS curve reports/soak-rss.png; exits 1 on any
+# error, any server warning, or RSS growth of 1 % or more over the last 40 minutes. Judged on errors and
+# memory only, never on speed, so server and load generator run at nice 19 beside other work.
+SOAK_SECONDS ?= 3600
+SOAK_NICE ?= 19
 soak: setup
-	nice -n 5 $(BIN)/python -m bench.soak --models $(MODELS) --seconds $(SOAK_SECONDS)
+	nice -n $(SOAK_NICE) $(BIN)/python -m bench.soak --models $(MODELS) --seconds $(SOAK_SECONDS) \
+		--texts $(DATA_DIR)/sarcasm/sarcasm.json
 
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .ruff_cache
 
 # seqserve against the no-op floor and KServe's Python ModelServer (fully padded, and padded to each
-# request's longest text) on the same ONNX files and the same client (bench/peers.py): parity of every
-# server first, then targets judged against the floor of the same round: reports/peers.md. The peer
-# lives in its own virtualenv, kept for reruns.
-# PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement.
+# request's longest text) on the same ONNX files and the same clients (bench/peers/): parity of every
+# server first, then targets judged against the floor of the same round: reports/peers.md. The Python
+# clients (tritonclient.grpc.aio, seqserve loadtest) measure every server; h2load (make h2load)
+# measures the floor and seqserve. The peer lives in its own virtualenv, kept for reruns.
+# PEERS_ROUNDS, PEERS_SECONDS: interleaved rounds and measured seconds per measurement;
+# PEERS_ARGS: more flags, e.g. --baseline DIR, or --clients native (h2load alone, no KServe).
 KSERVE_VENV := .venv-kserve
 PEERS_ROUNDS ?= 3
 PEERS_SECONDS ?= 2.5
+PEERS_ARGS ?=
 $(KSERVE_VENV)/.installed: bench/kserve_peer_requirements.txt
 	@echo "==> creating $(KSERVE_VENV) with KServe (the peer of make bench-peers)"
 	$(PYTHON) -m venv $(KSERVE_VENV)
 	$(KSERVE_VENV)/bin/pip install --progress-bar on -r bench/kserve_peer_requirements.txt
 	touch $@
 
-bench-peers: setup $(KSERVE_VENV)/.installed
+bench-peers: setup h2load $(KSERVE_VENV)/.installed
 	$(BIN)/python -m bench.peers --models $(MODELS) --kserve-python $(KSERVE_VENV)/bin/python \
-		--texts $(DATA_DIR)/sarcasm/sarcasm.json --rounds $(PEERS_ROUNDS) --duration $(PEERS_SECONDS)
+		--texts $(DATA_DIR)/sarcasm/sarcasm.json --rounds $(PEERS_ROUNDS) --duration $(PEERS_SECONDS) \
+		$(PEERS_ARGS)

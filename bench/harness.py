@@ -40,11 +40,13 @@ def free_port() -> int:
 ReadyProbe = Callable[[subprocess.Popen[str], float], dict | None]
 
 
-def serve_command(repository: Path, *extra: str, port: int, rest_port: int = 0) -> list[str]:
+def serve_command(
+    repository: Path, *extra: str, port: int, rest_port: int = 0, module: str = "seqserve.cli"
+) -> list[str]:
     """`seqserve serve` on loopback (REST port 0: any free one), /metrics on a free port; `extra` flags
-    win over these."""
+    win over these. `module`: what runs the `seqserve` command line (bench.traced_server wraps it)."""
     return [
-        sys.executable, "-m", "seqserve.cli", "serve", "--model-repository", str(repository),
+        sys.executable, "-m", module, "serve", "--model-repository", str(repository),
         "--host", "127.0.0.1", "--port", str(port), "--rest-port", str(rest_port),
         "--metrics-port", str(free_port()), *extra,
     ]  # fmt: skip
@@ -54,7 +56,8 @@ class ServerProcess:
     """A started server; as a context manager it is stopped (SIGTERM, then SIGKILL) on leaving the block.
 
     `cwd`: the source tree whose modules `python -m` runs (another checkout for an A/B); `env`: variables
-    set for the server beside this process's (e.g. OTEL_*).
+    set for the server beside this process's (e.g. OTEL_*); `stdin`: what the server reads (inherited
+    by default; subprocess.PIPE for a server that takes commands, bench.traced_server).
     """
 
     def __init__(
@@ -66,12 +69,14 @@ class ServerProcess:
         start_timeout_s: float = START_TIMEOUT_S,
         probe: ReadyProbe | None = None,
         env: Mapping[str, str] | None = None,
+        stdin: int | None = None,
     ) -> None:
         self.log_path = log_path
         self._log: IO[str] = log_path.open("w")
         self.process = subprocess.Popen(
             list(command), cwd=cwd, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=self._log if probe else subprocess.PIPE, stderr=subprocess.STDOUT if probe else self._log,
+            stdin=stdin, stdout=self._log if probe else subprocess.PIPE,
+            stderr=subprocess.STDOUT if probe else self._log,
         )  # fmt: skip
         try:
             ready = self._wait_ready(start_timeout_s, probe)
@@ -147,8 +152,9 @@ class ServerProcess:
     def _close(self) -> None:
         """Release what the process held open here (subclasses add their clients)."""
         self._log.close()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def __enter__(self) -> Self:
         return self

@@ -20,7 +20,7 @@ documentation sets up a custom Python model, with the choices that made it faste
 - outputs in `raw_output_contents` (tritonclient's `as_numpy` reads numeric outputs only from there):
   `probabilities` FP32 [N, labels], a sigmoid's p expanded to [1 - p, p] as seqserve does.
 
-The models come from a JSON manifest that bench/peers.py writes from the repository's configs:
+The models come from a JSON manifest that bench/peers/servers.py writes from the repository's configs:
 `[{"name", "onnx", "tokenizer", "sigmoid"}]`.
 
     .venv-kserve/bin/python bench/kserve_peer.py --manifest peers.json --grpc_port 18081 --http_port 18080 \

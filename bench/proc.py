@@ -34,7 +34,11 @@ def process_tree(pid: int) -> list[int]:
     tree = [pid]
     for parent in tree:  # grows while it is walked
         for task in Path(f"/proc/{parent}/task").iterdir():
-            tree.extend(int(child) for child in (task / "children").read_text().split())
+            try:
+                children = (task / "children").read_text().split()
+            except FileNotFoundError:  # the thread ended since the listing: it has no children now
+                continue
+            tree.extend(int(child) for child in children)
     return tree
 
 

@@ -1,12 +1,12 @@
-"""What tracing costs the server: tracing off against the tree before it, and on at two sampling ratios,
-side by side in one run.
+"""What tracing costs the server: tracing off against the tree before it, and on at three sampling
+ratios, side by side in one run.
 
-Four servers on the same scratch repository: `baseline` (another source tree, e.g. `git archive` of
+Five servers on the same scratch repository: `baseline` (another source tree, e.g. `git archive` of
 the commit before tracing), `off` (this tree, no OTEL_* variable), `on 1.0` (every call sampled,
-OTEL_TRACES_SAMPLER=always_on) and `on 0.01` (parentbased_traceidratio at 0.01). The traced ones
+OTEL_TRACES_SAMPLER=always_on), `on 0.1` and `on 0.01` (parentbased_traceidratio). The traced ones
 export over OTLP/gRPC to a receiver in a process of its own (seqserve.loadtest.trace_receiver), so
 receiving costs neither the servers nor the load generator. The client sends no traceparent: the
-servers' own samplers decide. Cells and rounds are bench/peers.py's (server order rotated each
+servers' own samplers decide. Cells and rounds are bench/peers/rounds.py's (server order rotated each
 round); the report gives medians over rounds and each server's figures over `off`'s.
 
     .venv/bin/python -m bench.tracing_overhead --models models --baseline /tmp/seqserve-before
@@ -28,15 +28,9 @@ from pathlib import Path
 from bench.harness import LOG_DIR, REPO_ROOT, free_port, start_seqserve
 from bench.machine import write_report
 from bench.models import find_models
-from bench.peers import (
-    SEQSERVE_PADDING,
-    Cell,
-    Measurement,
-    Served,
-    median_figures,
-    run_rounds,
-    scratch_repository,
-)
+from bench.peers.rounds import Cell, Measurement, run_rounds
+from bench.peers.servers import SEQSERVE_PADDING, Served, scratch_repository
+from bench.peers.tables import median_figures
 from seqserve.loadtest.cli import DEFAULT_TEXTS
 from seqserve.loadtest.runner import LoadSpec
 
@@ -147,14 +141,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline": ({}, args.baseline.resolve()),
             "off": ({}, REPO_ROOT),
             "on 1.0": ({**exporting, "OTEL_TRACES_SAMPLER": "always_on"}, REPO_ROOT),
-            "on 0.01": (
-                {
-                    **exporting,
-                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                    "OTEL_TRACES_SAMPLER_ARG": "0.01",
-                },
-                REPO_ROOT,
-            ),
+            **{
+                f"on {ratio}": (
+                    {
+                        **exporting,
+                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                        "OTEL_TRACES_SAMPLER_ARG": ratio,
+                    },
+                    REPO_ROOT,
+                )
+                for ratio in ("0.1", "0.01")
+            },
         }
         servers = []
         for name, (variables, tree) in variants.items():

@@ -19,6 +19,7 @@ COMPUTE_SECONDS = "seqserve_compute_seconds"  # a counter: exposed as seqserve_c
 COMPUTE_TEXTS = "seqserve_compute_texts"  # a counter: exposed as seqserve_compute_texts_total
 EXPLAIN_DURATION = "seqserve_explain_seconds"
 EXPLAIN_VARIANTS = "seqserve_explain_variants"
+EVENT_LOOP_LAG = "seqserve_event_loop_lag_seconds"
 # Written by the --workers supervisor (serving.metrics_merge), not by a worker.
 WORKERS = "seqserve_workers"  # a gauge by state: ready, starting, draining
 WORKER_RESTARTS = "seqserve_worker_restarts"  # a counter by reason: exit, timeout, rss

@@ -23,12 +23,13 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 KNOWN_EXPORTERS = ("otlp", "console")
-# The server's stage spans (serving.tracing records them, the load tester reads them back).
-ADMISSION_SPAN = "seqserve.admission"
-QUEUE_WAIT_SPAN = "seqserve.queue_wait"
+# The server's batch span and stages (serving.tracing records them, the load tester reads them back):
+# each stage is an event at its start, with its duration, on the request's SERVER span (admission,
+# queue wait) or on the batch's span (tokenize, runtime).
 BATCH_SPAN = "seqserve.batch"
-TOKENIZE_SPAN = "seqserve.tokenize"
-RUNTIME_SPAN = "seqserve.runtime"
+ADMISSION, QUEUE_WAIT = "seqserve.admission", "seqserve.queue_wait"
+TOKENIZE, RUNTIME = "seqserve.tokenize", "seqserve.runtime"
+STAGE_DURATION_MS = "seqserve.stage.duration_ms"
 BATCH_SIZE, BATCH_REQUESTS = "seqserve.batch.size", "seqserve.batch.requests"
 PADDED_LENGTH = "seqserve.batch.padded_length"
 

@@ -29,6 +29,7 @@ class AdmissionGate:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.closing = asyncio.Event()  # set by `close`: waits inside the gate (a body arriving) end
 
     @property
     def active(self) -> int:
@@ -42,6 +43,7 @@ class AdmissionGate:
     def close(self) -> None:
         """Refuse every new request from now on."""
         self._closed = True
+        self.closing.set()
 
     @property
     def refusal(self) -> str:

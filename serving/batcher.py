@@ -29,8 +29,8 @@ Up to `max_concurrent_batches` batches of one model run at once; while they run,
 in the queue and form larger batches, so throughput grows with load without any extra waiting.
 
 With tracing on (`tracing`, serving.tracing.BatchTracing), each request carries its trace from
-`submit`, and a batch with a sampled request in it records their queue waits and its stages in a span
-of its own linked to each of them.
+`submit`, and a batch with a sampled request in it records their queue waits on their spans and its
+stages on a span of its own linked to each of them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from serving.batch_timing import BatchTiming
 from serving.inference_pool import InferencePool
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 # timeout when the request has crossed the wire), so the client's cancellation often arrives just before
 # the server's deadline. A cancellation this close to the deadline is the deadline passing.
 DEADLINE_SLACK_S = 0.01
+SMALL_BATCH_WEIGHT = 0.2  # of the newest time in the running average of small batches' runtime calls
 
 
 def deadline_reached(now: float, deadline: float | None) -> bool:
@@ -68,35 +70,6 @@ class DeadlineExpired(Exception):
 
 class BatcherClosed(Exception):
     """The batcher is shutting down and takes no new requests."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchTiming:
-    """perf_counter readings of one batch: formed (a thread taken for it), prepared (on the loop),
-    and the runtime call's start and end on its thread."""
-
-    formed: float
-    prepared: float
-    started: float
-    ended: float
-    items: int
-
-    @property
-    def prepare_s(self) -> float:
-        return self.prepared - self.formed
-
-    @property
-    def execute_s(self) -> float:
-        return self.ended - self.started
-
-    @property
-    def compute_s(self) -> float:
-        """The batch's own work: prepare and execute, not the hand-offs between them."""
-        return self.prepare_s + self.execute_s
-
-    @property
-    def compute_per_item_s(self) -> float:
-        return self.compute_s / self.items
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +115,13 @@ class BatchPolicy:
     max_queue_delay_s: float
     max_queue_size: int
     max_concurrent_batches: int = 1
+    # A batch of at most this many items runs its runtime call on the event loop itself when no other
+    # batch of any model is running, none of this model waits, and its small batches' runtime calls
+    # have taken at most `inline_max_s` (a running average): then the loop would only sit idle while
+    # the thread ran it, and the two wake-ups of a crossing cost more than a fast model's whole call.
+    # A slow model never holds the loop. 0: always a thread.
+    inline_max_items: int = 0
+    inline_max_s: float = 0.0005
 
 
 @dataclass(slots=True)
@@ -192,6 +172,7 @@ class Batcher:
         self._closed = False
         self._drained = asyncio.Event()  # closed, nothing queued, nothing running
         self._room: asyncio.Future[None] | None = None  # resolved when a full queue has room again
+        self._small_execute_s: float | None = None  # running average of small batches' runtime calls
 
     @property
     def policy(self) -> BatchPolicy:
@@ -344,8 +325,29 @@ class Batcher:
             self._finished(batch, None, error)
             return
         batch.prepared = time.perf_counter()
+        if self._inline(size):
+            started = time.perf_counter()
+            try:
+                output, error = self._work.execute(batch.prepared_input), None
+            except Exception as failure:
+                output, error = None, failure
+            try:
+                self._executed(batch, output, error, started, time.perf_counter())
+            finally:
+                self._pool.give_back()
+            return
         self._pool.run(
             self._work.execute, batch.prepared_input, lambda *outcome: self._executed(batch, *outcome)
+        )
+
+    def _inline(self, size: int) -> bool:
+        """Whether this batch's runtime call runs on the loop (BatchPolicy.inline_max_items)."""
+        return (
+            size <= self._policy.inline_max_items
+            and self._pool.running == 1  # only the thread this batch took
+            and not self._queue
+            and self._small_execute_s is not None
+            and self._small_execute_s <= self._policy.inline_max_s
         )
 
     def _executed(
@@ -353,6 +355,11 @@ class Batcher:
     ) -> None:
         """On the loop, once per batch: its rows, metrics and traces, and every request's answer."""
         rows, timing = None, BatchTiming(batch.formed, batch.prepared, started, ended, batch.size)
+        if batch.size <= self._policy.inline_max_items:
+            average, took = self._small_execute_s, timing.execute_s
+            self._small_execute_s = (
+                took if average is None else average + SMALL_BATCH_WEIGHT * (took - average)
+            )
         if error is None:
             exemplar = None
             if self._tracing is not None:

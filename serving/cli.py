@@ -6,9 +6,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from seqserve.tracing import TracingConfigError, check_environment
+from seqserve.tracing import TracingConfigError
 from serving.logs import configure_logging
 from serving.settings import SettingsError, build_settings
+from serving.tracing import check_environment
 
 
 def serve_main(argv: Sequence[str]) -> int:

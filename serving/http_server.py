@@ -1,10 +1,11 @@
 """The server's HTTP port (KServe V2 REST and the compare page): aiohttp in the server's own event loop.
 
-The routes themselves are protocol handlers (serving.handlers.v2_rest, serving.handlers.compare_page);
-this module holds the application and its middleware.
-- Errors: a `ServingError` (or a refusal of aiohttp's, e.g. a body over --max-message-bytes) becomes
-  its HTTP status with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception
-  is logged and answers 500, and the server keeps serving.
+The routes themselves are protocol handlers (serving.handlers.v2_rest, tfs_rest, compare_page,
+explain_rest, api_docs), each route with its OpenAPI operation (serving.handlers.operations); this
+module holds the application and its middleware.
+- Errors: a `ServingError` (or a refusal of aiohttp's, e.g. no such route) becomes its HTTP status
+  with a JSON body `{"error": "..."}` (serving.handlers.rest); an unexpected exception is logged and
+  answers 500, and the server keeps serving.
 - Shutdown: requests pass the same gate as the gRPC RPCs (serving.admission); once it closes, new
   requests answer 503 and the drain waits for the ones inside, on every port at once.
   Health checks stay ungated, so probes see "not ready" instead of a refusal.
@@ -15,7 +16,9 @@ this module holds the application and its middleware.
 - Slow and idle clients: aiohttp's keep-alive timer is armed when a connection opens and again after
   each answer, and only a complete request head disarms it; so --rest-keepalive-timeout-s is both the
   idle keep-alive timeout and the time a client gets to send a request head (a slowloris client is
-  closed then). It bounds the TLS handshake as well.
+  closed then). It bounds the TLS handshake as well. The body then has --rest-body-timeout-s, and is
+  read, bounded in size (unzipped bytes included) and cut short by shutdown, before any handler runs
+  (serving.request_bodies).
 - `--restricted-api` groups answer only requests with their header (serving.handlers.restricted_api).
 - At most --rest-max-connections connections are open at once; one beyond it is closed as it is
   accepted, without a word (an HTTP answer would cost what the cap saves).
@@ -32,10 +35,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from serving import request_clock
 from serving.admission import AdmissionGate
 from serving.errors import ServingError
+from serving.handlers.operations import ApiRoute, add_routes
 from serving.handlers.rest import error_response, serving_error_response
 from serving.handlers.restricted_api import rest_middleware
+from serving.request_bodies import body_middleware
 from serving.settings import Settings
 from serving.tls import server_context
 
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 # Seconds that requests still running when the port stops get before they are cancelled.
 STOP_TIMEOUT_S = 0.5
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+# The settings the application's middleware follows (the OpenAPI document describes what it answers).
+SETTINGS = web.AppKey("settings", Settings)
 CLIENT_CERTIFICATE_REQUIRED = (
     "this server requires a client certificate signed by its CA (--tls-client-ca); only the health "
     "checks answer without one"
@@ -83,15 +91,25 @@ def _middleware(gate: AdmissionGate, client_ca: bool) -> Callable[[web.Request, 
     return middleware
 
 
+@web.middleware
+async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request's duration (serving.request_clock) from its body read to its answer encoded."""
+    clock = request_clock.start()
+    try:
+        return await handler(request)
+    finally:
+        request_clock.stop(clock)
+
+
 def _http_error_message(request: web.Request, error: web.HTTPException) -> str:
-    if isinstance(error, web.HTTPRequestEntityTooLarge):
-        return f"{error.text}; the limit is set by --max-message-bytes"
     if isinstance(error, web.HTTPMethodNotAllowed):
         return (
             f"{request.method} is not allowed on {request.path[:200]}; use {', '.join(error.allowed_methods)}"
         )
     if isinstance(error, web.HTTPNotFound):
-        return f"no route {request.path[:200]!r}; the API is listed in the README (KServe V2 REST under /v2)"
+        return (
+            f"no route {request.path[:200]!r}; every route is described at /openapi.json (browse it at /docs)"
+        )
     return error.text or error.reason
 
 
@@ -100,7 +118,7 @@ class HttpServer:
         self,
         settings: Settings,
         gate: AdmissionGate,
-        routes: Iterable[web.RouteDef],
+        routes: Iterable[ApiRoute],
         outer_middlewares: Iterable[Any] = (),
     ) -> None:
         """`outer_middlewares` run before this module's own (tracing, when it is on)."""
@@ -111,9 +129,12 @@ class HttpServer:
                 *outer_middlewares,
                 _middleware(gate, bool(settings.tls_client_ca)),
                 *([rest_middleware(settings.restrictions)] if settings.restrictions else []),
+                body_middleware(settings.max_message_bytes, settings.rest_body_timeout_s, gate),
+                _timed,
             ],
         )
-        self._app.add_routes(list(routes))
+        self._app[SETTINGS] = settings
+        add_routes(self._app, routes)
         # Stopping comes after the shared gate's drain, so whatever still runs has overrun the grace
         # period (a client still uploading its body, say): cancel it promptly, not after aiohttp's 60 s.
         self._runner = web.AppRunner(
@@ -124,6 +145,11 @@ class HttpServer:
             keepalive_timeout=settings.rest_keepalive_timeout_s,
         )
         self.port = 0
+
+    @property
+    def app(self) -> web.Application:
+        """The application: its router is the route table the OpenAPI document describes."""
+        return self._app
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from serving import request_clock
 from serving.batcher import (
     BatcherClosed,
     BatchResult,
@@ -135,7 +136,7 @@ class InferenceService:
             finally:
                 metrics.in_flight -= 1
             elapsed = time.perf_counter() - started
-            metrics.request_duration.observe(elapsed, trace.exemplar)
+            request_clock.observe_when_answered(metrics.request_duration, trace.exemplar, elapsed)
             return Classification(model, result.rows, elapsed, result.queue_wait_s, result.compute_s)
         except ServingError as error:
             code = error.code

@@ -47,8 +47,9 @@ class InferencePool:
         return len(self._threads)
 
     @property
-    def free(self) -> int:
-        return self._free
+    def running(self) -> int:
+        """Threads taken now (running a batch's call, or about to)."""
+        return len(self._threads) - self._free
 
     def try_take(self, wake: Callable[[], None]) -> bool:
         """Take a free thread for one `run`; with none free, `wake` is called (on the loop) when one
@@ -89,8 +90,10 @@ class InferencePool:
     def _finished(
         self, done: Done, result: Any, error: BaseException | None, started: float, ended: float
     ) -> None:
-        done(result, error, started, ended)
-        self.give_back()
+        try:
+            done(result, error, started, ended)
+        finally:  # whatever `done` does, the thread is free again
+            self.give_back()
 
     def close(self, timeout: float | None = None) -> None:
         """Let the threads finish the jobs they were given, then stop them (within `timeout`)."""

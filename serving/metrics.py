@@ -141,6 +141,15 @@ class ServerMetrics:
         series[0].inc()
         series[1].inc(texts)
 
+    def remove_requests(self, labels: ModelLabels) -> None:
+        """Drop the request and text counters of an unloaded version (every code and protocol)."""
+        keys = [key for key in self._request_series if key[0] == labels]
+        for _, code, protocol in keys:
+            del self._request_series[labels, code, protocol]
+            self.requests.remove(*labels.values(), code, protocol)
+        for code in {code for _, code, _ in keys}:
+            self.texts.remove(*labels.values(), code)
+
     def serve_http(self, host: str, port: int, settings: Settings) -> tuple[MetricsHttpServer, int]:
         """Start the /metrics HTTP server (serving.metrics_http) in a daemon thread, answering in the
         format the scraper's Accept header asks for (OpenMetrics or the text format); returns (server,
@@ -212,3 +221,4 @@ class ModelMetrics:
             self._metrics.explain_duration, self._metrics.explain_variants,
         ):  # fmt: skip
             metric.remove(*values)
+        self._metrics.remove_requests(self.labels)

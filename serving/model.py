@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqserve.v1 import model_config_pb2
-from serving.batcher import Batcher, BatchTiming
+from serving.batch_timing import BatchTiming
+from serving.batcher import Batcher
 from serving.explain import Explainer
 from serving.metrics import ModelMetrics
 from serving.runtimes import ModelRuntimeError, Runtime

@@ -230,7 +230,7 @@ class ModelRegistry:
         labels = ModelLabels(name, str(version), runtime.name)
         model = ServedModel(config, encoder, padding, runtime, self._metrics.for_model(labels))
         if self._tracing is not None:
-            model.tracing = self._tracing.for_model(labels)
+            model.tracing = self._tracing.batches
         splitter = self._word_splitter(tokenizer_path)
         if splitter is not None:
             model.explainer = Explainer(splitter, padding, runtime, config.labels)
@@ -260,6 +260,7 @@ class ModelRegistry:
             max_queue_delay_s=delay_us / 1e6,
             max_queue_size=self._settings.max_queue_size,
             max_concurrent_batches=self._settings.inference_threads,
+            inline_max_items=self._settings.inline_max_texts,
         )
 
     async def _retire(self, models: list[ServedModel]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from seqserve.v1 import model_config_pb2
+from serving.versions import directory_version
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,24 @@ class ModelRepository:
         return self._inside_root(name)
 
     def versions(self, name: str) -> list[int]:
-        """Ascending version numbers of a model that have a config file."""
+        """Ascending version numbers of a model that have a config file. A directory that holds a
+        config but whose name is no version number (serving.versions: '01', '²') is skipped with a log
+        line, so that a stray directory stops neither start-up nor polling."""
         directory = self.model_directory(name)
         if not directory.is_dir():
             return []
         found = []
         for entry in directory.iterdir():
-            if entry.name.isdigit() and int(entry.name) > 0 and (entry / CONFIG_FILE).is_file():
-                found.append(int(entry.name))
+            if not (entry / CONFIG_FILE).is_file():
+                continue
+            version = directory_version(entry.name)
+            if version is None:
+                log.warning(
+                    "skipping a directory that is not a version number (1, 2, ... without leading zeros)",
+                    extra={"model": name, "entry": entry.name[:64]},
+                )
+                continue
+            found.append(version)
         return sorted(found)
 
     def read_version(self, name: str, version: int) -> ModelVersionSource:

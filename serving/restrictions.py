@@ -7,10 +7,15 @@ Syntax: `GROUPS:HEADER=VALUE`, several separated by `;`, e.g.
 - repository: V2 repository index, load and unload;
 - model-config: V2 model configuration;
 - statistics: V2 model statistics;
-- metadata: V2 server and model metadata, seqserve.v1 ListModels and GetModel;
-- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency).
+- metadata: V2 server and model metadata, seqserve.v1 ListModels and GetModel, TF Serving's model
+  status and metadata (gRPC GetModelStatus and GetModelMetadata, REST GET /v1/models/<name>[/...]);
+- page: the compare page and its JSON routes (/, /v1/compare, /v1/latency), the OpenAPI document
+  and its browser (/openapi.json, /docs).
 
-Inference, health and readiness are never restricted. A request without the header, or with another
+Inference, health and readiness are never restricted. Every gRPC method and every REST route of the
+server is in `GRPC_ACCESS` / `REST_ACCESS`, assigned to a group or declared PUBLIC
+(tests/reliability/test_restricted_api.py enumerates the running server's and fails on any other).
+A request without the header, or with another
 value, gets PERMISSION_DENIED (REST 403) naming the header, never the value. Values are compared in
 constant time (hmac.compare_digest), and no log line prints them; to keep the value out of the process
 list, give it as SEQSERVE_RESTRICTED_API in the environment.
@@ -26,27 +31,78 @@ import re
 from dataclasses import dataclass, field
 
 GROUPS = ("repository", "model-config", "statistics", "metadata", "page")
+PUBLIC = "public"  # what every caller may use: inference, health, readiness, reflection
 V2 = "/inference.GRPCInferenceService/"
 V1 = "/seqserve.v1.Classifier/"
-GRPC_GROUPS = {
-    V2 + "RepositoryIndex": "repository",
-    V2 + "RepositoryModelLoad": "repository",
-    V2 + "RepositoryModelUnload": "repository",
+TFS_PREDICTION = "/tensorflow.serving.PredictionService/"
+TFS_MODEL = "/tensorflow.serving.ModelService/"
+_V2_UNOFFERED = (
+    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+    "TraceSetting", "LogSettings",
+)  # fmt: skip
+
+
+def _methods(prefix: str, *names: str) -> list[str]:
+    return [prefix + name for name in names]
+
+
+# Every gRPC method of the port -> the group that restricts it, or PUBLIC. Methods the server does not
+# offer (they answer UNIMPLEMENTED) are public: there is nothing behind them.
+GRPC_ACCESS: dict[str, str] = {
+    **dict.fromkeys(
+        _methods(V2, "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"), "repository"
+    ),
     V2 + "ModelConfig": "model-config",
     V2 + "ModelStatistics": "statistics",
-    V2 + "ServerMetadata": "metadata",
-    V2 + "ModelMetadata": "metadata",
-    V1 + "ListModels": "metadata",
-    V1 + "GetModel": "metadata",
+    **dict.fromkeys(
+        [
+            *_methods(V2, "ServerMetadata", "ModelMetadata"),
+            *_methods(V1, "ListModels", "GetModel"),
+            TFS_PREDICTION + "GetModelMetadata",
+            TFS_MODEL + "GetModelStatus",
+        ],
+        "metadata",
+    ),
+    **dict.fromkeys(
+        [
+            *_methods(V1, "Classify", "ClassifyStream", "Compare", "Explain"),
+            *_methods(V2, "ServerLive", "ServerReady", "ModelReady", "ModelInfer", "ModelStreamInfer"),
+            *_methods(V2, *_V2_UNOFFERED),
+            *_methods(TFS_PREDICTION, "Predict", "Classify", "Regress", "MultiInference"),
+            TFS_MODEL + "HandleReloadConfigRequest",
+            *_methods("/grpc.health.v1.Health/", "Check", "Watch"),
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ],
+        PUBLIC,
+    ),
 }
-_MODEL = r"/v2/models/[^/]+(?:/versions/[^/]+)?"
-REST_GROUPS = [
-    (re.compile(r"/v2/repository(?:/.*)?"), "repository"),
-    (re.compile(_MODEL + "/config"), "model-config"),
-    (re.compile(r"/v2/models/stats|" + _MODEL + "/stats"), "statistics"),
-    (re.compile(r"/v2|" + _MODEL), "metadata"),
-    (re.compile(r"/|/v1/compare|/v1/latency"), "page"),
-]
+_V2_MODEL = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
+_TFS_MODEL = (
+    "/v1/models/{model}",
+    "/v1/models/{model}/versions/{version}",
+    "/v1/models/{model}/labels/{label}",
+)
+# Every route of the HTTP port (as aiohttp writes it, `resource.canonical`) -> its group, or PUBLIC.
+REST_ACCESS: dict[str, str] = {
+    "/v2/repository/index": "repository",
+    "/v2/repository/models/{model}/load": "repository",
+    "/v2/repository/models/{model}/unload": "repository",
+    **{model + "/config": "model-config" for model in _V2_MODEL},
+    "/v2/models/stats": "statistics",
+    **{model + "/stats": "statistics" for model in _V2_MODEL},
+    "/v2": "metadata",
+    "/v2/": "metadata",
+    **dict.fromkeys(_V2_MODEL, "metadata"),
+    **dict.fromkeys(_TFS_MODEL, "metadata"),
+    **{model + "/metadata": "metadata" for model in _TFS_MODEL},
+    **dict.fromkeys(("/", "/v1/compare", "/v1/latency", "/openapi.json", "/docs", "/docs/{asset}"), "page"),
+    **dict.fromkeys(
+        ("/v2/health/live", "/v2/health/ready", "/v1/models/{model}:explain", "/v1/explain"), PUBLIC
+    ),
+    **{model + suffix: PUBLIC for model in _V2_MODEL for suffix in ("/ready", "/infer")},
+    **{model + verb: PUBLIC for model in _TFS_MODEL for verb in (":predict", ":classify")},
+}
 _HEADER = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
@@ -84,5 +140,11 @@ def parse_restrictions(text: str) -> dict[str, Restriction]:
     return restrictions
 
 
-def rest_group(path: str) -> str | None:
-    return next((group for pattern, group in REST_GROUPS if pattern.fullmatch(path)), None)
+def grpc_access(method: str) -> str | None:
+    """The group of a gRPC method, PUBLIC, or None for a method of no service the server has."""
+    return GRPC_ACCESS.get(method)
+
+
+def rest_access(route: str) -> str | None:
+    """The group of a REST route (its canonical path), PUBLIC, or None for a path with no route."""
+    return REST_ACCESS.get(route)

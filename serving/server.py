@@ -5,12 +5,16 @@ sees "alive, not ready"; requests get UNAVAILABLE "starting", serving.admission)
 and warms up, then health turns SERVING, the gate opens and the ready line is printed. On SIGTERM/SIGINT
 health turns NOT_SERVING and the request gate closes (new RPCs get UNAVAILABLE); open ClassifyStreams
 stop reading (they answer what they read, then end with UNAVAILABLE); in-flight RPCs (and everything
-already queued for them) finish within the grace period; then the transport stops and the process exits
-0. A second signal during that stops the server at once (exit 1): running requests are cancelled.
+already queued for them) finish within the grace period; then the transport stops, the models close and
+the process exits 0. A grace period that runs out (requests still running, or batches still running
+when the models close) cancels what is left and exits 1 at once, without waiting for a batch that
+hangs. A second signal during any of that stops the server at once (exit 1). A signal while the
+models load lets the load running finish (it runs in a thread), starts no other, prints no ready
+line, and exits 0.
 
-The HTTP port (`--rest-port`: KServe V2 REST and the compare page) opens right after the gRPC port and
-shares its request gate, so one drain covers both. /metrics has its own address (`--metrics-host`), so
-it can be bound to an interface only the monitoring system reaches.
+The HTTP port (`--rest-port`: KServe V2 and TF Serving REST, the compare page, /openapi.json) opens
+right after the gRPC port and shares its request gate, so one drain covers both. /metrics has its own
+address (`--metrics-host`), so it can be bound to an interface only the monitoring system reaches.
 
 With `--tls-cert/--tls-key` every port (gRPC, HTTP, /metrics) speaks only TLS, with the same identity;
 with `--tls-client-ca` as well, only to clients presenting a certificate signed by that CA (on the HTTP
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -36,10 +41,12 @@ from serving.admission import AdmissionGate
 from serving.announce import address, announce
 from serving.explanations import ExplainService
 from serving.grpc_options import grpc_server_options
+from serving.handlers.api_docs import ApiDocs
 from serving.handlers.classifier import ClassifierServicer
 from serving.handlers.compare_page import ComparePage
 from serving.handlers.explain_rest import ExplainRoutes
 from serving.handlers.grpc_guard import RequestGuard
+from serving.handlers.operations import ApiRoute
 from serving.handlers.restricted_api import RestrictedApiInterceptor
 from serving.handlers.tfs_grpc import TFS_SERVICES, add_tfs_servicers_to_server
 from serving.handlers.tfs_rest import TfsRestHandler
@@ -55,6 +62,7 @@ from serving.health import NOT_SERVING, SERVING, HealthService
 from serving.http_server import HttpServer
 from serving.inference import InferenceService
 from serving.inference_pool import InferencePool
+from serving.loop_lag import LoopLagMonitor
 from serving.metrics import ServerMetrics
 from serving.poller import RepositoryPoller
 from serving.protocol.tfs_dataplane import TfsDataPlane
@@ -71,6 +79,9 @@ log = logging.getLogger(__name__)
 # before the transport stops: a client whose next request is already on its way hears UNAVAILABLE
 # "shutting down" instead of having it cancelled by the stopping transport.
 GATE_LINGER_S = 0.5
+# Closing the models (their queued work, the inference threads) gets at least this long after the drain,
+# even when the drain used up the grace period.
+CLOSE_MIN_S = 1.0
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
 # The services of the gRPC port, each with its own grpc.health status (and "" for the server).
 SERVICES = (CLASSIFIER_SERVICE, KSERVE_V2_SERVICE, *TFS_SERVICES)
@@ -100,6 +111,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
+def rest_routes(
+    dataplane: DataPlane,
+    tfs: TfsDataPlane,
+    service: InferenceService,
+    metrics: ServerMetrics,
+    explain: ExplainService,
+    registry: ModelRegistry,
+) -> list[ApiRoute]:
+    """Every route of the HTTP port, each with its OpenAPI operation (building them calls nothing)."""
+    return [
+        *V2RestHandler(dataplane).routes(),
+        *TfsRestHandler(tfs).routes(),
+        *ComparePage(service, metrics).routes(),
+        *ExplainRoutes(explain).routes(),
+        *ApiDocs(registry).routes(),
+    ]
+
+
 class Server:
     def __init__(self, settings: Settings, link: SupervisorLink | None = None) -> None:
         """`link`: this server is one of `--workers` processes (see SupervisorLink)."""
@@ -111,6 +140,7 @@ class Server:
         self.health = HealthService()
         self.stopping = asyncio.Event()  # set when shutdown begins; open streams stop reading
         self.pool = InferencePool(settings.inference_threads)
+        self.loop_lag = LoopLagMonitor(self.metrics.registry)
         self.repository = ModelRepository(settings.model_repository)
         self.registry = ModelRegistry(
             self.repository,
@@ -140,12 +170,7 @@ class Server:
         self.http_server = HttpServer(
             settings,
             self.gate,
-            [
-                *V2RestHandler(self.dataplane).routes(),
-                *TfsRestHandler(self.tfs).routes(),
-                *ComparePage(self.service, self.metrics).routes(),
-                *ExplainRoutes(self.explain).routes(),
-            ],
+            rest_routes(self.dataplane, self.tfs, self.service, self.metrics, self.explain, self.registry),
             outer_middlewares,
         )
         self.port = 0
@@ -182,6 +207,7 @@ class Server:
         else:
             self.port = self.grpc_server.add_insecure_port(listen)
         await self.grpc_server.start()
+        self.loop_lag.start()
         self.rest_port = await self.http_server.start(
             self.settings.host, self.settings.rest_port, reuse_port=self.link is not None
         )
@@ -217,25 +243,44 @@ class Server:
         snapshot = self.registry.snapshot
         return {name: sorted(snapshot.models[name].versions) for name in snapshot.names()}
 
-    async def _drain_then_stop(self, grace: float) -> None:
-        """Let the RPCs inside the closed gate finish (within `grace`), then stop the transport."""
-        started = asyncio.get_running_loop().time()
+    async def _drain_then_stop(self, grace: float) -> bool:
+        """Let the RPCs inside the closed gate finish, stop the transport, then close the models (what
+        was queued for them runs) and the inference threads, all within `grace` (closing gets at least
+        CLOSE_MIN_S). True if everything finished in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        in_time = True
         try:
             await asyncio.wait_for(self.gate.wait_idle(), grace)
         except TimeoutError:
             log.warning("grace period over, cancelling running requests", extra={"running": self.gate.active})
-        remaining = max(0.0, grace - (asyncio.get_running_loop().time() - started))
+            in_time = False
+        remaining = max(0.0, deadline - loop.time())
         await asyncio.sleep(min(GATE_LINGER_S, remaining))
         await asyncio.gather(
             self.grpc_server.stop(max(0.0, remaining - GATE_LINGER_S)), self.http_server.stop()
         )
+        try:
+            await asyncio.wait_for(self._close_models(), max(CLOSE_MIN_S, deadline - loop.time()))
+        except TimeoutError:
+            log.warning(
+                "grace period over while batches still ran; leaving them", extra={"grace_period_s": grace}
+            )
+            in_time = False
+        return in_time
+
+    async def _close_models(self) -> None:
+        await self.registry.close()
+        await asyncio.to_thread(self.pool.close)
 
     async def stop(self, force: asyncio.Event | None = None) -> bool:
-        """Graceful shutdown; when `force` is set meanwhile, stop at once. Returns True if graceful."""
+        """Graceful shutdown; when `force` is set meanwhile, stop at once. Returns True if graceful:
+        every request and batch finished within the grace period."""
         grace = self.settings.grace_period_s
         log.info("shutting down", extra={"grace_period_s": grace})
         if self._poller is not None:
             self._poller.cancel()
+        self.loop_lag.stop()
         await self.health.shutdown()
         self.stopping.set()
         self.gate.close()
@@ -243,20 +288,19 @@ class Server:
         forced = asyncio.ensure_future((force or asyncio.Event()).wait())
         await asyncio.wait((graceful, forced), return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
-        forced_stop = not graceful.done()
-        if forced_stop:
+        in_time = graceful.done() and graceful.result()
+        if not graceful.done():
             log.warning("second signal: stopping now, cancelling the requests still running")
             graceful.cancel()
             await asyncio.gather(self.grpc_server.stop(None), self.http_server.stop())
-        else:
-            await self.registry.close()
-        self.pool.close(timeout=0.0 if forced_stop else None)
-        self.explain.close(wait=not forced_stop)
+        if not in_time:
+            self.pool.close(timeout=0.0)  # its threads are daemons: a hung batch cannot hold the exit
+        self.explain.close(wait=in_time)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # the spans of the last requests
-        return not forced_stop
+        return in_time
 
 
 async def serve(settings: Settings, link: SupervisorLink | None = None) -> int:
@@ -271,8 +315,17 @@ async def serve(settings: Settings, link: SupervisorLink | None = None) -> int:
     if link is not None:
         link.watch(stop_requested)
     server = Server(settings, link)
+    starting = asyncio.ensure_future(server.start())
+    stop_waiting = asyncio.ensure_future(stop_requested.wait())
+    await asyncio.wait((starting, stop_waiting), return_when=asyncio.FIRST_COMPLETED)
+    stop_waiting.cancel()
+    if not starting.done():  # a signal while the models load: the load running ends, no other starts
+        log.info("shutdown requested while starting; loading no further model")
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return _exit_code(await server.stop(force))
     try:
-        await server.start()
+        starting.result()
     except Exception as error:
         log.error("start-up failed", extra={"error": str(error)})
         await server.stop()
@@ -280,7 +333,16 @@ async def serve(settings: Settings, link: SupervisorLink | None = None) -> int:
     if link is None:
         announce(settings, server.port, server.rest_port, server.metrics_port, server.served_models())
     await stop_requested.wait()
-    graceful = await server.stop(force)
+    return _exit_code(await server.stop(force))
+
+
+def _exit_code(graceful: bool) -> int:
+    """0 after a graceful stop. Otherwise 1, at once: a thread still running (an explanation, a load)
+    would hold the interpreter's exit, which joins every thread that is not a daemon."""
     log.info("stopped", extra={"graceful": graceful})
     sys.stdout.flush()
-    return 0 if graceful else 1
+    if graceful:
+        return 0
+    logging.shutdown()  # flush the log handlers: os._exit skips them
+    sys.stderr.flush()
+    os._exit(1)

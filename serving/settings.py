@@ -58,15 +58,18 @@ class Settings:
     load_versions: int = 1
     inference_threads: int = 2
     max_concurrent_explains: int = 1
+    inline_max_texts: int = 1
     intra_op_threads: int = 1
     workers: int = 1
     worker_timeout_s: float = 10.0
+    worker_load_timeout_s: float = 300.0
     worker_max_restarts: int = 5
     worker_restart_window_s: float = 60.0
     worker_max_rss_mib: int = 0  # 0 = workers are never recycled for their memory
     metrics_head_timeout_s: float = 10.0
     metrics_max_connections: int = 32
     rest_keepalive_timeout_s: float = 10.0
+    rest_body_timeout_s: float = 30.0
     rest_max_connections: int = 1000
     grpc_handshake_timeout_s: float = 10.0
     grpc_max_connections: int = 0  # 0 = no cap
@@ -195,6 +198,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         "explanations computed at once, each on its own thread beside the inference threads; one more "
         "gets RESOURCE_EXHAUSTED, so explaining never starves classification",
     ),
+    "inline_max_texts": (
+        non_negative_int,
+        "a batch of at most this many texts runs its runtime call on the event loop when nothing else "
+        "runs or waits and such calls take under 0.5 ms: the loop would sit idle meanwhile (0 = never)",
+    ),
     "intra_op_threads": (positive_int, "threads inside one ONNX Runtime / TensorFlow op"),
     "workers": (
         positive_int,
@@ -204,6 +212,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         positive_float,
         "--workers: a ready worker whose event loop answers no heartbeat for this long is killed "
         "(SIGKILL) and replaced",
+    ),
+    "worker_load_timeout_s": (
+        positive_float,
+        "--workers: a worker that has not loaded every model this many seconds after it started is "
+        "killed (SIGKILL) and replaced, like one that misses its heartbeat",
     ),
     "worker_max_restarts": (
         positive_int,
@@ -230,6 +243,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         "a REST connection must send a complete request head within this many seconds of opening (or "
         "of its last answer), else it is closed: the idle keep-alive timeout and the slow-client limit; "
         "it bounds the TLS handshake too",
+    ),
+    "rest_body_timeout_s": (
+        positive_float,
+        "a REST request's whole body must arrive within this many seconds of its head, else the request "
+        "gets 408 and its connection is closed (a client dripping its body holds a connection no longer)",
     ),
     "rest_max_connections": (
         positive_int,

@@ -23,12 +23,16 @@ holds no gRPC object, model or runtime:
 - heartbeat: each ready worker is pinged over its control pipe and answers from its event loop; one
   that does not answer within --worker-timeout-s (a blocked loop, SIGSTOP) is killed (SIGKILL) and
   replaced, since the kernel keeps handing it new connections it never serves;
+- a worker that has not reported READY within --worker-load-timeout-s of its start (a load that
+  never ends: a hung file system, a runtime stuck in its set-up) is killed and replaced the same
+  way: its loop may answer pings all along, so the heartbeat alone would never catch it;
 - with --worker-max-rss-mib, a worker whose resident memory grows beyond it is recycled: its
   replacement starts at once, and only once it serves is the old one sent SIGTERM to drain;
 - it serves the one /metrics (serving.metrics_http), merging every worker's exposition at scrape time
   (serving.metrics_merge), plus its own `seqserve_workers{state}` and
-  `seqserve_worker_restarts_total{reason}`. A worker that does not answer a scrape within 1 s is left
-  out (and skipped until it answers), so a hung worker never holds /metrics up;
+  `seqserve_worker_restarts_total{reason}`. A worker that does not answer a scrape within 1 s counts
+  with its last answer's counters (and is skipped until it answers), so a hung worker never holds
+  /metrics up; a worker that is gone leaves its counts as an offset, so no counter goes backwards;
 - SIGTERM/SIGINT are passed on to every worker, which drains as a single server does (a second signal
   stops them at once); the supervisor exits when all have, 0 if every one stopped gracefully. A worker
   whose supervisor is gone drains and exits.
@@ -49,6 +53,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import signal
@@ -67,7 +72,8 @@ from serving.metrics_merge import (
     CONTENT_TYPE,
     EOF,
     OPENMETRICS_CONTENT_TYPE,
-    merge,
+    Answer,
+    WorkerTotals,
     supervisor_exposition,
     wants_openmetrics,
 )
@@ -107,6 +113,7 @@ def resident_mib(pid: int) -> float | None:
 @dataclasses.dataclass
 class Worker:
     slot: int
+    serial: int  # unique among every worker this supervisor starts (pids may be reused)
     process: subprocess.Popen
     control: Connection  # closes (EOF) when the worker exits
     metrics: Connection
@@ -153,6 +160,9 @@ class Worker:
             self.lock.release()
 
 
+_serials = itertools.count()
+
+
 def start_worker(settings: Settings, slot: int) -> Worker:
     control, control_child = Pipe()
     metrics, metrics_child = Pipe()
@@ -163,7 +173,7 @@ def start_worker(settings: Settings, slot: int) -> Worker:
     control_child.close()
     metrics_child.close()
     control.send(settings)
-    return Worker(slot, process, control, metrics, time.monotonic())
+    return Worker(slot, next(_serials), process, control, metrics, time.monotonic())
 
 
 @dataclasses.dataclass
@@ -188,6 +198,7 @@ class Supervisor:
         self.unclean = False  # a worker did not stop gracefully on shutdown
         self.announced = False
         self.degraded = False
+        self.totals = WorkerTotals()  # what /metrics has counted, kept across worker replacements
 
     def run(self) -> int:
         reservation = reserve_port(self.settings.host, self.settings.port)
@@ -223,15 +234,13 @@ class Supervisor:
         OpenMetrics (with exemplars) when the scraper's Accept header asks for it."""
         openmetrics = wants_openmetrics(accept)
         workers = list(self.workers)
-        texts, serving = [], []
-        for worker in workers:
-            text = worker.exposition(openmetrics)
-            if text is not None:
-                texts.append(text)
-                serving.append(worker.state == "ready")
+        answers = [
+            Answer(worker.serial, worker.exposition(openmetrics), worker.state == "ready")
+            for worker in workers
+        ]
         states = collections.Counter(worker.state for worker in workers)
         own = supervisor_exposition({state: states[state] for state in STATES}, self.restarts, openmetrics)
-        merged = merge(texts, serving).removesuffix(EOF + "\n")
+        merged = self.totals.merge(answers, openmetrics).removesuffix(EOF + "\n")
         if openmetrics:
             return OPENMETRICS_CONTENT_TYPE, (merged + own + EOF + "\n").encode()
         return CONTENT_TYPE, (merged + own).encode()
@@ -302,7 +311,15 @@ class Supervisor:
         for worker in self.workers:
             if worker.serving_since is not None and now - worker.serving_since >= BACKOFF_RESET_S:
                 self.slots[worker.slot].backoff_s = BACKOFF_START_S
-            if worker.info is None or worker.draining or worker.kill_reason:
+            if worker.draining or worker.kill_reason:
+                continue
+            if worker.info is None:
+                if now - worker.started > self.settings.worker_load_timeout_s:
+                    self._kill(
+                        worker,
+                        "worker did not finish loading within --worker-load-timeout-s; killing it",
+                        worker_load_timeout_s=self.settings.worker_load_timeout_s,
+                    )
                 continue
             if worker.ping_sent is None:
                 if now - worker.last_pong >= self.heartbeat_s:
@@ -310,13 +327,18 @@ class Supervisor:
                         worker.control.send(PING)
                     worker.ping_sent = now
             elif now - worker.ping_sent > self.settings.worker_timeout_s:
-                log.error(
+                self._kill(
+                    worker,
                     "worker did not answer its heartbeat; killing it",
-                    extra={"pid": worker.pid, "worker_timeout_s": self.settings.worker_timeout_s},
+                    worker_timeout_s=self.settings.worker_timeout_s,
                 )
-                worker.kill_reason = "timeout"
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
+
+    def _kill(self, worker: Worker, why: str, **limit: float) -> None:
+        """SIGKILL a worker that hangs; it is replaced when its exit is seen (restart reason timeout)."""
+        log.error(why, extra={"pid": worker.pid, **limit})
+        worker.kill_reason = "timeout"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
 
     def _check_memory(self, worker: Worker, now: float) -> None:
         limit = self.settings.worker_max_rss_mib
@@ -341,6 +363,7 @@ class Supervisor:
             worker.process.wait()
         worker.control.close()
         self.workers.remove(worker)
+        self.totals.departed(worker.serial)
         code = worker.process.returncode
         if self.stopping:
             self.unclean |= code != 0

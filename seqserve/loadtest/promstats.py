@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from seqserve.compute import ComputeTotals, compute_per_model
@@ -29,16 +30,21 @@ class Scrape:
     compute: dict[str, ComputeTotals]  # model -> its compute counters
 
 
+def _histograms(families: Iterable[Metric]) -> dict[str, dict[str, Histogram]]:
+    histograms = (family for family in families if family.type == "histogram")
+    return {family.name: per_model(family.name, family.samples) for family in histograms}
+
+
+def parse_histograms(text: str) -> dict[str, dict[str, Histogram]]:
+    """Every histogram on a /metrics page: metric name -> model -> histogram."""
+    return _histograms(text_string_to_metric_families(text))
+
+
 def parse_scrape(text: str) -> Scrape:
     """Every histogram and the compute counters of a /metrics page."""
     families = list(text_string_to_metric_families(text))
     return Scrape(
-        {
-            family.name: per_model(family.name, family.samples)
-            for family in families
-            if family.type == "histogram"
-        },
-        compute_per_model(sample for family in families for sample in family.samples),
+        _histograms(families), compute_per_model(sample for family in families for sample in family.samples)
     )
 
 

@@ -8,7 +8,8 @@ protocol a collector speaks, so anything exporting OTLP/gRPC can send to it.
 
     python -m seqserve.loadtest.trace_receiver [--host 127.0.0.1] [--port 4317]
         on its own (bench/tracing_overhead.py runs one beside the servers it measures): prints
-        `listening ENDPOINT`, and the spans it received by name when SIGTERM or SIGINT ends it
+        `listening ENDPOINT`, and the spans and span events it received by name when SIGTERM or SIGINT
+        ends it
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ class Link:
 
 
 @dataclass(frozen=True)
+class ReceivedEvent:
+    name: str
+    time_ns: int
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ReceivedSpan:
     trace_id: str
     span_id: str
@@ -50,6 +58,7 @@ class ReceivedSpan:
     end_ns: int
     attributes: dict[str, Any]
     links: tuple[Link, ...]
+    events: tuple[ReceivedEvent, ...]
     status_code: int  # trace_pb2.Status.StatusCode
     resource: dict[str, Any]
 
@@ -88,6 +97,10 @@ def received_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> list
                         end_ns=span.end_time_unix_nano,
                         attributes=_attributes(span.attributes),
                         links=tuple(Link(link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                        events=tuple(
+                            ReceivedEvent(event.name, event.time_unix_nano, _attributes(event.attributes))
+                            for event in span.events
+                        ),
                         status_code=span.status.code,
                         resource=resource,
                     )
@@ -160,11 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     with TraceReceiver(args.host, args.port) as receiver:
         print(f"listening {receiver.endpoint}", flush=True)
         stop.wait()
-        counts = collections.Counter(span.name for span in receiver.spans())
-    print(
-        f"received {sum(counts.values())} spans: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items()))
-    )
+        spans = receiver.spans()
+    spans_by_name = collections.Counter(span.name for span in spans)
+    events_by_name = collections.Counter(event.name for span in spans for event in span.events)
+    print(f"received {_listed(spans_by_name, 'spans')}; {_listed(events_by_name, 'events')}")
     return 0
+
+
+def _listed(counts: collections.Counter[str], what: str) -> str:
+    return f"{sum(counts.values())} {what}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items()))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The slowest sampled calls of a run, each with the server's own account of it, read from the spans
-the server exported: its SERVER span (the child of the call's CLIENT span), that span's stage spans,
-and the batch that served it (the `seqserve.batch` span linking to it) with its tokenize and runtime
-spans. A call whose spans have not arrived is listed with its ids only.
+the server exported: its SERVER span (the child of the call's CLIENT span) with its stage events, and
+the batch that served it (the `seqserve.batch` span linking to it) with the batch's stage events. A
+call whose spans have not arrived is listed with its ids only.
 """
 
 from __future__ import annotations
@@ -12,21 +12,45 @@ from dataclasses import dataclass, field
 from seqserve.loadtest.runner import TracedCall
 from seqserve.loadtest.trace_receiver import SPAN_KIND_SERVER, ReceivedSpan, TraceReceiver
 from seqserve.tracing import (
-    ADMISSION_SPAN,
+    ADMISSION,
     BATCH_REQUESTS,
     BATCH_SIZE,
     BATCH_SPAN,
-    QUEUE_WAIT_SPAN,
-    RUNTIME_SPAN,
-    TOKENIZE_SPAN,
+    QUEUE_WAIT,
+    RUNTIME,
+    STAGE_DURATION_MS,
+    TOKENIZE,
 )
 
-# breakdown column -> the span it is read from: of the request, or of its batch
-REQUEST_STAGES = {"admission": ADMISSION_SPAN, "queue_wait": QUEUE_WAIT_SPAN}
-BATCH_STAGES = {"tokenize": TOKENIZE_SPAN, "runtime": RUNTIME_SPAN}
+# breakdown column -> the stage event it is read from: of the request's span, or of its batch's
+REQUEST_STAGES = {"admission": ADMISSION, "queue_wait": QUEUE_WAIT}
+BATCH_STAGES = {"tokenize": TOKENIZE, "runtime": RUNTIME}
 STAGES = ("server", *REQUEST_STAGES, "batch", *BATCH_STAGES)
 # The server's batch processor exports every 5 s by default (OTEL_BSP_SCHEDULE_DELAY).
 SPANS_WAIT_S = 12.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage the server recorded as an event on one of its spans, in span time (ns)."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def stages(span: ReceivedSpan) -> list[Stage]:
+    """The stage events of `span`, in the order they were recorded (a stream's span has a queue wait
+    per request)."""
+    return [
+        Stage(event.name, event.time_ns, event.time_ns + round(event.attributes[STAGE_DURATION_MS] * 1e6))
+        for event in span.events
+        if STAGE_DURATION_MS in event.attributes
+    ]
 
 
 @dataclass(frozen=True)
@@ -47,20 +71,10 @@ def slowest(calls: Sequence[TracedCall], count: int) -> list[TracedCall]:
     return sorted(calls, key=lambda call: call.latency_s, reverse=True)[:count]
 
 
-def _child_stages(
-    parent: ReceivedSpan, stages: dict[str, str], spans: Sequence[ReceivedSpan]
-) -> dict[str, float]:
-    """stage -> ms of the spans named in `stages` that are children of `parent`."""
-    found = {}
-    for stage, name in stages.items():
-        for span in spans:
-            if (
-                span.name == name
-                and span.parent_span_id == parent.span_id
-                and span.trace_id == parent.trace_id
-            ):
-                found[stage] = span.duration_s * 1e3
-    return found
+def _stages_ms(span: ReceivedSpan, columns: dict[str, str]) -> dict[str, float]:
+    """column -> ms of the stage events of `span` that `columns` names."""
+    recorded = {stage.name: stage.duration_ms for stage in stages(span)}
+    return {column: recorded[name] for column, name in columns.items() if name in recorded}
 
 
 def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
@@ -74,7 +88,7 @@ def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
     )
     if server is None:
         return CallBreakdown(call.trace_id, call.latency_s * 1e3)
-    stages = {"server": server.duration_s * 1e3, **_child_stages(server, REQUEST_STAGES, spans)}
+    found = {"server": server.duration_s * 1e3, **_stages_ms(server, REQUEST_STAGES)}
     batch = next(
         (
             s
@@ -85,12 +99,12 @@ def breakdown(call: TracedCall, spans: Sequence[ReceivedSpan]) -> CallBreakdown:
     )
     size = requests = 0
     if batch is not None:
-        stages["batch"] = batch.duration_s * 1e3
-        stages.update(_child_stages(batch, BATCH_STAGES, spans))
+        found["batch"] = batch.duration_s * 1e3
+        found.update(_stages_ms(batch, BATCH_STAGES))
         size = int(batch.attributes.get(BATCH_SIZE, 0))
         requests = int(batch.attributes.get(BATCH_REQUESTS, 0))
     instance = str(server.resource.get("service.instance.id", ""))
-    return CallBreakdown(call.trace_id, call.latency_s * 1e3, stages, size, requests, instance)
+    return CallBreakdown(call.trace_id, call.latency_s * 1e3, found, size, requests, instance)
 
 
 def fetch_breakdowns(

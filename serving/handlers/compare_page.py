@@ -31,14 +31,96 @@ from seqserve.metric_names import REQUEST_DURATION
 from seqserve.v1 import classifier_pb2
 from serving.errors import ServingError
 from serving.handlers.classifier import compare_response
+from serving.handlers.operations import (
+    JSON,
+    Answer,
+    ApiRoute,
+    Component,
+    Operation,
+    Parameter,
+    ProtoMessage,
+    json_answer,
+)
+from serving.handlers.proto_schema import JsonMapping
 from serving.handlers.rest import json_message, json_response
 from serving.inference import InferenceService
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
+from serving.request_bodies import request_body
 
 PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
 WINDOW_S = 60.0
 COMPARE_TIMEOUT_S = 30.0
+TAG = "Compare page"
+# Read by the page's script, not by the server.
+PAGE_PARAMETERS = (
+    Parameter(
+        "text",
+        "query",
+        {"type": "array", "items": {"type": "string"}},
+        "Texts to fill in and compare at once.",
+    ),
+    Parameter(
+        "runs",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 50},
+        "Compares to run one after another; each model's figures are its medians (default 5).",
+    ),
+    Parameter("explain", "query", {"type": "string"}, "A text to fill in and explain at once."),
+)
+COMPARE_REQUEST = ProtoMessage(classifier_pb2.CompareRequest.DESCRIPTOR, JsonMapping(reading=True))
+COMPARE_RESPONSE = ProtoMessage(classifier_pb2.CompareResponse.DESCRIPTOR)
+_MILLISECONDS = {"type": ["number", "null"], "description": "null: no request yet."}
+_TRAINING = "null: the model was unloaded since its figures were read"
+LATENCY = Component(
+    "latency_response",
+    {
+        "type": "object",
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string"},
+                        "requests": {"type": "integer"},
+                        "p50_ms": _MILLISECONDS,
+                        "p99_ms": _MILLISECONDS,
+                        "compute_per_text_ms": {
+                            "type": ["number", "null"],
+                            "description": "Tokenize + runtime time of the executed batches over their "
+                            "texts; null: nothing computed yet.",
+                        },
+                        "computed_texts": {"type": "integer"},
+                        "window_s": {
+                            "type": ["number", "null"],
+                            "description": "The window's seconds; null: the figures since start.",
+                        },
+                        "architecture": {"type": ["string", "null"], "description": _TRAINING + "."},
+                        "dataset": {"type": ["string", "null"], "description": _TRAINING + "."},
+                        "test_accuracy": {
+                            "type": ["number", "null"],
+                            "description": _TRAINING + ", or its config records none.",
+                        },
+                    },
+                    "required": [
+                        "model",
+                        "requests",
+                        "p50_ms",
+                        "p99_ms",
+                        "compute_per_text_ms",
+                        "computed_texts",
+                        "window_s",
+                        "architecture",
+                        "dataset",
+                        "test_accuracy",
+                    ],
+                },
+            }
+        },
+        "required": ["models"],
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -117,11 +199,50 @@ class ComparePage:
         self._service = service
         self._latency = LatencyWindow(metrics)
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            web.get("/", self.page),
-            web.post("/v1/compare", self.compare),
-            web.get("/v1/latency", self.latency),
+            ApiRoute(
+                "GET",
+                "/",
+                self.page,
+                Operation(
+                    "compare_page",
+                    "The compare page",
+                    TAG,
+                    {
+                        200: Answer(
+                            "The page (one HTML file with its script).", {"text/html": {"type": "string"}}
+                        )
+                    },
+                    parameters=PAGE_PARAMETERS,
+                ),
+            ),
+            ApiRoute(
+                "POST",
+                "/v1/compare",
+                self.compare,
+                Operation(
+                    "compare",
+                    "Every model's answer to the same texts",
+                    TAG,
+                    {200: json_answer("One result per model, in name order.", COMPARE_RESPONSE)},
+                    errors=(400, 404, 429, 504),
+                    description="seqserve.v1 Compare in the protobuf JSON mapping; no models: every one.",
+                    body={JSON: COMPARE_REQUEST},
+                    body_example={"texts": ["area man wins award"]},
+                ),
+            ),
+            ApiRoute(
+                "GET",
+                "/v1/latency",
+                self.latency,
+                Operation(
+                    "latency",
+                    "Each model's request time and compute per text, beside its test accuracy",
+                    TAG,
+                    {200: json_answer("The figures over about the last minute.", LATENCY)},
+                ),
+            ),
         ]
 
     async def page(self, request: web.Request) -> web.Response:
@@ -129,7 +250,7 @@ class ComparePage:
 
     async def compare(self, request: web.Request) -> web.Response:
         message = json_message(
-            await request.read(), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
+            request_body(request), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
         )
         results = await self._service.compare(message.texts, message.models, COMPARE_TIMEOUT_S)
         body = json_format.MessageToJson(compare_response(results), indent=None)

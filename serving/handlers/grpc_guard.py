@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from serving import request_clock
 from serving.admission import AdmissionGate
 
 # Methods the gate never closes for (prefix match).
@@ -151,11 +152,13 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if gated and not gate.admit():
                 await context.abort(grpc.StatusCode.UNAVAILABLE, gate.refusal)
+            clock = request_clock.start()  # the request's duration: until its answer is built
             try:
                 if isinstance(request, MalformedRequest):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(request))
                 return await behaviour(request, context)
             finally:
+                request_clock.stop(clock)
                 if gated:
                     gate.leave()
 

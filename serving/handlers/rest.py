@@ -59,7 +59,10 @@ def json_message(body: bytes, message: Request, shape: str) -> Request:
     """`message` filled from a body in the protobuf JSON mapping, read as strict JSON; a body that is
     not one is a 400 naming the message and its `shape`."""
     try:
-        json_format.ParseDict(strict_json.parse(body), message)
+        document = strict_json.parse(body)
+        if not isinstance(document, dict):  # json_format would fail on it with a TypeError
+            raise json_format.ParseError(f"a JSON {type(document).__name__}, not an object")
+        json_format.ParseDict(document, message)
     except (strict_json.JsonError, json_format.ParseError) as error:
         raise invalid(
             f"the body is not a {message.DESCRIPTOR.full_name} in JSON ({shape}): {error}"

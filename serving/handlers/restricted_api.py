@@ -10,26 +10,33 @@ import grpc
 from aiohttp import web
 
 from serving.handlers.rest import error_response
-from serving.restrictions import GRPC_GROUPS, Restriction, rest_group
+from serving.restrictions import GRPC_ACCESS, Restriction, rest_access
 
 
 class RestrictedApiInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses restricted gRPC methods without their header, before the method's handler runs."""
+    """Refuses restricted gRPC methods without their header, before the method's handler runs.
+
+    Each restricted method has one denial handler, made here once: an interceptor outside this one
+    (tracing) may keep a handler per handler it sees, so a handler per denied call would grow it."""
 
     def __init__(self, restrictions: Mapping[str, Restriction]) -> None:
-        self._restrictions = restrictions
+        self._restricted = {
+            method: (restrictions[group], _denied(restrictions[group].denial(group)))
+            for method, group in GRPC_ACCESS.items()
+            if group in restrictions
+        }
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        group = GRPC_GROUPS.get(details.method)
-        restriction = self._restrictions.get(group) if group else None
-        if restriction is not None:
+        restricted = self._restricted.get(details.method)
+        if restricted is not None:
+            restriction, denial = restricted
             metadata = dict(details.invocation_metadata or ())
             if not restriction.allows(metadata.get(restriction.header)):
-                return _denied(restriction.denial(group))  # type: ignore[arg-type]
+                return denial
         return await continuation(details)
 
 
@@ -42,11 +49,15 @@ def _denied(message: str) -> grpc.RpcMethodHandler:
 
 
 def rest_middleware(restrictions: Mapping[str, Restriction]) -> Any:
+    """Decides by the route a request matched (not by its path), so that every route's group is the
+    one serving.restrictions.REST_ACCESS gives it."""
+
     @web.middleware
     async def restricted(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        group = rest_group(request.path)
+        resource = request.match_info.route.resource
+        group = rest_access(resource.canonical) if resource is not None else None
         restriction = restrictions.get(group) if group else None
         if restriction is not None and not restriction.allows(request.headers.get(restriction.header)):
             return error_response(403, restriction.denial(group))  # type: ignore[arg-type]

@@ -19,7 +19,17 @@ from typing import Any
 
 from aiohttp import web
 
+from serving.errors import ServingError
+from serving.handlers.operations import JSON, ApiRoute, Operation, json_answer
 from serving.handlers.rest import json_response
+from serving.handlers.tfs_schemas import (
+    CLASSIFY_REQUEST,
+    CLASSIFY_RESPONSE,
+    METADATA_RESPONSE,
+    PREDICT_REQUEST,
+    PREDICT_RESPONSE,
+    STATUS_RESPONSE,
+)
 from serving.protocol.tfs_dataplane import TfsDataPlane
 from serving.protocol.tfs_types import (
     CheckCount,
@@ -30,6 +40,7 @@ from serving.protocol.tfs_types import (
     status_to_rest,
 )
 from serving.protocol.v2_types import json_object
+from serving.request_bodies import request_body
 
 RestDecoder = Callable[[Mapping[str, Any], CheckCount], PredictCall | ClassifyCall]
 MODEL_PATHS = (
@@ -37,6 +48,12 @@ MODEL_PATHS = (
     "/v1/models/{model}/versions/{version}",
     "/v1/models/{model}/labels/{label}",
 )
+_BY = ("", ", by version", ", by version label")
+_METADATA = "The model spec and signatures (GetModelMetadata)."
+# request schema, response schema, example request
+_PREDICT = (PREDICT_REQUEST, PREDICT_RESPONSE, {"instances": ["area man wins award"]})
+_CLASSIFY = (CLASSIFY_REQUEST, CLASSIFY_RESPONSE, {"examples": [{"text": "area man wins award"}]})
+TAG = "TensorFlow Serving"
 
 
 def _selection(request: web.Request) -> ModelSelection:
@@ -48,20 +65,50 @@ class TfsRestHandler:
     def __init__(self, dataplane: TfsDataPlane) -> None:
         self._dataplane = dataplane
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[ApiRoute]:
         routes = []
-        for path in MODEL_PATHS:
-            routes += [
-                web.post(path + ":predict", self.predict),
-                web.post(path + ":classify", self.classify),
-                web.get(path, self.status),
-                web.get(path + "/metadata", self.metadata),
-            ]
+        for path, suffix, by in zip(MODEL_PATHS, ("", "_version", "_label"), _BY, strict=True):
+            for verb, handler, summary, answer, request, response, example in (
+                ("predict", self.predict, "Predict", "Every text's probabilities and label.", *_PREDICT),
+                ("classify", self.classify, "Classify", "Every example's labels and scores.", *_CLASSIFY),
+            ):
+                operation = Operation(
+                    f"tfs_{verb}{suffix}",
+                    summary + by,
+                    TAG,
+                    {200: json_answer(answer, response)},
+                    errors=(400, 404, 429),
+                    body={JSON: request},
+                    body_example=example,
+                )
+                routes.append(ApiRoute("POST", f"{path}:{verb}", handler, operation))
+            for path_suffix, handler, name, summary, answer, response in (
+                (
+                    "",
+                    self.status,
+                    "status",
+                    "Model status",
+                    "The versions' states (GetModelStatus).",
+                    STATUS_RESPONSE,
+                ),
+                ("/metadata", self.metadata, "metadata", "Model metadata", _METADATA, METADATA_RESPONSE),
+            ):
+                operation = Operation(
+                    f"tfs_model_{name}{suffix}",
+                    summary + by,
+                    TAG,
+                    {200: json_answer(answer, response)},
+                    (400, 404),
+                )
+                routes.append(ApiRoute("GET", path + path_suffix, handler, operation))
         return routes
 
     async def _run(self, request: web.Request, from_rest: RestDecoder) -> web.Response:
-        selection = _selection(request)
-        body = await request.read()
+        try:
+            selection = _selection(request)
+        except ServingError as error:  # a malformed version in the path: counted like any refusal
+            raise self._dataplane.refuse(request.match_info["model"], error) from None
+        body = request_body(request)
         call, result = await self._dataplane.run(
             selection, lambda check: from_rest(json_object(body, "the request body"), check), None
         )

@@ -1,5 +1,9 @@
-"""One SERVER span per gRPC RPC or HTTP call, continuing the caller's W3C `traceparent`: a gRPC
+"""One SERVER span per sampled gRPC RPC or HTTP call, continuing the caller's W3C `traceparent`: a gRPC
 interceptor and an aiohttp middleware, installed (outermost) only when tracing is on.
+
+Per call, each first asks the sampler (ServerTracing.decide, plain Python); a call that is not
+sampled is handed on as it came, with nothing else done. A sampled call's handler is wrapped for
+that call alone: its span starts on arrival and ends with the answer.
 
 Attributes follow the semantic conventions: `rpc.system`, `rpc.service`, `rpc.method`,
 `rpc.grpc.status_code` for gRPC, `http.request.method`, `http.route`, `http.response.status_code`
@@ -19,9 +23,13 @@ import grpc
 from aiohttp import web
 
 from serving.http_server import HEALTH_PATHS
-from serving.tracing import ServerTracing
+from serving.trace_sampling import Sampled
+from serving.tracing import Entered, RequestTrace, ServerTracing
 
 UNTRACED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
+GRPC_STATUS, HTTP_STATUS = "rpc.grpc.status_code", "http.response.status_code"
+HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 # gRPC codes that are the server's fault (semantic conventions for gRPC server spans)
 SERVER_FAULTS = frozenset(
     {
@@ -40,79 +48,84 @@ class ServerAddress:
         self.http_port = 0
 
 
+def _traceparent(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == TRACEPARENT:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
 class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracing: ServerTracing, address: ServerAddress) -> None:
         self._tracing = tracing
         self._address = address
-        self._traced_handlers: dict[grpc.RpcMethodHandler, grpc.RpcMethodHandler] = {}
+        # method -> (span name, attributes): one entry per method of the services, made on its first
+        # sampled call (the ports are bound by then)
+        self._methods: dict[str, tuple[str, dict[str, Any]]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """The method's handler inside a span, wrapped once per handler the inner interceptor gives
-        (serving.handlers.grpc_guard makes one per method, so this holds one per method too)."""
+        """The method's handler as it comes for a call that is not sampled; for a sampled one, the
+        handler wrapped to run inside the call's span, started now."""
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(UNTRACED_METHODS):
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNTRACED_METHODS):
             return handler
-        traced = self._traced_handlers.get(handler)
-        if traced is None:
-            traced = self._traced_handlers[handler] = self._traced(handler, handler_call_details.method)
-        return traced
+        metadata = handler_call_details.invocation_metadata
+        sampled = self._tracing.decide(_traceparent(metadata))
+        if sampled is None:
+            return handler
+        return self._traced(handler, method, sampled, metadata)
 
-    def _traced(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        service, _, name = method.lstrip("/").rpartition("/")
-        attributes = {
-            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
-            "server.address": self._address.host, "server.port": self._address.grpc_port,
-        }  # fmt: skip
+    def _traced(
+        self, handler: grpc.RpcMethodHandler, method: str, sampled: Sampled, metadata: Any
+    ) -> grpc.RpcMethodHandler:
+        described = self._methods.get(method)
+        if described is None:
+            service, _, name = method.lstrip("/").rpartition("/")
+            attributes = {
+                "rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
+                "server.address": self._address.host, "server.port": self._address.grpc_port,
+            }  # fmt: skip
+            described = self._methods[method] = (f"{service}/{name}", attributes)
+        tracestate = [value for key, value in metadata or () if key == TRACESTATE]
+        call = self._tracing.start(sampled, *described, tracestate)
         changes = {}
-        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        for kind in HANDLER_KINDS:
             behaviour = getattr(handler, kind)
             if behaviour is not None:
-                changes[kind] = self._wrap(behaviour, f"{service}/{name}", attributes)
+                changes[kind] = self._wrap(behaviour, call)
         return handler._replace(**changes)  # type: ignore[attr-defined]  # grpcio's handlers are namedtuples
 
-    def _start(
-        self, name: str, attributes: dict[str, Any], context: grpc.aio.ServicerContext
-    ) -> tuple[Any, object | None]:
-        metadata = {
-            key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
-        }
-        span = self._tracing.server_span(name, metadata, attributes)
-        return span, self._tracing.activate(span)
-
     def _finish(
-        self, span: Any, token: object | None, context: grpc.aio.ServicerContext, failed: bool
+        self, call: RequestTrace, entered: Entered, context: grpc.aio.ServicerContext, failed: bool
     ) -> None:
-        if token is None:  # not sampled
-            return
         code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
         if isinstance(code, int):  # grpc.aio reports the code set by abort as its number
             code = next(c for c in grpc.StatusCode if c.value[0] == code)
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        self._tracing.finish(span, token, code in SERVER_FAULTS)
+        self._tracing.finish(call, entered, code in SERVER_FAULTS, (GRPC_STATUS, code.value[0]))
 
-    def _wrap(
-        self, behaviour: Callable[..., Any], name: str, attributes: dict[str, Any]
-    ) -> Callable[..., Any]:
+    def _wrap(self, behaviour: Callable[..., Any], call: RequestTrace) -> Callable[..., Any]:
+        tracing = self._tracing
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                span, token = self._start(name, attributes, context)
+                entered = tracing.enter(call)
                 failed = True
                 try:
                     async for response in behaviour(request, context):
                         yield response
                     failed = False
                 finally:
-                    self._finish(span, token, context, failed)
+                    self._finish(call, entered, context, failed)
 
             return stream
 
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            span, token = self._start(name, attributes, context)
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            entered = tracing.enter(call)
             failed = True
             try:
                 result = behaviour(request, context)
@@ -120,9 +133,9 @@ class GrpcTracingInterceptor(grpc.aio.ServerInterceptor):
                 failed = False
                 return result
             finally:
-                self._finish(span, token, context, failed)
+                self._finish(call, entered, context, failed)
 
-        return call
+        return unary
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -133,19 +146,21 @@ def http_tracing_middleware(tracing: ServerTracing, address: ServerAddress) -> A
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in HEALTH_PATHS:
             return await handler(request)
+        sampled = tracing.decide(request.headers.get(TRACEPARENT))
+        if sampled is None:
+            return await handler(request)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else ""
-        span = tracing.server_span(
-            f"{request.method} {route}".rstrip(),
-            request.headers,  # type: ignore[arg-type]  # a case-insensitive mapping of str
-            {
-                "http.request.method": request.method,
-                "http.route": route,
-                "server.address": address.host,
-                "server.port": address.http_port,
-            },
+        attributes = {
+            "http.request.method": request.method,
+            "http.route": route,
+            "server.address": address.host,
+            "server.port": address.http_port,
+        }
+        call = tracing.start(
+            sampled, f"{request.method} {route}".rstrip(), attributes, request.headers.getall(TRACESTATE, [])
         )
-        token = tracing.activate(span)
+        entered = tracing.enter(call)
         status = 500
         try:
             response = await handler(request)
@@ -155,7 +170,6 @@ def http_tracing_middleware(tracing: ServerTracing, address: ServerAddress) -> A
             status = error.status
             raise
         finally:
-            span.set_attribute("http.response.status_code", status)
-            tracing.finish(span, token, status >= 500)
+            tracing.finish(call, entered, status >= 500, (HTTP_STATUS, status))
 
     return middleware

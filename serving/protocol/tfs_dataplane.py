@@ -50,9 +50,14 @@ class TfsDataPlane:
             version = self._version(selection)
             call = decode(self._service.check_text_count)
         except ServingError as error:
-            raise self._service.refuse(selection.name, version, error, TF_SERVING) from None
+            raise self.refuse(selection.name, error, version) from None
         result = await self._service.classify(selection.name, version, call.texts, time_remaining, TF_SERVING)
         return call, result
+
+    def refuse(self, name: str, error: ServingError, version: int = 0) -> ServingError:
+        """Count a Predict or Classify refused before it ran (e.g. for the version in its REST path) as
+        `InferenceService.classify` counts a failed one; returns the error to send."""
+        return self._service.refuse(name, version, error, TF_SERVING)
 
     def model(self, selection: ModelSelection) -> ServedModel:
         return self._service.lookup(selection.name, self._version(selection))

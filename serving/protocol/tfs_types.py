@@ -22,7 +22,6 @@ Decoding is strict: a string tensor holds exactly as many `string_val`s as its s
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ from serving.inference import Classification
 from serving.model import ServedModel
 from serving.registry import ModelRegistry, Transition
 from serving.settings import Settings
+from serving.versions import MAX_DIGITS, parse_number
 
 PREDICT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classification"
@@ -115,9 +115,13 @@ class ModelSelection:
     def from_rest(cls, name: str, version: str | None, label: str | None) -> ModelSelection:
         if version is None:
             return cls(name, None, label)
-        if not version.isdigit():
-            raise invalid(f"version {version[:32]!r} in the path is not a positive integer")
-        return cls(name, int(version), label)
+        number = parse_number(version)
+        if number is None:
+            raise invalid(
+                f"version {version[:32]!r} in the path is not a positive integer of at most {MAX_DIGITS} "
+                "ASCII digits"
+            )
+        return cls(name, number, label)
 
     def version_number(self, labels: VersionLabels) -> int:
         """The version to look up: 0 for the newest, as InferenceService.lookup takes it."""
@@ -181,9 +185,10 @@ def _json_text(value: Any, where: str) -> str:
         return value
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
-            return _utf8(base64.b64decode(value["b64"], validate=True), where)
-        except binascii.Error as error:
+            data = base64.b64decode(value["b64"], validate=True)
+        except ValueError as error:  # binascii.Error, or characters beyond ASCII
             raise invalid(f"{where}: 'b64' is not base64 ({error})") from None
+        return _utf8(data, where)
     if isinstance(value, list):
         raise invalid(
             f"{where} is a list; input {TEXT_INPUT!r} (DT_STRING [-1]) takes one string per instance, "

@@ -30,7 +30,6 @@ is an error rather than a silently shorter tensor.
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from tritonclient.grpc import service_pb2
 from serving.errors import invalid
 from serving.inference import Classification
 from serving.protocol import strict_json
+from serving.versions import MAX_DIGITS, parse_number
 
 TEXT_INPUT = "text"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -60,7 +60,6 @@ TIMEOUT_PARAMETER = "timeout"  # microseconds
 ALL_OUTPUTS_RAW = tuple((name, True) for name in OUTPUT_NAMES)
 
 _LENGTH = struct.Struct("<I")
-_VERSION = re.compile(r"[0-9]+")
 
 
 class BytesTensorError(ValueError):
@@ -102,9 +101,13 @@ def parse_version(text: str) -> int:
     """V2 carries versions as strings: '' is the latest version (0 for `lookup`), else a positive integer."""
     if text == "":
         return 0
-    if not _VERSION.fullmatch(text) or int(text) == 0:
-        raise invalid(f"model version {text[:32]!r} is not a positive integer; empty means the latest")
-    return int(text)
+    number = parse_number(text)
+    if not number:
+        raise invalid(
+            f"model version {text[:32]!r} is not a positive integer of at most {MAX_DIGITS} ASCII digits; "
+            "empty means the latest"
+        )
+    return number
 
 
 # Built per request: plain slotted dataclasses (a frozen one's __init__ costs several times more).
@@ -174,7 +177,7 @@ class InferRequest:
 
     model_name: str
     model_version: int  # 0 = the latest
-    id: Any  # echoed in the response: gRPC a string, REST any JSON value (None: not sent)
+    id: str | None  # echoed in the response (None: not sent)
     inputs: Sequence[InputTensor]
     outputs: Sequence[tuple[str, bool]]  # (output name, raw?) in response order
     timeout_s: float | None = None  # REST's `timeout` parameter; gRPC requests carry a deadline instead
@@ -269,10 +272,13 @@ class InferRequest:
         document, binary = split_body(body, header_length)
         parameters = json_parameters(document, "the request")
         outputs = requested_outputs(_rest_output_requests(document), parameters, binary_default=False)
+        request_id = document.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise invalid(f"the request's 'id' must be a JSON string, not {type(request_id).__name__}")
         return cls(
             name,
             model_version,
-            document.get("id"),
+            request_id,
             _rest_input_tensors(document, binary),
             outputs,
             _timeout_s(parameters),
@@ -318,12 +324,12 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     """(the JSON request, the binary data after it)."""
     if header_length is None:
         return json_object(body, "the request body"), b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    length = parse_number(header_length)
+    if length is None or length > len(body):
         raise invalid(
-            f"{HEADER_LENGTH} is {header_length[:32]!r}; it must be the byte length of the JSON request at "
-            f"the start of the body, at most the body's {len(body)} bytes"
+            f"{HEADER_LENGTH} is {header_length[:32]!r}; it must be the byte length (ASCII digits) of the "
+            f"JSON request at the start of the body, at most the body's {len(body)} bytes"
         )
-    length = int(header_length)
     document = json_object(body[:length], f"the first {length} bytes of the body ({HEADER_LENGTH})")
     return document, body[length:]
 
@@ -428,7 +434,7 @@ class OutputTensor:
 class InferResponse:
     model_name: str
     model_version: str
-    id: Any
+    id: str | None
     outputs: Sequence[OutputTensor]
 
     @classmethod

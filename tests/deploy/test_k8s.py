@@ -71,8 +71,6 @@ def test_schema_validation_rejects_broken_manifests() -> None:
 
 def test_kustomize_renders_every_resource_with_the_common_label() -> None:
     rendered = kustomize_build(K8S_DIR)
-    if rendered is None:
-        pytest.skip("kubectl is not installed; the files were validated one by one")
     identities = {(d["kind"], d["metadata"]["name"]) for d in rendered}
     assert identities == {(d["kind"], d["metadata"]["name"]) for d in DOCUMENTS}
     for manifest in rendered:
@@ -113,8 +111,6 @@ def test_probes_use_the_servers_health_routes() -> None:
 
 def test_tls_overlay_turns_tls_on_and_keeps_the_probes_working() -> None:
     rendered = kustomize_build(TLS_DIR)
-    if rendered is None:
-        pytest.skip("kubectl is not installed")
     for manifest in rendered:
         validate(manifest)
     (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]

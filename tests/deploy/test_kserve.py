@@ -31,8 +31,6 @@ def test_manifest_matches_its_schema(manifest: Manifest) -> None:
 
 def test_kustomize_renders_both() -> None:
     rendered = kustomize_build(KSERVE_DIR)
-    if rendered is None:
-        pytest.skip("kubectl is not installed; the files were validated one by one")
     assert sorted(d["kind"] for d in rendered) == ["ClusterServingRuntime", "InferenceService"]
 
 

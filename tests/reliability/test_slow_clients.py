@@ -18,7 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.reliability.conftest import wait_until
 from tests.serving.server_process import ServerProcess
+from tests.serving.sockets import accepted
 
 HALF_OPEN = 3000
 TIMEOUT_S = 2.0
@@ -105,6 +107,16 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+def timed_rest_health_check(connection: http.client.HTTPConnection) -> float:
+    """Seconds one REST readiness check took (it must answer 200)."""
+    start = time.monotonic()
+    connection.request("GET", "/v2/health/ready")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    return time.monotonic() - start
+
+
 def health_p99_bound(check: Callable[[], None], latencies: list[float]) -> float:
     """Run `check` 200 times; the p99 bound while the connections are open: HEALTH_P99_S, unless the
     machine's own noise is larger (3 times the p99 of these checks)."""
@@ -142,12 +154,7 @@ def test_half_open_rest_connections_are_closed_within_the_keepalive_timeout(serv
     latencies: list[float] = []
 
     def check() -> None:
-        start = time.monotonic()
-        rest.request("GET", "/v2/health/ready")
-        response = rest.getresponse()
-        response.read()
-        assert response.status == 200
-        latencies.append(time.monotonic() - start)
+        latencies.append(timed_rest_health_check(rest))
 
     bound = health_p99_bound(check, latencies)
     sockets = open_half(port_of(server.rest_url), HALF_OPEN, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")
@@ -163,7 +170,7 @@ def test_metrics_closes_slow_clients_at_the_head_timeout_and_refuses_beyond_its_
     port = port_of(server.metrics_url)
     drip = socket.create_connection(("127.0.0.1", port), timeout=10)
     held = open_half(port, 3, b"GET /metrics HTTP/1.1\r\n")  # with the drip: the cap of 4
-    time.sleep(0.2)
+    wait_until(lambda: accepted(server.pid, port) == 4, "the server to accept the four")
     began = time.monotonic()
     beyond = open_half(port, 1, b"")
     assert closed_within(beyond, 1.0, lambda: None) < 1.0  # over the cap: closed at once

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving.batch_timing import BatchTiming
 from serving.batcher import (
     DEADLINE_SLACK_S,
     Batcher,
     BatcherClosed,
     BatchPolicy,
-    BatchTiming,
     DeadlineExpired,
     QueueFull,
 )
@@ -55,6 +55,7 @@ class Recorder:
         self.hold_gate = threading.Event()
         self.entered = threading.Event()
         self.threads: list[tuple[str, int]] = []
+        self.executed_on: dict[Any, int] = {}  # a batch's first item -> the thread its execute ran on
 
     def prepare(self, items: list[Any]) -> list[Any]:
         self.threads.append(("prepare", threading.get_ident()))
@@ -64,6 +65,7 @@ class Recorder:
 
     def execute(self, items: list[Any]) -> list[Any]:
         self.threads.append(("execute", threading.get_ident()))
+        self.executed_on[items[0]] = threading.get_ident()
         self.entered.set()
         assert self.gate.wait(10), "test left the gate shut"
         if str(items[0]).startswith("hold"):
@@ -495,3 +497,64 @@ def test_a_slow_runtime_step_never_holds_the_event_loop():
         pool.close()
 
     asyncio.run(main())
+
+
+def test_a_small_batch_runs_inline_only_when_nothing_else_runs_or_waits_and_the_model_is_fast():
+    """inline_max_items: the runtime call of one small request on an idle server skips the crossing
+    once such calls are known to be fast; a larger batch, or one while another batch runs, crosses."""
+    loop_thread = threading.get_ident()
+
+    async def body(batcher, recorder, observer):
+        await batcher.submit(["first"])  # not yet timed: on a thread
+        await batcher.submit(["alone"])
+        held = asyncio.ensure_future(batcher.submit(["hold", "two texts"]))  # larger: a thread
+        await recorder.running()
+        await batcher.submit(["beside"])  # small, but another batch runs: a thread
+        recorder.hold_gate.set()
+        await held
+        await batcher.submit(["after"])
+
+    recorder = run(
+        body, max_batch_size=8, max_queue_delay_s=0.0, max_concurrent_batches=2, inline_max_items=1
+    )
+    on_loop = {first: thread == loop_thread for first, thread in recorder.executed_on.items()}
+    assert on_loop == {"first": False, "alone": True, "hold": False, "beside": False, "after": True}
+
+
+def test_a_slow_model_never_runs_on_the_event_loop():
+    """Regression guard: a model whose small batches take longer than inline_max_s crosses every time."""
+
+    class Slow(Recorder):
+        def execute(self, items: list[Any]) -> list[Any]:
+            self.threads.append(("execute", threading.get_ident()))
+            threading.Event().wait(0.002)
+            return items
+
+    async def main() -> None:
+        pool = InferencePool(1)
+        slow = Slow()
+        batcher = Batcher(slow, BatchPolicy(4, 0.0, 10, inline_max_items=1, inline_max_s=0.001), pool)
+        for _ in range(5):
+            await batcher.submit(["lone"])
+        await batcher.close()
+        pool.close()
+        executed = [thread for step, thread in slow.threads if step == "execute"]
+        assert len(executed) == 5 and threading.get_ident() not in executed
+
+    asyncio.run(main())
+
+
+def test_an_inline_batch_that_fails_fails_its_request_and_the_batcher_goes_on():
+    async def body(batcher, recorder, observer):
+        await batcher.submit(["timed"])  # on a thread: now known to be fast
+        with pytest.raises(ValueError, match="bad batch"):
+            await batcher.submit(["boom"])
+        assert items_of([await batcher.submit(["fine"])]) == ["fine"]
+
+    loop_thread = threading.get_ident()
+    recorder = run(body, max_queue_delay_s=0.0, inline_max_items=1)
+    assert [thread == loop_thread for step, thread in recorder.threads if step == "execute"] == [
+        False,
+        True,
+        True,
+    ]

@@ -7,15 +7,14 @@ Debian's package (`make chromium`).
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bench import browser
 from bench.browser import page_url
+from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.reference import read_config
 from tests.serving.rest_client import call
@@ -26,11 +25,7 @@ FIGURE_ROWS = ["end to end", "queue wait", "compute per text"]
 
 
 def require_chromium() -> None:
-    if not browser.CHROMIUM.is_file():
-        message = f"{browser.CHROMIUM} is missing: `make chromium` installs the Debian package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    debian_program(str(browser.CHROMIUM), "chromium")
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -67,6 +62,7 @@ def test_compare_over_http_equals_classify(server):
     for body, status, message in [
         (b"{", 400, "not a seqserve.v1.CompareRequest"),
         ({"texts": "one"}, 400, "not a seqserve.v1.CompareRequest"),
+        (b"null", 400, "not a seqserve.v1.CompareRequest"),  # not an object: once a 500
         ({"texts": []}, 400, "request has no texts"),
         ({"texts": ["x"], "models": ["sarcasm-transformer"]}, 404, "available models"),
     ]:

@@ -16,6 +16,7 @@ import pytest
 from seqserve.cli import main
 from seqserve.v1 import classifier_pb2
 from tests.serving.conftest import LONG_TEXT, SARCASM_TEXTS
+from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
@@ -113,6 +114,7 @@ def test_rest_kserve_v1_explain_and_the_page_route_agree_with_grpc(server):
         ("/v1/models/sarcasm-nope:explain", {"instances": ["x"]}, 404, "available models"),
         ("/v1/explain", b"[", 400, "not a seqserve.v1.ExplainRequest"),
         ("/v1/explain", {"text": 3}, 400, "not a seqserve.v1.ExplainRequest"),
+        ("/v1/explain", b"true", 400, "not a seqserve.v1.ExplainRequest"),  # not an object: once a 500
         ("/v1/explain", {"text": "x", "models": ["a", "b"], "version": 2}, 400, "exactly one model"),
     ],
 )
@@ -151,45 +153,35 @@ def test_classify_explain_colours_each_word(server, capsys):
 
 @pytest.fixture(scope="module")
 def slow_server(
-    tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_model_repository: Path, gate: Gate, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    root = repository_with_slow_model(
-        tiny_model_repository, tmp_path_factory.mktemp("explain-slow") / "m", 100
-    )
+    root = repository_with_slow_model(tiny_model_repository, tmp_path_factory.mktemp("explain-slow") / "m", 1)
     with ServerProcess(
-        root, tmp_path_factory.mktemp("explain-slow-logs"), "--max-concurrent-explains", "1"
+        root, tmp_path_factory.mktemp("explain-slow-logs"), "--max-concurrent-explains", "1", env=gate.env
     ) as s:
         yield s
 
 
-def explain_when_admitted(server: ServerProcess, text: str, models: list[str]):
-    while True:
-        try:
-            return explain(server, text, models)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise
-
-
-def test_explanations_beyond_the_limit_are_refused_and_classification_goes_on(slow_server):
-    """While the slow model explains (one batch of ~0.3 s), every other explanation is refused at once,
-    whatever its model, and classification answers as usual."""
+def test_explanations_beyond_the_limit_are_refused_and_classification_goes_on(slow_server, gate):
+    """While the slow model explains (its batch held at the gate), every other explanation is refused at
+    once, whatever its model, and classification answers as usual."""
+    gate.hold()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(explain_when_admitted, slow_server, LONG_TEXT, [SLOW_MODEL])
-        refused = None
-        while refused is None and not running.done():
-            try:
+        running = pool.submit(explain, slow_server, LONG_TEXT, [SLOW_MODEL])
+        variants = gate.next_run()  # the explanation's one batch: text and variants
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
                 explain(slow_server, "cat", ["sarcasm-gru"])
-            except grpc.RpcError as error:
-                refused = error
-        assert refused is not None, "the slow explanation ended before another was tried"
-        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "--max-concurrent-explains" in refused.details()
-        assert len(positive(slow_server, "sarcasm-gru", ["cat"])) == 1  # not held up
-        reply = call(f"{slow_server.rest_url}/v1/models/sarcasm-gru:explain", {"instances": ["cat"]})
-        assert not running.done()
-        assert reply.status == 429 and reply.headers.get("Retry-After")
-        assert running.result()[0].variants > 1
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-concurrent-explains" in refused.value.details()
+            assert len(positive(slow_server, "sarcasm-gru", ["cat"])) == 1  # not held up
+            reply = call(f"{slow_server.rest_url}/v1/models/sarcasm-gru:explain", {"instances": ["cat"]})
+            assert reply.status == 429 and reply.headers.get("Retry-After")
+            assert not running.done()
+        finally:
+            gate.open()
+            variants.release()
+        assert running.result()[0].variants == variants.rows > 1
 
 
 class Highlights(HTMLParser):

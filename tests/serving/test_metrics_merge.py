@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import SEQSERVE_V1, ModelLabels, ServerMetrics
-from serving.metrics_merge import merge, supervisor_exposition, wants_openmetrics
+from serving.metrics_merge import EOF, Answer, WorkerTotals, merge, supervisor_exposition, wants_openmetrics
 from tests.serving.metrics_text import samples, value
 
 A = ModelLabels("sarcasm-gru", "1", "onnx")
@@ -161,3 +162,70 @@ def test_the_supervisor_families_parse_as_openmetrics_too():
     assert families["seqserve_worker_restarts"].type == "counter"
     assert families["seqserve_worker_restarts"].samples[0].value == 1
     assert families["seqserve_workers"].samples[0].value == 2
+
+
+GROWING = ("seqserve_requests_total", "seqserve_texts_total", "seqserve_request_duration_seconds_bucket")
+
+
+def growing_samples(text: str, openmetrics: bool) -> dict[tuple[str, tuple], float]:
+    families = openmetrics_families(text) if openmetrics else text_string_to_metric_families(text)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name in GROWING
+    }
+
+
+def answer(worker: int, metrics: ServerMetrics | None, openmetrics: bool, serving: bool = True) -> Answer:
+    if metrics is None:
+        return Answer(worker, None, serving)
+    text = generate_openmetrics(metrics.registry) if openmetrics else generate_latest(metrics.registry)
+    return Answer(worker, text.decode(), serving)
+
+
+def merged(totals: WorkerTotals, answers: list[Answer], openmetrics: bool) -> str:
+    text = totals.merge(answers, openmetrics)
+    return text if not openmetrics or text.endswith(EOF + "\n") else text + EOF + "\n"
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_counters_never_go_back_when_a_worker_misses_a_scrape_or_is_replaced(openmetrics):
+    totals = WorkerTotals()
+    first, second = two_workers()
+    both = merged(totals, [answer(0, first, openmetrics), answer(1, second, openmetrics)], openmetrics)
+    assert value(both, "seqserve_requests_total", code="OK") == 5
+    before = growing_samples(both, openmetrics)
+    # the second worker misses a scrape: its last counts stand in for it (its gauges do not)
+    missing = merged(totals, [answer(0, first, openmetrics), answer(1, None, openmetrics)], openmetrics)
+    assert growing_samples(missing, openmetrics) == before
+    assert value(missing, "seqserve_queue_depth") == 3
+    # it is gone, and a fresh worker takes its place: its counts stay as an offset
+    totals.departed(1)
+    third = ServerMetrics()
+    third.for_model(A).set_ready(True)
+    after = merged(
+        totals,
+        [answer(0, first, openmetrics), answer(2, third, openmetrics), answer(1, second, openmetrics)],
+        openmetrics,
+    )
+    assert growing_samples(after, openmetrics) == before
+    third.count_request(A, "OK", 4, SEQSERVE_V1)
+    later = merged(totals, [answer(0, first, openmetrics), answer(2, third, openmetrics)], openmetrics)
+    assert value(later, "seqserve_requests_total", code="OK") == 6
+    assert value(later, "seqserve_texts_total", code="OK") == 14
+    assert value(later, "seqserve_model_ready", model="sarcasm-gru") == 1  # the offset does not vote
+
+
+def test_the_offset_of_a_version_no_worker_serves_any_more_is_dropped():
+    totals = WorkerTotals()
+    first, second = two_workers()
+    merged(totals, [answer(0, first, False), answer(1, second, False)], False)
+    totals.departed(1)
+    first.for_model(A).remove()  # every serving worker unloads A and loads B
+    first.for_model(B).set_ready(True)
+    text = merged(totals, [answer(0, first, False)], False)
+    assert not samples(text, "seqserve_requests_total")
+    assert value(text, "seqserve_model_ready", model="sarcasm-lstm") == 1
+    # a scrape nobody serving answers keeps the offset as it is
+    assert merged(WorkerTotals(), [answer(0, None, False)], False) == ""

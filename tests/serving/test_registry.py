@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,12 @@ from google.protobuf import text_format
 
 from serving.inference_pool import InferencePool
 from serving.metrics import ServerMetrics
+from serving.poller import RepositoryPoller
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import ModelRepository
 from serving.settings import Settings
 from tests.serving.reference import read_config
+from tests.serving.server_process import REPO_ROOT
 
 
 def add_version(root: Path, name: str, version: int, **config_changes: str) -> None:
@@ -154,3 +158,88 @@ def test_per_model_batching_overrides_include_an_explicit_zero_delay(repository)
         assert default.max_queue_delay_s == pytest.approx(2500 / 1e6)
 
     with_registry(repository, test, max_queue_delay_us=2500)
+
+
+def test_stray_version_directories_stop_neither_start_up_nor_polling(repository):
+    """'²' is a digit to str.isdigit() but not to int(); '01' is not version 1."""
+    shutil.copytree(repository / "sarcasm-gru" / "1", repository / "sarcasm-gru" / "²")
+    shutil.copytree(repository / "sarcasm-flatten" / "1", repository / "sarcasm-flatten" / "01")
+
+    async def body(registry, events, metrics):
+        assert registry.snapshot.names() == ["sarcasm-flatten", "sarcasm-gru"]
+        assert sorted(registry.snapshot.models["sarcasm-gru"].versions) == [1, 2]
+        assert sorted(registry.snapshot.models["sarcasm-flatten"].versions) == [1]
+        add_version(repository, "sarcasm-flatten", 2)
+        await RepositoryPoller(registry, ModelRepository(repository), 60).poll_once()
+        assert sorted(registry.snapshot.models["sarcasm-flatten"].versions) == [1, 2]
+
+    with_registry(repository, body, load_versions=0)
+
+
+def test_unloading_a_version_removes_its_request_counters(repository):
+    async def body(registry, events, metrics):
+        labels = registry.resolve("sarcasm-flatten").metrics.labels
+        metrics.count_request(labels, "OK", 3, "kserve_v2")
+        series = {"model": "sarcasm-flatten", "version": "1", "runtime": "onnx"}
+        requests = {**series, "code": "OK", "protocol": "kserve_v2"}
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) == 1
+        assert metrics.registry.get_sample_value("seqserve_texts_total", {**series, "code": "OK"}) == 3
+        await registry.unload("sarcasm-flatten")
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) is None
+        assert metrics.registry.get_sample_value("seqserve_texts_total", {**series, "code": "OK"}) is None
+        await registry.load("sarcasm-flatten")  # counted afresh after a reload
+        metrics.count_request(registry.resolve("sarcasm-flatten").metrics.labels, "OK", 1, "kserve_v2")
+        assert metrics.registry.get_sample_value("seqserve_requests_total", requests) == 1
+
+    with_registry(repository, body)
+
+
+@pytest.mark.parametrize("inline_max_texts", [0, 1])
+def test_inline_max_texts_decides_whether_a_lone_text_crosses_to_a_thread(repository, inline_max_texts):
+    """--inline-max-texts: 0 sends every runtime call to an inference thread; 1 runs a lone text's on
+    the loop once the model is known to be fast (a tiny model is)."""
+    import threading
+
+    async def body(registry, events, metrics):
+        model = registry.resolve("sarcasm-flatten")
+        threads: list[int] = []
+        execute = model.execute
+
+        def recorded(ids):
+            threads.append(threading.get_ident())
+            return execute(ids)
+
+        model.execute = recorded
+        for _ in range(5):
+            await model.batcher.submit(["hello there"])
+        on_loop = [thread == threading.get_ident() for thread in threads]
+        assert on_loop == ([False] * 5 if inline_max_texts == 0 else [False, True, True, True, True])
+
+    with_registry(repository, body, inline_max_texts=inline_max_texts)
+
+
+# In a process of its own, so that no other test's threads come and go while they are counted.
+THREADS_PROBE = """
+import os, sys
+from pathlib import Path
+from serving.settings import build_settings
+from tests.serving.test_registry import with_registry
+
+async def count(registry, events, metrics):
+    print(len(os.listdir("/proc/self/task")), len(registry.snapshot.names()))
+
+for flag in ("1", "3"):
+    settings = build_settings(["--intra-op-threads", flag], {})
+    with_registry(Path(sys.argv[1]), count, intra_op_threads=settings.intra_op_threads)
+"""
+
+
+def test_intra_op_threads_gives_each_onnx_session_its_thread_pool(tiny_model_repository):
+    """--intra-op-threads N: ONNX Runtime runs each session's ops on N threads, the caller's and N - 1
+    of the session's own; with 1 (the default) it starts none."""
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(tiny_model_repository)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    (one, models), (three, _) = (map(int, line.split()) for line in result.stdout.splitlines())
+    assert models == 2 and three - one == models * (3 - 1)

@@ -97,3 +97,18 @@ def test_tokenizer_is_loaded_once_and_checked_against_each_config(tiny_model_rep
     assert len(store) == 1
     with pytest.raises(TokenizerMismatch, match="trained with"):
         store.get(path, "0" * 64)
+
+
+@pytest.mark.parametrize("stray", ["²", "٣", "01", "0", "-1", "+2", " 3", "1" * 200])
+def test_only_plain_ascii_numbers_are_versions_and_strays_are_skipped_with_a_log_line(layout, stray, caplog):
+    root, _ = layout
+    directory = root / "toy-flatten" / stray
+    directory.mkdir()
+    (directory / "config.pbtxt").write_text(CONFIG.format(name="toy-flatten", version=1))
+    repository = ModelRepository(root)
+    with caplog.at_level("WARNING", logger="serving.repository"):
+        assert repository.versions("toy-flatten") == [1, 3]
+        assert repository.model_names() == ["toy-flatten"]
+    skipped = [record for record in caplog.records if getattr(record, "entry", None) == stray[:64]]
+    assert skipped, caplog.text
+    assert "not a version" in skipped[0].getMessage()

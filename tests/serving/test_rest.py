@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -23,13 +23,15 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.metrics_text import delta
 from tests.serving.rest_client import call, text_tensor
 from tests.serving.server_process import ServerProcess
-from tests.serving.test_kserve_v2 import GRU, MANY_TEXTS, MODELS, classify
+from tests.serving.test_kserve_v2 import GRU, LABELS, MANY_TEXTS, MODELS, classify
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+CURL = "/usr/bin/curl"
 
 
 def host_port(server: ServerProcess) -> str:
@@ -66,12 +68,13 @@ def test_health_and_metadata_match_the_grpc_service(http_client, server):
 
 @pytest.mark.parametrize("binary_in", [False, True], ids=["JSON in", "binary in"])
 @pytest.mark.parametrize("binary_out", [False, True], ids=["JSON out", "binary out"])
-def test_infer_equals_classify(http_client, server, binary_in, binary_out):
+def test_infer_equals_classify(http_client, server, two_sided_texts, binary_in, binary_out):
+    texts = [*MANY_TEXTS, *two_sided_texts]
     outputs = [
         triton_http.InferRequestedOutput(n, binary_data=binary_out) for n in ("probabilities", "label")
     ]
     result = http_client.infer(
-        "sarcasm-gru", [http_text(MANY_TEXTS, binary_in)], outputs=outputs, request_id="rest-1"
+        "sarcasm-gru", [http_text(texts, binary_in)], outputs=outputs, request_id="rest-1"
     )
     response = result.get_response()
     assert (response["model_name"], response["model_version"], response["id"]) == (
@@ -80,9 +83,11 @@ def test_infer_equals_classify(http_client, server, binary_in, binary_out):
         "rest-1",
     )
     assert all(("data" in o) is not binary_out for o in response["outputs"])
-    probabilities, labels = classify(server, "sarcasm-gru", MANY_TEXTS)
+    probabilities, _ = classify(server, "sarcasm-gru", texts)
     np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=1e-6)
-    assert [label.decode() if binary_out else label for label in result.as_numpy("label")] == labels
+    labels = [label.decode() if binary_out else label for label in result.as_numpy("label")]
+    assert labels == [LABELS[i] for i in probabilities.argmax(axis=1)]
+    assert set(labels) == set(LABELS)
 
 
 def test_infer_without_outputs_returns_every_output_in_binary(http_client, server):
@@ -113,10 +118,10 @@ def test_asyncio_http_client_runs_concurrent_requests(server):
 
 def test_plain_json_infer_and_errors(server):
     url = f"{server.rest_url}/v2/models/sarcasm-gru/infer"
-    reply = call(url, {"id": 7, "inputs": [text_tensor(SARCASM_TEXTS)]})
+    reply = call(url, {"id": "7", "inputs": [text_tensor(SARCASM_TEXTS)]})
     assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
     document = reply.json()
-    assert document["id"] == 7
+    assert document["id"] == "7"
     (probabilities, labels) = document["outputs"]
     assert probabilities["shape"] == [len(SARCASM_TEXTS), 2] and labels["shape"] == [len(SARCASM_TEXTS)]
     expected, expected_labels = classify(server, "sarcasm-gru", SARCASM_TEXTS)
@@ -127,6 +132,7 @@ def test_plain_json_infer_and_errors(server):
         ("/v2/models/sarcasm-gru/versions/7/infer", {"inputs": []}, 404, "loaded versions: 1"),
         ("/v2/models/sarcasm-gru/versions/latest", None, 400, "is not a positive integer"),
         ("/v2/models/sarcasm-gru/nonsense", None, 404, "no route"),
+        ("/v2/models/sarcasm-gru/infer", {"id": 7, "inputs": []}, 400, "'id' must be a JSON string"),
         ("/v2/repository/models/sarcasm-gru/unload", {}, 403, "--model-control explicit"),
     ]:
         reply = call(server.rest_url + path, body)
@@ -158,12 +164,12 @@ def binary_request(texts: list[str], outputs: list[dict] | None = None) -> tuple
     return encoded + raw, len(encoded)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_json_and_binary(server, tmp_path):
+    curl = debian_program(CURL, "curl")
     url = f"{server.rest_url}/v2/models/sarcasm-flatten/infer"
     body = json.dumps({"inputs": [text_tensor(SARCASM_TEXTS[:2])]})
     result = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", url, "-d", body], capture_output=True, timeout=30
+        [curl, "-sS", "--fail-with-body", url, "-d", body], capture_output=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     labels = json.loads(result.stdout)["outputs"][1]["data"]
@@ -174,7 +180,7 @@ def test_curl_json_and_binary(server, tmp_path):
     )
     (tmp_path / "body").write_bytes(payload)
     result = subprocess.run(
-        ["curl", "-sS", "-D", str(tmp_path / "headers"), url, "-H", f"{HEADER_LENGTH}: {header_length}",
+        [curl, "-sS", "-D", str(tmp_path / "headers"), url, "-H", f"{HEADER_LENGTH}: {header_length}",
          "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{tmp_path / 'body'}"],
         capture_output=True, timeout=30,
     )  # fmt: skip
@@ -189,7 +195,7 @@ def test_curl_json_and_binary(server, tmp_path):
         atol=1e-6,
     )
     status = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, "-d", "{"],
+        [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url, "-d", "{"],
         capture_output=True,
         timeout=30,
     )
@@ -248,3 +254,26 @@ def test_repository_index_over_rest(http_client):
     with pytest.raises(InferenceServerException) as error:
         http_client.load_model("sarcasm-gru")
     assert error.value.status() == "403"
+
+
+def test_the_request_duration_covers_decoding_and_encoding_the_body(server):
+    """Regression: seqserve_request_duration_seconds began when the request path was called, after the
+    JSON was parsed, and ended before the answer was encoded: a request whose parsing took most of its
+    time recorded next to nothing of it. A request echoing a 2 MB id is parsed and encoded twice as
+    long as its inference takes many times over; its recorded duration must hold that work."""
+    url = f"{server.rest_url}/v2/models/{GRU['model']}/infer"
+    body = json.dumps({"id": "x" * 2_000_000, "inputs": [text_tensor(["a short headline"])]}).encode()
+    small = json.dumps({"inputs": [text_tensor(["a short headline"])]}).encode()
+    codec = []  # what parsing the body and encoding its answer costs here, in this process
+    for _ in range(3):
+        started = time.perf_counter()
+        json.dumps(json.loads(body))
+        codec.append(time.perf_counter() - started)
+
+    def recorded(payload: bytes) -> float:
+        before = server.metrics_text()
+        assert call(url, payload).status == 200
+        return delta(before, server.metrics_text(), "seqserve_request_duration_seconds_sum", **GRU)
+
+    baseline = min(recorded(small) for _ in range(3))
+    assert recorded(body) - baseline >= 0.5 * min(codec)

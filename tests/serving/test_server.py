@@ -30,27 +30,28 @@ def check_predictions(predictions, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("version", [0, 1])
-def test_classify_equals_in_process_outputs(server, tiny_model_repository, name, version):
-    request = classifier_pb2.ClassifyRequest(model=name, version=version, texts=SARCASM_TEXTS)
+def test_classify_equals_in_process_outputs(server, tiny_model_repository, two_sided_texts, name, version):
+    texts = [*SARCASM_TEXTS, *two_sided_texts]
+    request = classifier_pb2.ClassifyRequest(model=name, version=version, texts=texts)
     response = server.stub.Classify(request, timeout=10)
     assert (response.model, response.version) == (name, 1)
-    check_predictions(
-        response.predictions, reference_probabilities(tiny_model_repository, name, SARCASM_TEXTS)
-    )
+    check_predictions(response.predictions, reference_probabilities(tiny_model_repository, name, texts))
+    assert {p.label for p in response.predictions} == set(LABELS)
 
 
-def test_compare_runs_every_model_or_the_named_ones(server, tiny_model_repository):
-    everything = server.stub.Compare(classifier_pb2.CompareRequest(texts=SARCASM_TEXTS), timeout=10)
+def test_compare_runs_every_model_or_the_named_ones(server, tiny_model_repository, two_sided_texts):
+    texts = [*SARCASM_TEXTS, *two_sided_texts]
+    everything = server.stub.Compare(classifier_pb2.CompareRequest(texts=texts), timeout=10)
     assert [r.model for r in everything.results] == MODELS
     for result in everything.results:
         assert (result.version, result.runtime) == (1, "onnx")
         assert 0 < result.server_latency_seconds < 10
         # its own figures nest in its end-to-end time: the queue, then its batch's compute
-        compute = result.compute_seconds_per_text * len(SARCASM_TEXTS)
+        compute = result.compute_seconds_per_text * len(texts)
         assert compute > 0 and result.queue_wait_seconds + compute <= result.server_latency_seconds
-        check_predictions(
-            result.predictions, reference_probabilities(tiny_model_repository, result.model, SARCASM_TEXTS)
-        )
+        expected = reference_probabilities(tiny_model_repository, result.model, texts)
+        check_predictions(result.predictions, expected)
+        assert {p.label for p in result.predictions} == set(LABELS)
     subset = server.stub.Compare(
         classifier_pb2.CompareRequest(texts=SARCASM_TEXTS[:2], models=["sarcasm-gru"]), timeout=10
     )

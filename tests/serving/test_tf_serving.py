@@ -9,6 +9,7 @@ curl, in row and columnar format.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -41,9 +42,11 @@ from seqserve.tfs.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from serving.handlers.operations import add_routes
 from serving.handlers.tfs_rest import TfsRestHandler
 from tests.serving.conftest import SARCASM_TEXTS
-from tests.serving.metrics_text import value
+from tests.serving.gate import Gate
+from tests.serving.metrics_text import delta
 from tests.serving.reference import reference_probabilities
 from tests.serving.server_process import REPO_ROOT, ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
@@ -324,19 +327,20 @@ def test_reflection_and_health_know_the_tf_serving_services(tfs_server):
 
 
 def test_tf_serving_requests_are_counted_with_the_others_under_their_protocol(tfs_server, prediction):
-    def counted(**labels: str) -> float:
-        return value(tfs_server.metrics_text(), "seqserve_requests_total", model="sarcasm-flatten", **labels)
-
-    before = {protocol: counted(protocol=protocol) for protocol in ("tf_serving", "kserve_v2")}
-    ok_before = counted(code="OK")
+    before = tfs_server.metrics_text()
     prediction.Predict(predict_request("sarcasm-flatten", ["cat"]), timeout=10)
     url = f"{tfs_server.rest_url}/v1/models/sarcasm-flatten:predict"
     assert requests.post(url, json={"instances": ["a"]}, timeout=10).status_code == 200
     assert requests.post(url, json={"instances": [1]}, timeout=10).status_code == 400
-    assert counted(protocol="tf_serving") == before["tf_serving"] + 3
-    assert counted(protocol="kserve_v2") == before["kserve_v2"]
-    assert counted(code="OK") == ok_before + 2
-    assert counted(code="INVALID_ARGUMENT", protocol="tf_serving") >= 1
+    after = tfs_server.metrics_text()
+
+    def counted(**labels: str) -> float:
+        return delta(before, after, "seqserve_requests_total", model="sarcasm-flatten", **labels)
+
+    # all three under tf_serving, so none under any other protocol
+    assert counted() == counted(protocol="tf_serving") == 3
+    assert counted(code="OK") == 2
+    assert counted(code="INVALID_ARGUMENT", protocol="tf_serving") == 1
 
 
 # REST
@@ -349,23 +353,24 @@ def rest(server: ServerProcess, path: str, body: object = None) -> requests.Resp
     return requests.post(url, json=body, timeout=10)
 
 
-def test_rest_predict_row_and_columnar_formats(tfs_server, repository):
-    expected = reference_probabilities(repository, "sarcasm-flatten", SARCASM_TEXTS)
-    rows = rest(tfs_server, "sarcasm-flatten:predict", {"instances": SARCASM_TEXTS})
+def test_rest_predict_row_and_columnar_formats(tfs_server, repository, two_sided_texts):
+    texts = [*SARCASM_TEXTS, *two_sided_texts]
+    expected = reference_probabilities(repository, "sarcasm-flatten", texts)
+    rows = rest(tfs_server, "sarcasm-flatten:predict", {"instances": texts})
     assert rows.status_code == 200, rows.text
     predictions = rows.json()["predictions"]
     np.testing.assert_allclose([p["probabilities"] for p in predictions], expected, atol=1e-5)
-    assert [p["label"] for p in predictions] == [
-        ["not_sarcastic", "sarcastic"][i] for i in expected.argmax(1)
-    ]
-    named = rest(tfs_server, "sarcasm-flatten:predict", {"instances": [{"text": t} for t in SARCASM_TEXTS]})
+    labels = [p["label"] for p in predictions]
+    assert labels == [["not_sarcastic", "sarcastic"][i] for i in expected.argmax(1)]
+    assert set(labels) == {"not_sarcastic", "sarcastic"}
+    named = rest(tfs_server, "sarcasm-flatten:predict", {"instances": [{"text": t} for t in texts]})
     assert named.json() == rows.json()
-    columns = rest(tfs_server, "sarcasm-flatten/versions/1:predict", {"inputs": {"text": SARCASM_TEXTS}})
+    columns = rest(tfs_server, "sarcasm-flatten/versions/1:predict", {"inputs": {"text": texts}})
     assert columns.status_code == 200, columns.text
     outputs = columns.json()["outputs"]
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
     assert outputs["label"] == [p["label"] for p in predictions]
-    bare = rest(tfs_server, "sarcasm-flatten:predict", {"inputs": SARCASM_TEXTS, "signature_name": ""})
+    bare = rest(tfs_server, "sarcasm-flatten:predict", {"inputs": texts, "signature_name": ""})
     assert bare.json() == columns.json()
 
 
@@ -417,6 +422,7 @@ def test_rest_labels_classify_status_and_metadata(tfs_server, repository):
         ("sarcasm-gru:predict", {"instances": "a"}, 400, "'instances'"),
         ("sarcasm-gru:predict", {"instances": ["a"], "signature_name": 3}, 400, "'signature_name'"),
         ("sarcasm-gru:predict", {"instances": [{"b64": "!!"}]}, 400, "b64"),
+        ("sarcasm-gru:predict", {"instances": [{"b64": "\u00e9"}]}, 400, "b64"),  # not ASCII: once a 500
         ("sarcasm-gru:classify", {"examples": [{"title": "a"}]}, 400, "examples[0]"),
         ("sarcasm-gru:classify", {"examples": [{"text": ["a", "b"]}]}, 400, "examples[0]['text']"),
     ],
@@ -510,28 +516,30 @@ def wait_for_state(models, model: str, wanted: list[tuple[int, int]], action: th
 
 
 def test_status_shows_a_version_unloading_and_loading(tiny_model_repository, tmp_path):
-    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=120)
-    with ServerProcess(
+    repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models", matmuls=1)
+    with contextlib.closing(Gate()) as gate, ServerProcess(
         repository, tmp_path, "--model-control", "explicit",
-        "--max-batch-size", "1", "--max-queue-delay-us", "0",
+        "--max-batch-size", "1", "--max-queue-delay-us", "0", env=gate.env,
     ) as server:  # fmt: skip
         models = model_service_pb2_grpc.ModelServiceStub(server.channel)
         v2 = service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
         prediction = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
         assert states(models, SLOW_MODEL) == [(1, AVAILABLE)]
+        gate.hold()
         slow = threading.Thread(
             target=lambda: prediction.Predict(predict_request(SLOW_MODEL, ["slow"]), timeout=60), daemon=True
         )
         slow.start()
+        batch = gate.next_run()  # the slow batch is running, until released
         unload = threading.Thread(
             target=lambda: v2.RepositoryModelUnload(
                 service_pb2.RepositoryModelUnloadRequest(model_name=SLOW_MODEL), timeout=60
             ),
             daemon=True,
         )
-        time.sleep(0.3)  # the slow batch is running
         unload.start()
         wait_for_state(models, SLOW_MODEL, [(1, get_model_status_pb2.ModelVersionStatus.UNLOADING)], unload)
+        batch.release()
         unload.join(60)
         slow.join(60)
         assert states(models, SLOW_MODEL) == []
@@ -541,8 +549,11 @@ def test_status_shows_a_version_unloading_and_loading(tiny_model_repository, tmp
             ),
             daemon=True,
         )
-        load.start()  # the warm-up runs the slow model
+        load.start()
+        warm_up = gate.next_run()  # loading: the warm-up runs the slow model
         wait_for_state(models, SLOW_MODEL, [(1, get_model_status_pb2.ModelVersionStatus.LOADING)], load)
+        gate.open()
+        warm_up.release()
         load.join(60)
         assert states(models, SLOW_MODEL) == [(1, AVAILABLE)]
 
@@ -606,7 +617,8 @@ def test_rest_routes_leave_room_for_other_verbs_and_the_compare_page(tfs_server)
         return web.Response()
 
     app = web.Application()
-    app.add_routes([*TfsRestHandler(None).routes(), web.post("/v1/models/{model}:explain", explain)])  # type: ignore[arg-type]
+    add_routes(app, TfsRestHandler(None).routes())  # type: ignore[arg-type]
+    app.add_routes([web.post("/v1/models/{model}:explain", explain)])
     resolved = {
         (method, path): asyncio.run(_resolved_handler(app, method, path))
         for method, path in [

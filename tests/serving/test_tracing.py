@@ -1,6 +1,7 @@
 """Traces of the real server, exported over OTLP/gRPC to a real receiver: a caller's traceparent is
-continued, the stages and the batch are spans, and the latency histograms carry the trace ids as
-exemplars on /metrics in OpenMetrics (one process, and merged over `--workers 2`)."""
+continued, the batch is a span linked to each request, the stages are events on the two, and the
+latency histograms carry the trace ids as exemplars on /metrics in OpenMetrics (one process, and
+merged over `--workers 2`); a call the sampler leaves out records nothing."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from seqserve import tracing as names
+from seqserve.loadtest import trace_report
 from seqserve.loadtest.cli import loadtest_main
 from seqserve.loadtest.trace_receiver import SPAN_KIND_SERVER, ReceivedSpan, TraceReceiver
+from seqserve.loadtest.trace_report import Stage, stages
 from serving import tracing
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.rest_client import call
@@ -70,36 +73,42 @@ def server_span_of(caller: Caller, spans: list[ReceivedSpan]) -> ReceivedSpan | 
     return found[0] if found else None
 
 
-def stages_of(server: ReceivedSpan, spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
-    """The server span's stage children, its batch (linked to it) and the batch's children."""
-    found = {s.name: s for s in spans if s.parent_span_id == server.span_id and s.trace_id == server.trace_id}
+def batch_of(server: ReceivedSpan, spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+    """The batch span linked to the server span (a request is in one batch)."""
     batches = [
         s
         for s in spans
         if s.name == names.BATCH_SPAN and any(link.span_id == server.span_id for link in s.links)
     ]
-    if len(batches) == 1:
-        batch = found[names.BATCH_SPAN] = batches[0]
-        found |= {
-            s.name: s for s in spans if s.parent_span_id == batch.span_id and s.trace_id == batch.trace_id
-        }
-    return found
+    assert len(batches) <= 1, batches
+    return batches[0] if batches else None
 
 
-def wait_for_trace(receiver: TraceReceiver, caller: Caller) -> tuple[ReceivedSpan, dict[str, ReceivedSpan]]:
-    everything = {names.ADMISSION_SPAN, names.QUEUE_WAIT_SPAN, names.BATCH_SPAN}
-    everything |= {names.TOKENIZE_SPAN, names.RUNTIME_SPAN}
+def stages_of(server: ReceivedSpan, batch: ReceivedSpan | None) -> dict[str, Stage]:
+    """The stages recorded on the server span and on its batch's span, by name."""
+    return {stage.name: stage for span in (server, batch) if span is not None for stage in stages(span)}
+
+
+EVERY_STAGE = {names.ADMISSION, names.QUEUE_WAIT, names.TOKENIZE, names.RUNTIME}
+
+
+def wait_for_trace(
+    receiver: TraceReceiver, caller: Caller
+) -> tuple[ReceivedSpan, ReceivedSpan, dict[str, Stage]]:
+    """The caller's server span, its batch and their stages, once all have arrived."""
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         server = server_span_of(caller, spans)
-        return server is not None and everything <= set(stages_of(server, spans))
+        return server is not None and set(stages_of(server, batch_of(server, spans))) >= EVERY_STAGE
 
     spans = receiver.wait_for(complete, SPANS_TIMEOUT_S)
     server = server_span_of(caller, spans)
     assert server is not None, f"no server span of {caller.traceparent}; got {[s.name for s in spans][-20:]}"
-    stages = stages_of(server, spans)
-    assert everything <= set(stages), sorted(stages)
-    return server, stages
+    batch = batch_of(server, spans)
+    assert batch is not None, f"no batch span links to {caller.traceparent}"
+    found = stages_of(server, batch)
+    assert set(found) >= EVERY_STAGE, sorted(found)
+    return server, batch, found
 
 
 def v2_infer(server: ServerProcess, texts: list[str], model: str = MODEL, **headers: str) -> np.ndarray:
@@ -113,33 +122,37 @@ def v2_infer(server: ServerProcess, texts: list[str], model: str = MODEL, **head
         client.close()
 
 
-def assert_request_trace(server_span: ReceivedSpan, stages: dict[str, ReceivedSpan], text_count: int) -> None:
+def assert_request_trace(
+    server_span: ReceivedSpan, batch: ReceivedSpan, stages: dict[str, Stage], text_count: int
+) -> None:
+    """The server span names the model; its admission and queue wait lie inside it, in that order; its
+    batch (linked to it, a span of the same process) holds tokenize then runtime, and ends before it."""
     assert server_span.kind == SPAN_KIND_SERVER
     assert server_span.attributes[tracing.MODEL_NAME] == MODEL
     assert server_span.attributes[tracing.MODEL_VERSION] == "1"
     assert server_span.attributes[tracing.MODEL_RUNTIME] == "onnx"
     assert server_span.attributes[tracing.TEXT_COUNT] == text_count
     assert server_span.attributes["server.address"] == "127.0.0.1"
-    batch = stages[names.BATCH_SPAN]
     assert batch.attributes[names.BATCH_SIZE] >= text_count
     assert batch.attributes[names.PADDED_LENGTH] > 0
-    assert batch.attributes[tracing.MODEL_NAME] == MODEL
-    for name in (names.ADMISSION_SPAN, names.QUEUE_WAIT_SPAN):
-        span = stages[name]
-        assert server_span.start_ns <= span.start_ns <= span.end_ns <= server_span.end_ns, name
-    for name in (names.TOKENIZE_SPAN, names.RUNTIME_SPAN):
-        span = stages[name]
-        assert batch.start_ns <= span.start_ns <= span.end_ns <= batch.end_ns, name
-    assert stages[names.QUEUE_WAIT_SPAN].end_ns <= stages[names.TOKENIZE_SPAN].start_ns
-    assert stages[names.TOKENIZE_SPAN].end_ns <= stages[names.RUNTIME_SPAN].start_ns
+    assert batch.parent_span_id and tracing.MODEL_NAME not in batch.attributes  # its parent names it
+    assert {stage.name for stage in trace_report.stages(server_span)} == {names.ADMISSION, names.QUEUE_WAIT}
+    assert {stage.name for stage in trace_report.stages(batch)} == {names.TOKENIZE, names.RUNTIME}
+    admission, queue_wait = stages[names.ADMISSION], stages[names.QUEUE_WAIT]
+    assert server_span.start_ns == admission.start_ns <= admission.end_ns <= queue_wait.start_ns
+    assert queue_wait.start_ns <= queue_wait.end_ns <= server_span.end_ns
+    tokenize, runtime = stages[names.TOKENIZE], stages[names.RUNTIME]
+    assert batch.start_ns == queue_wait.end_ns == tokenize.start_ns
+    assert tokenize.start_ns <= tokenize.end_ns <= runtime.start_ns <= runtime.end_ns <= batch.end_ns
     assert batch.end_ns <= server_span.end_ns
+    assert server_span.resource == batch.resource
 
 
 def test_v2_grpc_infer_continues_the_callers_trace(traced_server, receiver) -> None:
     caller = Caller(1)
     probabilities = v2_infer(traced_server, TEXTS, traceparent=caller.traceparent)
     assert probabilities.shape == (3, 2)
-    server_span, stages = wait_for_trace(receiver, caller)
+    server_span, batch, found = wait_for_trace(receiver, caller)
     assert server_span.name == "inference.GRPCInferenceService/ModelInfer"
     assert server_span.attributes["rpc.system"] == "grpc"
     assert server_span.attributes["rpc.service"] == "inference.GRPCInferenceService"
@@ -147,8 +160,8 @@ def test_v2_grpc_infer_continues_the_callers_trace(traced_server, receiver) -> N
     assert server_span.attributes["rpc.grpc.status_code"] == 0
     assert server_span.attributes["server.port"] == int(traced_server.address.rsplit(":", 1)[1])
     assert server_span.status_code == 0  # unset: not an error
-    assert_request_trace(server_span, stages, 3)
-    assert any(link.span_id == server_span.span_id for link in stages[names.BATCH_SPAN].links)
+    assert_request_trace(server_span, batch, found, 3)
+    assert batch.parent_span_id == server_span.span_id  # the batch's only sampled request
     instance = server_span.resource["service.instance.id"]
     assert (
         instance.endswith(f"-{traced_server.ready['pid']}")
@@ -163,13 +176,13 @@ def test_v2_rest_infer_continues_the_callers_trace(traced_server, receiver) -> N
         f"{traced_server.rest_url}/v2/models/{MODEL}/infer", body, {"traceparent": caller.traceparent}
     )
     assert reply.status == 200, reply.body
-    server_span, stages = wait_for_trace(receiver, caller)
+    server_span, batch, found = wait_for_trace(receiver, caller)
     assert server_span.name == "POST /v2/models/{model}/infer"
     assert server_span.attributes["http.request.method"] == "POST"
     assert server_span.attributes["http.route"] == "/v2/models/{model}/infer"
     assert server_span.attributes["http.response.status_code"] == 200
     assert server_span.attributes["server.port"] == int(traced_server.rest_url.rsplit(":", 1)[1])
-    assert_request_trace(server_span, stages, 3)
+    assert_request_trace(server_span, batch, found, 3)
 
 
 def test_a_refused_request_is_a_span_with_its_status_and_not_a_server_error(traced_server, receiver) -> None:
@@ -192,6 +205,27 @@ def test_a_refused_request_is_a_span_with_its_status_and_not_a_server_error(trac
     assert grpc_span.attributes["rpc.grpc.status_code"] == 5  # NOT_FOUND
     assert rest_span.attributes["http.response.status_code"] == reply.status
     assert grpc_span.status_code == rest_span.status_code == 0  # the client's mistake
+
+
+def test_a_call_the_sampler_leaves_out_records_nothing(traced_server, receiver) -> None:
+    """The default sampler follows a caller's traceparent that is not sampled (flags 00): neither its
+    gRPC nor its REST call leaves a span or an exemplar; a sampled call after them leaves both (the
+    server exports its spans in the order they end)."""
+    grpc_caller, rest_caller, sampled = Caller(6), Caller(7), Caller(8)
+    v2_infer(traced_server, TEXTS, traceparent=grpc_caller.traceparent.removesuffix("01") + "00")
+    body = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": TEXTS}]}
+    headers = {"traceparent": rest_caller.traceparent.removesuffix("01") + "00"}
+    reply = call(f"{traced_server.rest_url}/v2/models/{MODEL}/infer", body, headers)
+    assert reply.status == 200, reply.body
+    left_out = {grpc_caller.trace_id, rest_caller.trace_id}
+    _, text = scrape(traced_server.metrics_url, OPENMETRICS)
+    histograms = ("seqserve_request_duration_seconds", "seqserve_tokenize_duration_seconds")
+    assert not left_out & {trace_id for name in histograms for trace_id in exemplar_trace_ids(text, name)}
+    v2_infer(traced_server, TEXTS, traceparent=sampled.traceparent)
+    wait_for_trace(receiver, sampled)
+    assert not left_out & {span.trace_id for span in receiver.spans()}
+    _, text = scrape(traced_server.metrics_url, OPENMETRICS)
+    assert sampled.trace_id in exemplar_trace_ids(text, "seqserve_request_duration_seconds")
 
 
 def test_a_call_without_traceparent_starts_a_trace_of_its_own(traced_server, receiver) -> None:
@@ -234,8 +268,8 @@ def test_latency_histograms_carry_the_trace_id_as_exemplar(traced_server, receiv
     content_type, text = scrape(traced_server.metrics_url, OPENMETRICS)
     assert content_type.startswith("application/openmetrics-text")
     assert caller.trace_id in exemplar_trace_ids(text, "seqserve_request_duration_seconds")
-    _, stages = wait_for_trace(receiver, caller)
-    batch_trace = stages[names.BATCH_SPAN].trace_id
+    _, batch, _ = wait_for_trace(receiver, caller)
+    batch_trace = batch.trace_id
     for stage in ("seqserve_tokenize_duration_seconds", "seqserve_inference_duration_seconds"):
         assert batch_trace in exemplar_trace_ids(text, stage)
     content_type, plain = scrape(traced_server.metrics_url)
@@ -363,8 +397,8 @@ def test_prometheus_stores_the_exemplars_the_dashboard_links_to_traces(
 
 
 def test_a_stream_is_one_span_with_a_queue_wait_and_a_batch_link_per_request(traced_server, receiver) -> None:
-    """ModelStreamInfer: one SERVER span for the stream; admission once, each request its queue wait,
-    and each request's batch linked to the stream's span."""
+    """ModelStreamInfer: one SERVER span for the stream; admission once, each request its queue wait
+    (events on it), and each request's batch linked to the stream's span."""
     import queue
 
     caller = Caller(300)
@@ -401,5 +435,7 @@ def test_a_stream_is_one_span_with_a_queue_wait_and_a_batch_link_per_request(tra
     assert three_batches(spans)
     server = server_span_of(caller, spans)
     assert server is not None and server.name == "inference.GRPCInferenceService/ModelStreamInfer"
+    recorded = [stage.name for stage in stages(server)]
+    assert recorded == [names.ADMISSION, names.QUEUE_WAIT, names.QUEUE_WAIT, names.QUEUE_WAIT]
     children = [s.name for s in spans if s.parent_span_id == server.span_id and s.trace_id == server.trace_id]
-    assert children.count(names.ADMISSION_SPAN) == 1 and children.count(names.QUEUE_WAIT_SPAN) == 3
+    assert children == [names.BATCH_SPAN] * 3  # each batch's only sampled request: a child
