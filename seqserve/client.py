@@ -3,6 +3,7 @@
 seqserve classify --model sarcasm-lstm "text" ...        one model
 seqserve classify --compare "text" ...                   every loaded model, side by side
 seqserve classify --compare --model a,b "text" ...       the named models
+seqserve classify --compare --speed "text" ...           and each model's speed beside its accuracy
 seqserve classify --explain [--compare] ... "text" ...   each word coloured by how much it moves the answer
 seqserve classify --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key] ...   over (mutual) TLS
 seqserve classify --trace --model sarcasm-lstm "text"    traced: prints the call's trace id
@@ -12,18 +13,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from rich.console import Console
 from rich.text import Text
 
+from seqserve.compute import times_fastest
+from seqserve.numbers import positive_int
 from seqserve.tracing import ClientTracing, exporter_names, span_exporters, trace_ids, traceparent_of
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 TEXT_WIDTH = 48
+SPEED_REPEAT = 10  # compares behind the --speed figures, unless --repeat says otherwise
 # Words that raise the explained label's probability turn red, words that lower it blue, as strongly as
 # their attribution is large; a word of attribution ATTRIBUTION_FULL_COLOUR or more is fully coloured.
 RAISES, LOWERS = (220, 50, 47), (38, 110, 215)
@@ -37,6 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="", help="model name; with --compare a comma-separated subset")
     parser.add_argument("--version", type=int, default=0, help="model version (0 = latest) [%(default)s]")
     parser.add_argument("--compare", action="store_true", help="run the texts through several models")
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="with --compare: a table of each model's compute per text, queue wait and end-to-end time "
+        "(medians over --repeat compares) beside its architecture and test accuracy, fastest first",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        help=f"with --compare: run it this many times; figures are each model's median "
+        f"[{SPEED_REPEAT} with --speed, else 1]",
+    )
     parser.add_argument(
         "--explain", action="store_true", help="colour each word by its attribution (leave one word out)"
     )
@@ -88,13 +106,70 @@ def format_classify(texts: Sequence[str], response: classifier_pb2.ClassifyRespo
     return f"{response.model} v{response.version}\n" + _table(rows)
 
 
-def format_compare(texts: Sequence[str], response: classifier_pb2.CompareResponse) -> str:
+@dataclass(frozen=True)
+class ModelFigures:
+    """One model's server figures of a compare (medians when it ran several times), in seconds."""
+
+    model: str
+    end_to_end_s: float
+    queue_wait_s: float
+    compute_per_text_s: float
+
+
+def compare_figures(responses: Sequence[classifier_pb2.CompareResponse]) -> list[ModelFigures]:
+    """Each model's median figures over `responses` (compares of the same texts and models)."""
+    results = [response.results for response in responses]
+    return [
+        ModelFigures(
+            runs[0].model,
+            statistics.median(r.server_latency_seconds for r in runs),
+            statistics.median(r.queue_wait_seconds for r in runs),
+            statistics.median(r.compute_seconds_per_text for r in runs),
+        )
+        for runs in zip(*results, strict=True)
+    ]
+
+
+def format_compare(
+    texts: Sequence[str], response: classifier_pb2.CompareResponse, figures: Sequence[ModelFigures]
+) -> str:
     header = ["text"] + [f"{r.model} v{r.version} ({r.runtime})" for r in response.results]
     rows = [tuple(header)]
     for index, text in enumerate(texts):
         cells = [f"{r.predictions[index].label} {r.predictions[index].score:.4f}" for r in response.results]
         rows.append((_short(text), *cells))
-    rows.append(("server latency", *(f"{r.server_latency_seconds * 1e3:.2f} ms" for r in response.results)))
+    rows.append(("end to end", *(f"{f.end_to_end_s * 1e3:.2f} ms" for f in figures)))
+    rows.append(("queue wait", *(f"{f.queue_wait_s * 1e3:.3f} ms" for f in figures)))
+    rows.append(("compute per text", *(f"{f.compute_per_text_s * 1e3:.4f} ms" for f in figures)))
+    return _table(rows)
+
+
+def format_speed(figures: Sequence[ModelFigures], models: Sequence[classifier_pb2.ModelInfo]) -> str:
+    """Fastest first: each model's compute per text and its ratio to the fastest's, its queue wait and
+    end-to-end time, beside its architecture and the test accuracy of its latest version."""
+    info = {model.name: model for model in models}
+    ranked = sorted(figures, key=lambda f: f.compute_per_text_s)
+    ratios = times_fastest([f.compute_per_text_s for f in ranked])
+    rows = [
+        (
+            "model", "architecture", "test accuracy", "compute per text (ms)", "x fastest",
+            "queue wait (ms)", "end to end (ms)",
+        )
+    ]  # fmt: skip
+    for figure, ratio in zip(ranked, ratios, strict=True):
+        model = info.get(figure.model)
+        accuracy = model.versions[-1].test_accuracy if model is not None and model.versions else 0.0
+        rows.append(
+            (
+                figure.model,
+                model.architecture if model is not None else "-",
+                f"{accuracy:.4f}" if accuracy > 0 else "-",
+                f"{figure.compute_per_text_s * 1e3:.4f}",
+                f"{ratio:.2f}",
+                f"{figure.queue_wait_s * 1e3:.3f}",
+                f"{figure.end_to_end_s * 1e3:.2f}",
+            )
+        )
     return _table(rows)
 
 
@@ -143,6 +218,27 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def print_compare(
+    stub: classifier_pb2_grpc.ClassifierStub,
+    args: argparse.Namespace,
+    metadata: Sequence[tuple[str, str]] | None,
+) -> None:
+    models = [name for name in args.model.split(",") if name]
+    request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
+    repeat = args.repeat or (SPEED_REPEAT if args.speed else 1)
+    responses = [stub.Compare(request, timeout=args.timeout, metadata=metadata) for _ in range(repeat)]
+    figures = compare_figures(responses)
+    print(format_compare(args.texts, responses[0], figures))
+    if args.speed:
+        listed = stub.ListModels(classifier_pb2.ListModelsRequest(), timeout=args.timeout).models
+        print()
+        print(format_speed(figures, listed))
+        print(
+            f"medians of {repeat} compare(s); the models ran one after another: compute per text is each "
+            "model's own tokenize and runtime time, end to end adds the request path"
+        )
+
+
 def classify_main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     if not args.compare and not args.model:
@@ -172,11 +268,7 @@ def classify_main(argv: Sequence[str]) -> int:
                 )
                 print_explanations(console, stub, args, models)
             elif args.compare:
-                models = [name for name in args.model.split(",") if name]
-                request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
-                print(
-                    format_compare(args.texts, stub.Compare(request, timeout=args.timeout, metadata=metadata))
-                )
+                print_compare(stub, args, metadata)
             else:
                 request = classifier_pb2.ClassifyRequest(
                     model=args.model, version=args.version, texts=args.texts

@@ -13,6 +13,10 @@ QUEUE_EXPIRED = "seqserve_queue_expired"
 REQUESTS_IN_FLIGHT = "seqserve_requests_in_flight"
 QUEUE_DEPTH = "seqserve_queue_depth"
 MODEL_READY = "seqserve_model_ready"
+# Counters whose rates divide into each model's compute per text, whatever its batch sizes: the
+# tokenize + runtime time of its executed batches, and the texts in them.
+COMPUTE_SECONDS = "seqserve_compute_seconds"  # a counter: exposed as seqserve_compute_seconds_total
+COMPUTE_TEXTS = "seqserve_compute_texts"  # a counter: exposed as seqserve_compute_texts_total
 EXPLAIN_DURATION = "seqserve_explain_seconds"
 EXPLAIN_VARIANTS = "seqserve_explain_variants"
 EVENT_LOOP_LAG = "seqserve_event_loop_lag_seconds"

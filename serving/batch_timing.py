@@ -25,6 +25,10 @@ class BatchTiming:
         return self.ended - self.started
 
     @property
+    def compute_s(self) -> float:
+        """The batch's own work: prepare and execute, not the hand-offs between them."""
+        return self.prepare_s + self.execute_s
+
+    @property
     def compute_per_item_s(self) -> float:
-        """The batch's own work (prepare and execute, not the hand-offs between them) per item."""
-        return (self.prepare_s + self.execute_s) / self.items
+        return self.compute_s / self.items

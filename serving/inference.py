@@ -196,10 +196,16 @@ class InferenceService:
     async def compare(
         self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None
     ) -> list[Classification]:
-        """The same texts through several models (all loaded ones when `names` is empty), concurrently."""
+        """The same texts through several models (all loaded ones when `names` is empty), one model after
+        another: each model's figures (end to end, queue wait, compute) hold its own work alone, never a
+        batch of another model of the same call, at the cost of the call taking their sum."""
         chosen = list(dict.fromkeys(names)) or self._registry.snapshot.names()
         for name in chosen:
             self.lookup(name)  # fail the whole call before any model runs
         self.check_texts(texts)
-        runs = (self.classify(name, 0, texts, time_remaining, COMPARE_PAGE) for name in chosen)
-        return list(await asyncio.gather(*runs))
+        started = time.perf_counter()
+        results = []
+        for name in chosen:
+            remaining = None if time_remaining is None else time_remaining - (time.perf_counter() - started)
+            results.append(await self.classify(name, 0, texts, remaining, COMPARE_PAGE))
+        return results

@@ -84,6 +84,14 @@ class ServerMetrics:
             names.BATCH_SIZE, "Texts per executed batch",
             MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
         )  # fmt: skip
+        self.compute_seconds = Counter(
+            names.COMPUTE_SECONDS,
+            "Tokenize + runtime seconds of executed batches (over compute_texts_total: compute per text)",
+            MODEL_LABELS, registry=r,
+        )  # fmt: skip
+        self.compute_texts = Counter(
+            names.COMPUTE_TEXTS, "Texts in executed batches", MODEL_LABELS, registry=r
+        )
         self.requests = Counter(
             names.REQUESTS, "Inference requests by final gRPC status code and API (protocol)",
             (*MODEL_LABELS, "code", "protocol"), registry=r,
@@ -172,6 +180,8 @@ class ModelMetrics:
         self._expired = metrics.queue_expired.labels(*values)
         self.tokenize_duration = metrics.tokenize_duration.labels(*values)
         self.inference_duration = metrics.inference_duration.labels(*values)
+        self._compute_seconds = metrics.compute_seconds.labels(*values)
+        self._compute_texts = metrics.compute_texts.labels(*values)
         self._ready = metrics.model_ready.labels(*values)
         self.explain_duration = metrics.explain_duration.labels(*values)
         self.explain_variants = metrics.explain_variants.labels(*values)
@@ -192,6 +202,11 @@ class ModelMetrics:
     def expired(self, requests: int) -> None:
         self._expired.inc(requests)
 
+    def computed(self, texts: int, seconds: float) -> None:
+        """One executed batch: its texts and its tokenize + runtime time."""
+        self._compute_texts.inc(texts)
+        self._compute_seconds.inc(seconds)
+
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
 
@@ -200,7 +215,8 @@ class ModelMetrics:
         values = self.labels.values()
         for metric in (
             self._metrics.request_duration, self._metrics.queue_wait, self._metrics.tokenize_duration,
-            self._metrics.inference_duration, self._metrics.batch_size, self._metrics.queue_expired,
+            self._metrics.inference_duration, self._metrics.compute_seconds, self._metrics.compute_texts,
+            self._metrics.batch_size, self._metrics.queue_expired,
             self._metrics.in_flight, self._metrics.queue_depth, self._metrics.model_ready,
             self._metrics.explain_duration, self._metrics.explain_variants,
         ):  # fmt: skip

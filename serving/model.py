@@ -78,6 +78,7 @@ class ServedModel:
         metrics = self.metrics
         metrics.tokenize_duration.observe(timing.prepare_s, exemplar)
         metrics.inference_duration.observe(timing.execute_s, exemplar)
+        metrics.computed(timing.items, timing.compute_s)
         metrics.statistics.batch_ran(timing.items, timing.prepare_s, timing.execute_s)
         return probabilities
 

@@ -1,4 +1,6 @@
-"""A run's figures: client-side throughput and latency percentiles, server-side stage quantiles."""
+"""A run's figures: client-side throughput and latency percentiles, server-side stage quantiles, and
+with several models, the models side by side: each one's own cost (the server's compute per text)
+beside its end-to-end latency."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from seqserve.compute import times_fastest
 from seqserve.loadtest.runner import ModelRun
 from seqserve.loadtest.trace_report import STAGES, CallBreakdown
 
@@ -32,6 +35,7 @@ class Summary:
     server_ms: dict[str, dict[str, float]]  # stage -> p50/p99/mean in ms, plus count
     server_mean_batch_size: float
     server_note: str
+    server_compute_per_text_ms: float = math.nan  # the server's tokenize + runtime time per text
     slowest_calls: list[CallBreakdown] = field(default_factory=list)  # with tracing on
 
     def as_json(self) -> dict[str, Any]:
@@ -60,7 +64,7 @@ def summarize(run: ModelRun) -> Summary:
         latency = dict.fromkeys([*QUANTILES, "max", "mean"], math.nan)
     send_span = recorder.last_send - recorder.first_send
     server_ms: dict[str, dict[str, float]] = {}
-    mean_batch = math.nan
+    mean_batch = compute_ms = math.nan
     if run.server is not None:
         for stage, figures in run.server.stages.items():
             server_ms[stage] = {
@@ -70,6 +74,7 @@ def summarize(run: ModelRun) -> Summary:
                 "mean": figures.mean_s * 1e3,
             }
         mean_batch = run.server.mean_batch_size
+        compute_ms = run.server.compute_per_text_s * 1e3
     return Summary(
         model=run.model,
         load=run.spec.describe(),
@@ -85,6 +90,7 @@ def summarize(run: ModelRun) -> Summary:
         client_cpu_percent=100 * outcome.cpu_s / outcome.wall_s if outcome.wall_s > 0 else math.nan,
         server_ms=server_ms,
         server_mean_batch_size=mean_batch,
+        server_compute_per_text_ms=compute_ms,
         server_note=run.server_note,
     )
 
@@ -135,10 +141,37 @@ def format_table(summaries: Sequence[Summary]) -> str:
         lines += ["", "server side, from /metrics histogram deltas (ms; tokenize and inference per batch)"]
         lines += table_lines(server)
     lines += notes
+    if len(summaries) > 1:
+        lines += ["", *format_side_by_side(summaries)]
     for s in summaries:
         if s.slowest_calls:
             lines += ["", *format_breakdowns(s.model, s.slowest_calls)]
     return "\n".join(lines)
+
+
+def format_side_by_side(summaries: Sequence[Summary]) -> list[str]:
+    """Table lines, fastest first: each model's own cost (compute per text, from the server's /metrics
+    deltas) and its ratio to the fastest model's, beside the end-to-end latency the client measured."""
+    ranked = sorted(
+        summaries, key=lambda s: (math.isnan(s.server_compute_per_text_ms), s.server_compute_per_text_ms)
+    )
+    ratios = times_fastest([s.server_compute_per_text_ms for s in ranked])
+    rows = [("model", "compute per text (ms)", "x fastest", "end to end p50", "end to end p99")]
+    for s, ratio in zip(ranked, ratios, strict=True):
+        rows.append(
+            (
+                s.model,
+                f"{s.server_compute_per_text_ms:.4f}" if math.isfinite(s.server_compute_per_text_ms) else "-",
+                f"{ratio:.2f}" if math.isfinite(ratio) else "-",
+                _ms(s.latency_ms["p50"]),
+                _ms(s.latency_ms["p99"]),
+            )
+        )
+    title = (
+        "models side by side, fastest first (compute per text: the server's tokenize + runtime time per "
+        "text, from /metrics; end to end: the client's latency in ms)"
+    )
+    return [title, *table_lines(rows)]
 
 
 def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -53,18 +53,22 @@ class CompareRequest(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelPredictions(_message.Message):
-    __slots__ = ("model", "version", "runtime", "predictions", "server_latency_seconds")
+    __slots__ = ("model", "version", "runtime", "predictions", "server_latency_seconds", "queue_wait_seconds", "compute_seconds_per_text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     SERVER_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_SECONDS_PER_TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     runtime: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
     server_latency_seconds: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., runtime: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., server_latency_seconds: _Optional[float] = ...) -> None: ...
+    queue_wait_seconds: float
+    compute_seconds_per_text: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., runtime: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., server_latency_seconds: _Optional[float] = ..., queue_wait_seconds: _Optional[float] = ..., compute_seconds_per_text: _Optional[float] = ...) -> None: ...
 
 class CompareResponse(_message.Message):
     __slots__ = ("results",)
@@ -141,7 +145,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("version", "runtime", "ready", "parameter_count", "validation_accuracy", "validation_loss", "mean_epoch_seconds")
+    __slots__ = ("version", "runtime", "ready", "parameter_count", "validation_accuracy", "validation_loss", "mean_epoch_seconds", "test_accuracy")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +153,7 @@ class VersionInfo(_message.Message):
     VALIDATION_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_LOSS_FIELD_NUMBER: _ClassVar[int]
     MEAN_EPOCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     version: int
     runtime: str
     ready: bool
@@ -156,7 +161,8 @@ class VersionInfo(_message.Message):
     validation_accuracy: float
     validation_loss: float
     mean_epoch_seconds: float
-    def __init__(self, version: _Optional[int] = ..., runtime: _Optional[str] = ..., ready: _Optional[bool] = ..., parameter_count: _Optional[int] = ..., validation_accuracy: _Optional[float] = ..., validation_loss: _Optional[float] = ..., mean_epoch_seconds: _Optional[float] = ...) -> None: ...
+    test_accuracy: float
+    def __init__(self, version: _Optional[int] = ..., runtime: _Optional[str] = ..., ready: _Optional[bool] = ..., parameter_count: _Optional[int] = ..., validation_accuracy: _Optional[float] = ..., validation_loss: _Optional[float] = ..., mean_epoch_seconds: _Optional[float] = ..., test_accuracy: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "architecture", "dataset", "labels", "max_length", "versions")

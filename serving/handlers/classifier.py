@@ -53,6 +53,8 @@ def compare_response(results: list[Classification]) -> classifier_pb2.CompareRes
                 runtime=result.model.runtime.name,
                 predictions=predictions(list(result.model.labels), result.probabilities),
                 server_latency_seconds=result.server_seconds,
+                queue_wait_seconds=result.queue_wait_seconds,
+                compute_seconds_per_text=result.compute_seconds / len(result.probabilities),
             )
             for result in results
         ]
@@ -76,6 +78,7 @@ def model_info(versions: list[ServedModel]) -> classifier_pb2.ModelInfo:
                 validation_accuracy=model.config.training.validation_accuracy,
                 validation_loss=model.config.training.validation_loss,
                 mean_epoch_seconds=model.config.training.mean_epoch_seconds,
+                test_accuracy=model.config.training.test_accuracy,
             )
             for model in versions
         ],

@@ -5,11 +5,13 @@
 - `POST /v1/compare`: seqserve.v1 `Compare` over HTTP, in the protobuf JSON mapping of its messages
   (`{"texts": [...], "models": [...]}` -> `{"results": [...]}`), through `InferenceService.compare`
   like the gRPC method.
-- `GET /v1/latency`: each model's request-duration p50 and p99 from the server's own histograms
-  (seqserve_request_duration_seconds, read from its registry), which the page polls. The window
-  reaches back to the oldest histogram snapshot this route keeps (one per call at most every 5 s, none
-  older than a minute once a newer one exists): about a minute while the page polls, and it says how
-  long; with no request in it, the figures since start are shown.
+- `GET /v1/latency`: each model's request-duration p50 and p99 (seqserve_request_duration_seconds) and
+  its compute per text (seqserve_compute_seconds_total over seqserve_compute_texts_total), from the
+  server's own registry, which the page polls; with each model's architecture, dataset and test accuracy
+  from its config (the training record of the version that answers), for the page's speed/accuracy plot.
+  The window reaches back to the oldest snapshot of the metrics this route keeps (one per call at most
+  every 5 s, none older than a minute once a newer one exists): about a minute while the page polls,
+  and it says how long; with no request in it, the figures since start are shown.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 from aiohttp import web
 from google.protobuf import json_format
 
+from seqserve.compute import ComputeTotals, compute_per_model
 from seqserve.histograms import Histogram, per_model
 from seqserve.metric_names import REQUEST_DURATION
 from seqserve.v1 import classifier_pb2
+from serving.errors import ServingError
 from serving.handlers.classifier import compare_response
 from serving.handlers.operations import (
     JSON,
@@ -55,11 +60,18 @@ PAGE_PARAMETERS = (
         {"type": "array", "items": {"type": "string"}},
         "Texts to fill in and compare at once.",
     ),
+    Parameter(
+        "runs",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 50},
+        "Compares to run one after another; each model's figures are its medians (default 5).",
+    ),
     Parameter("explain", "query", {"type": "string"}, "A text to fill in and explain at once."),
 )
 COMPARE_REQUEST = ProtoMessage(classifier_pb2.CompareRequest.DESCRIPTOR, JsonMapping(reading=True))
 COMPARE_RESPONSE = ProtoMessage(classifier_pb2.CompareResponse.DESCRIPTOR)
 _MILLISECONDS = {"type": ["number", "null"], "description": "null: no request yet."}
+_TRAINING = "null: the model was unloaded since its figures were read"
 LATENCY = Component(
     "latency_response",
     {
@@ -74,12 +86,35 @@ LATENCY = Component(
                         "requests": {"type": "integer"},
                         "p50_ms": _MILLISECONDS,
                         "p99_ms": _MILLISECONDS,
+                        "compute_per_text_ms": {
+                            "type": ["number", "null"],
+                            "description": "Tokenize + runtime time of the executed batches over their "
+                            "texts; null: nothing computed yet.",
+                        },
+                        "computed_texts": {"type": "integer"},
                         "window_s": {
                             "type": ["number", "null"],
                             "description": "The window's seconds; null: the figures since start.",
                         },
+                        "architecture": {"type": ["string", "null"], "description": _TRAINING + "."},
+                        "dataset": {"type": ["string", "null"], "description": _TRAINING + "."},
+                        "test_accuracy": {
+                            "type": ["number", "null"],
+                            "description": _TRAINING + ", or its config records none.",
+                        },
                     },
-                    "required": ["model", "requests", "p50_ms", "p99_ms", "window_s"],
+                    "required": [
+                        "model",
+                        "requests",
+                        "p50_ms",
+                        "p99_ms",
+                        "compute_per_text_ms",
+                        "computed_texts",
+                        "window_s",
+                        "architecture",
+                        "dataset",
+                        "test_accuracy",
+                    ],
                 },
             }
         },
@@ -88,29 +123,40 @@ LATENCY = Component(
 )
 
 
-# model -> its request-duration histogram, versions and runtimes summed
-PerModel = dict[str, Histogram]
+@dataclass(frozen=True)
+class _Reading:
+    """One model's request-duration histogram and compute counters, versions and runtimes summed."""
+
+    requests: Histogram
+    compute: ComputeTotals
 
 
-def request_durations(metrics: ServerMetrics) -> PerModel:
-    """Every model's seqserve_request_duration_seconds, read from the registry's samples."""
-    return per_model(
+def readings(metrics: ServerMetrics) -> dict[str, _Reading]:
+    """Every model's figures, read from the registry's samples."""
+    durations = per_model(
         REQUEST_DURATION,
         (sample for family in metrics.request_duration.collect() for sample in family.samples),
     )
+    compute = compute_per_model(
+        sample
+        for counter in (metrics.compute_seconds, metrics.compute_texts)
+        for family in counter.collect()
+        for sample in family.samples
+    )
+    return {model: _Reading(durations[model], compute.get(model, ComputeTotals())) for model in durations}
 
 
 class LatencyWindow:
-    """Request-duration quantiles per model over a sliding window of histogram snapshots."""
+    """Request-duration quantiles and compute per text per model over a sliding window of snapshots."""
 
     def __init__(self, metrics: ServerMetrics, clock: Callable[[], float] = time.monotonic) -> None:
         self._metrics = metrics
         self._clock = clock
-        self._snapshots: collections.deque[tuple[float, PerModel]] = collections.deque()
+        self._snapshots: collections.deque[tuple[float, dict[str, _Reading]]] = collections.deque()
 
     def figures(self) -> list[dict[str, object]]:
         now = self._clock()
-        current = request_durations(self._metrics)
+        current = readings(self._metrics)
         if not self._snapshots or now - self._snapshots[-1][0] >= SNAPSHOT_EVERY_S:
             self._snapshots.append((now, current))
         while len(self._snapshots) > 1 and now - self._snapshots[1][0] >= WINDOW_S:
@@ -120,24 +166,30 @@ class LatencyWindow:
         for model, total in sorted(current.items()):
             if model == UNKNOWN_MODEL:
                 continue
-            window = total.minus(oldest.get(model))
-            seconds = now - taken
-            if window.count == 0:
-                window, seconds = total, None
-            rows.append(_row(model, window, seconds))
+            before = oldest.get(model)
+            requests = total.requests.minus(None if before is None else before.requests)
+            compute = total.compute.minus(None if before is None else before.compute)
+            seconds: float | None = now - taken
+            if requests.count == 0:
+                requests, compute, seconds = total.requests, total.compute, None
+            rows.append(_row(model, requests, compute, seconds))
         return rows
 
 
-def _row(model: str, histogram: Histogram, window_s: float | None) -> dict[str, object]:
-    def ms(q: float) -> float | None:
-        value = histogram.quantile(q)
-        return None if value != value else round(value * 1e3, 3)  # NaN: no observation
+def _ms(seconds: float) -> float | None:
+    return None if seconds != seconds else round(seconds * 1e3, 4)  # NaN: nothing observed
 
+
+def _row(
+    model: str, requests: Histogram, compute: ComputeTotals, window_s: float | None
+) -> dict[str, object]:
     return {
         "model": model,
-        "requests": int(histogram.count),
-        "p50_ms": ms(0.5),
-        "p99_ms": ms(0.99),
+        "requests": int(requests.count),
+        "p50_ms": _ms(requests.quantile(0.5)),
+        "p99_ms": _ms(requests.quantile(0.99)),
+        "compute_per_text_ms": _ms(compute.per_text_s),
+        "computed_texts": int(compute.texts),
         "window_s": None if window_s is None else round(window_s, 1),
     }
 
@@ -186,9 +238,9 @@ class ComparePage:
                 self.latency,
                 Operation(
                     "latency",
-                    "Each model's request time",
+                    "Each model's request time and compute per text, beside its test accuracy",
                     TAG,
-                    {200: json_answer("p50 and p99 over about the last minute.", LATENCY)},
+                    {200: json_answer("The figures over about the last minute.", LATENCY)},
                 ),
             ),
         ]
@@ -205,4 +257,19 @@ class ComparePage:
         return web.Response(text=body, content_type="application/json")
 
     async def latency(self, request: web.Request) -> web.Response:
-        return json_response({"models": self._latency.figures()})
+        rows = self._latency.figures()
+        return json_response({"models": [row | self._training(str(row["model"])) for row in rows]})
+
+    def _training(self, name: str) -> dict[str, object]:
+        """What the plot draws beside the speed: the architecture and the test accuracy (None when not
+        recorded) of the version that answers."""
+        try:
+            config = self._service.lookup(name).config
+        except ServingError:  # unloaded since its series were read
+            return {"architecture": None, "dataset": None, "test_accuracy": None}
+        accuracy = config.training.test_accuracy
+        return {
+            "architecture": config.architecture,
+            "dataset": config.dataset,
+            "test_accuracy": round(accuracy, 4) if accuracy > 0 else None,
+        }

@@ -47,6 +47,8 @@ def test_closed_loop_over_every_listed_model(loadtest_server):
         for figures in s.server_ms.values():
             assert 0 < figures["p50"] <= figures["p99"]
         assert 1 <= s.server_mean_batch_size <= 4 * 3  # at most all outstanding requests together
+        # the model's own cost: a text's share of its batch, less than the request's time in the server
+        assert 0 < s.server_compute_per_text_ms < s.server_ms["request"]["mean"]
         assert s.client_cpu_percent > 0
 
 
@@ -99,5 +101,16 @@ def test_table_output_names_every_model(loadtest_server, capsys):
     ]  # fmt: skip
     assert loadtest_main(argv) == 0
     table = capsys.readouterr().out
-    for model in loadtest_server.ready["models"]:
-        assert sum(line.startswith(model) for line in table.splitlines()) == 1 + len(STAGES)
+    models = loadtest_server.ready["models"]
+    for model in models:
+        # its client row, a row per server stage, and its row side by side with the other models
+        assert sum(line.startswith(model) for line in table.splitlines()) == 2 + len(STAGES)
+    lines = table.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("models side by side"))
+    rows = [line.split() for line in lines[title + 3 : title + 3 + len(models)]]
+    assert sorted(row[0] for row in rows) == sorted(models)
+    compute = [float(row[1]) for row in rows]
+    assert compute == sorted(compute) and compute[0] > 0  # fastest first
+    assert float(rows[0][2]) == 1.0 and all(float(row[2]) >= 1.0 for row in rows)
+    for row in rows:
+        assert 0 < float(row[3]) <= float(row[4])  # end-to-end p50 <= p99

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from seqserve.histograms import Histogram, histogram_quantile
-from seqserve.loadtest.promstats import parse_histograms, server_view
+from seqserve.loadtest.promstats import parse_scrape, server_view
 
 INF = math.inf
 # 10 observations in (0, 1], 30 in (1, 2], 60 in (2, 4], none above: 100 in all.
@@ -44,7 +44,8 @@ def test_quantile_edge_cases_follow_promql():
 
 
 def _exposition(fast: int, slow: int, batches: int) -> str:
-    """A /metrics page: `fast` requests in (0, 1 ms], `slow` in (1, 5 ms], two versions of one model."""
+    """A /metrics page: `fast` requests in (0, 1 ms], `slow` in (1, 5 ms], two versions of one model;
+    each text computed in 0.1 ms."""
     lines = [
         "# HELP seqserve_request_duration_seconds x",
         "# TYPE seqserve_request_duration_seconds histogram",
@@ -63,21 +64,27 @@ def _exposition(fast: int, slow: int, batches: int) -> str:
         f'seqserve_batch_size_bucket{{model="m",version="1",runtime="onnx",le="+Inf"}} {batches}',
         f'seqserve_batch_size_count{{model="m",version="1",runtime="onnx"}} {batches}',
         f'seqserve_batch_size_sum{{model="m",version="1",runtime="onnx"}} {fast + slow}',
+        "# HELP seqserve_compute_seconds_total x",
+        "# TYPE seqserve_compute_seconds_total counter",
+        f'seqserve_compute_seconds_total{{model="m",version="1",runtime="onnx"}} {0.0001 * (fast + slow)}',
+        "# HELP seqserve_compute_texts_total x",
+        "# TYPE seqserve_compute_texts_total counter",
+        f'seqserve_compute_texts_total{{model="m",version="1",runtime="onnx"}} {fast + slow}',
     ]
     return "\n".join(lines) + "\n"
 
 
 def test_parse_sums_versions_per_model():
-    histogram = parse_histograms(_exposition(fast=4, slow=6, batches=5))["seqserve_request_duration_seconds"][
-        "m"
-    ]
+    scrape = parse_scrape(_exposition(fast=4, slow=6, batches=5))
+    histogram = scrape.histograms["seqserve_request_duration_seconds"]["m"]
     assert histogram.buckets == [(0.001, 4.0), (0.005, 10.0), (INF, 10.0)]
     assert (histogram.count, histogram.total) == (10.0, pytest.approx(0.02))
+    assert (scrape.compute["m"].seconds, scrape.compute["m"].texts) == (pytest.approx(0.001), 10.0)
 
 
 def test_server_view_covers_only_the_observations_between_scrapes():
-    before = parse_histograms(_exposition(fast=10, slow=0, batches=10))
-    after = parse_histograms(_exposition(fast=10, slow=20, batches=20))
+    before = parse_scrape(_exposition(fast=10, slow=0, batches=10))
+    after = parse_scrape(_exposition(fast=10, slow=20, batches=20))
     view = server_view(before, after, "m")
     assert view is not None
     request = view.stages["request"]
@@ -86,6 +93,7 @@ def test_server_view_covers_only_the_observations_between_scrapes():
     assert request.p50_s == pytest.approx(0.001 + 0.004 * 10 / 20)
     assert request.mean_s == pytest.approx(0.002)
     assert view.mean_batch_size == pytest.approx(20 / 10)  # 20 texts in 10 new batches
+    assert view.compute_per_text_s == pytest.approx(0.0001)  # 2 ms of compute over the 20 new texts
     assert set(view.stages) == {"request"}  # stages the page does not have are absent, not zero
     assert server_view(before, before, "m") is None
     assert server_view(before, after, "other") is None

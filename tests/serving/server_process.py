@@ -4,17 +4,18 @@ starts and stops it, as it does for the benchmarks)."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 import grpc
+import pytest
 
 from bench import harness
 from bench.harness import REPO_ROOT, free_port
 from seqserve.v1 import classifier_pb2_grpc
 
-__all__ = ["REPO_ROOT", "ServerProcess", "free_port"]
+__all__ = ["REPO_ROOT", "ServerProcess", "free_port", "module_server"]
 START_TIMEOUT_S = 90.0
 
 
@@ -47,3 +48,17 @@ class ServerProcess(harness.ServerProcess):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.kill()
+
+
+def module_server(logs: str, *extra_args: str) -> Callable[..., Iterator[ServerProcess]]:
+    """A module-scoped fixture: a server of the test module's own on the tiny repository (its log in a
+    fresh folder `logs`), for tests whose traffic or actions must not meet other modules'."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[ServerProcess]:
+        with ServerProcess(tiny_model_repository, tmp_path_factory.mktemp(logs), *extra_args) as process:
+            yield process
+
+    return fixture

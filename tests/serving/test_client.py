@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from seqserve.cli import main
 from serving.announce import client_command
-from tests.serving.reference import reference_probabilities
+from tests.serving.reference import read_config, reference_probabilities
 from tests.serving.server_process import REPO_ROOT
+from tests.serving.test_kserve_v2 import MODELS
 
 TEXTS = ["mom announces she is finally proud", "stock markets close higher on tuesday"]
 
@@ -42,7 +45,27 @@ def test_compare_prints_models_side_by_side_with_latency(server, capsys):
     header = lines[0]
     assert header.index("sarcasm-gru v1 (onnx)") < header.index("sarcasm-flatten v1 (onnx)")
     assert [line.split("  ")[0] for line in lines[2:4]] == TEXTS
-    assert lines[-1].startswith("server latency") and lines[-1].count(" ms") == 2
+    for line, title in zip(lines[4:], ["end to end", "queue wait", "compute per text"], strict=True):
+        assert line.startswith(title) and line.count(" ms") == 2
+        assert all(float(value) >= 0 for value in line.removeprefix(title).split()[::2])
+
+
+def test_compare_speed_ranks_the_models_beside_their_architecture_and_accuracy(
+    server, tiny_model_repository, capsys
+):
+    argv = ["classify", "--address", server.address, "--compare", "--speed", "--repeat", "3", *TEXTS]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    title = lines.index(next(line for line in lines if line.startswith("model ")))
+    rows = [line.split() for line in lines[title + 2 : title + 2 + len(MODELS)]]
+    assert sorted(row[0] for row in rows) == MODELS
+    compute = [float(row[3]) for row in rows]
+    assert compute == sorted(compute) and compute[0] > 0  # fastest first
+    assert [float(row[4]) for row in rows] == pytest.approx([c / compute[0] for c in compute], rel=0.02)
+    for model, architecture, accuracy, *_ in rows:
+        assert architecture == model.split("-")[1]
+        assert accuracy == f"{read_config(tiny_model_repository, model).training.test_accuracy:.4f}"
+    assert lines[-1].startswith("medians of 3 compare(s)")
 
 
 def test_errors_are_reported_with_their_status(server, capsys):

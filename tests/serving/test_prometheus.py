@@ -27,6 +27,7 @@ from tests.serving.server_process import REPO_ROOT, ServerProcess, free_port
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seqserve-dashboard.json"
 P99_PANEL = "Request duration p99 by model"
+COMPUTE_PANEL = "Compute per text by model"
 PROMETHEUS = "/usr/bin/prometheus"
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 45.0
@@ -159,8 +160,12 @@ def test_every_dashboard_query_answers_for_every_model_that_served_traffic(serve
         unanswered = {expr: models - found for expr, found in answered.items() if models - found}
     assert not unanswered, f"queries without a series for these models: {unanswered}"
     (p99,) = dashboard_queries()[P99_PANEL]
-    for value in _finite_values(prometheus.query(p99)).values():
+    request_p99 = _finite_values(prometheus.query(p99))
+    for value in request_p99.values():
         assert 0 < value < 5.0  # within the histogram's finite buckets (seconds)
+    (compute,) = dashboard_queries()[COMPUTE_PANEL]
+    for model, value in _finite_values(prometheus.query(compute)).items():
+        assert 0 < value < request_p99[model]  # a text's share of a batch, inside a request's time
     ready = {series["metric"]["model"] for series in prometheus.query("seqserve_model_ready == 1")}
     assert ready == models
 

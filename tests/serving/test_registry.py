@@ -117,16 +117,25 @@ def test_unload_and_reload_swap_snapshots_and_track_readiness(repository):
     async def body(registry, events, metrics):
         before = registry.snapshot
         model = registry.resolve("sarcasm-flatten")
-        result = await model.batcher.submit(["hello there"])
-        assert result.rows.shape == (1, 2)
+        result = await model.batcher.submit(["hello there", "and here"])
+        assert result.rows.shape == (2, 2)
+        labels = {"model": "sarcasm-flatten", "version": "1", "runtime": "onnx"}
+        sample = metrics.registry.get_sample_value
+        # the batch, alone: its texts, and its tokenize + runtime time, which is the request's compute
+        assert sample("seqserve_compute_texts_total", labels) == 2
+        compute = sample("seqserve_compute_seconds_total", labels)
+        stages = sample("seqserve_tokenize_duration_seconds_sum", labels) + sample(
+            "seqserve_inference_duration_seconds_sum", labels
+        )
+        assert compute == pytest.approx(stages) == pytest.approx(result.compute_s)
+        assert compute > 0
         await registry.unload("sarcasm-flatten")
         assert before.resolve("sarcasm-flatten") is model  # old snapshots stay intact for readers
         with pytest.raises(ModelNotFound):
             registry.resolve("sarcasm-flatten")
-        exposed = metrics.registry.get_sample_value(
-            "seqserve_model_ready", {"model": "sarcasm-flatten", "version": "1", "runtime": "onnx"}
-        )
-        assert exposed is None  # the unloaded version's series are gone
+        gone = ("seqserve_model_ready", "seqserve_compute_seconds_total", "seqserve_compute_texts_total")
+        for name in gone:
+            assert sample(name, labels) is None, name  # the unloaded version's series are gone
         await registry.load("sarcasm-flatten")
         assert registry.resolve("sarcasm-flatten") is not model
         assert events[-2:] == [("sarcasm-flatten", False), ("sarcasm-flatten", True)]

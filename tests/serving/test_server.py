@@ -46,6 +46,9 @@ def test_compare_runs_every_model_or_the_named_ones(server, tiny_model_repositor
     for result in everything.results:
         assert (result.version, result.runtime) == (1, "onnx")
         assert 0 < result.server_latency_seconds < 10
+        # its own figures nest in its end-to-end time: the queue, then its batch's compute
+        compute = result.compute_seconds_per_text * len(texts)
+        assert compute > 0 and result.queue_wait_seconds + compute <= result.server_latency_seconds
         expected = reference_probabilities(tiny_model_repository, result.model, texts)
         check_predictions(result.predictions, expected)
         assert {p.label for p in result.predictions} == set(LABELS)
@@ -68,6 +71,8 @@ def test_list_and_get_model_describe_the_repository(server, tiny_model_repositor
         assert (version.version, version.runtime, version.ready) == (1, "onnx", True)
         assert version.parameter_count == config.parameter_count > 0
         assert version.validation_accuracy == pytest.approx(config.training.validation_accuracy)
+        assert version.test_accuracy == pytest.approx(config.training.test_accuracy)
+        assert version.test_accuracy > 0
         assert info in listed.models
 
 
