@@ -70,8 +70,8 @@ def test_a_burst_above_capacity_is_refused_fast_and_every_accepted_request_is_ri
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     accepted = codes.count(grpc.StatusCode.OK)
     refused = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
-    for run in outcomes:  # every burst overflowed the queue of QUEUE requests
-        assert any(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _, _ in run), "no overflow"
+    # every burst overflowed the queue (how far depends on how fast this machine's client sends)
+    assert all(grpc.StatusCode.RESOURCE_EXHAUSTED in {code for code, _, _ in run} for run in outcomes)
     assert accepted >= BURSTS * (QUEUE + 1)
     for run in outcomes:
         for i, (code, _, scores) in enumerate(run):

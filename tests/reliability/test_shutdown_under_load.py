@@ -7,6 +7,7 @@ stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import socket
@@ -15,9 +16,11 @@ import time
 import urllib.parse
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from seqserve.v1 import classifier_pb2
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
+from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
@@ -25,6 +28,7 @@ from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
 CLIENTS = 6
 
 
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STATE_WAIT_S = 20.0  # how long a test waits for the server to reach a state before it fails
 
 
@@ -111,26 +115,36 @@ def test_an_open_stream_answers_what_it_read_then_ends_and_does_not_hold_shutdow
 
 def test_a_second_signal_stops_at_once(tiny_model_repository, tmp_path):
     repository = repository_with_slow_model(tiny_model_repository, tmp_path / "models")
-    # one slow text per batch, one batch at a time: the queued work takes far longer than the test waits
-    with ServerProcess(
-        repository, tmp_path, "--grace-period-s", "120", "--max-batch-size", "1", "--inference-threads", "1"
-    ) as server:
+    # one slow text per batch, one batch at a time: the queued work takes far longer than the test waits;
+    # the first batch is held at the gate, so that all 40 are in flight together
+    with contextlib.closing(Gate()) as gate, ServerProcess(
+        repository, tmp_path, "--grace-period-s", "120", "--max-batch-size", "1", "--inference-threads", "1",
+        env=gate.env,
+    ) as server:  # fmt: skip
+        gate.hold()
         calls = [
             server.stub.Classify.future(
                 classifier_pb2.ClassifyRequest(model=SLOW_MODEL, texts=[f"{i}"]), timeout=60
             )
             for i in range(40)
         ]
+        gate.next_run()
         wait_until(
             lambda: value(server.metrics_text(), "seqserve_requests_in_flight", model=SLOW_MODEL) == 40,
             "queued",
             STATE_WAIT_S,
         )
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        health = health_pb2_grpc.HealthStub(server.channel)
+        wait_until(
+            lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == NOT_SERVING,
+            "the drain to begin",
+            STATE_WAIT_S,
+        )
         assert server.process.poll() is None, "the first signal must wait for the queued requests"
         second = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
+        gate.open()  # the held batch's thread ends; the queued requests are cancelled, not run
         exit_code = server.process.wait(30)
         stopped_after = time.monotonic() - second
         codes = [call_code(call.result)[0] for call in calls]

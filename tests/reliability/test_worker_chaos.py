@@ -2,7 +2,8 @@
 memory recycling. Each ends with "nothing accepted was lost": every call either succeeded or failed
 with UNAVAILABLE (a status the client may retry), and every call is counted.
 
-Figures (failures on kill -9, replacement time, throughput recovery) are printed; run with `-s`.
+Figures (failures on kill -9, replacement time, throughput before and after) are printed; run with
+`-s`. Throughput is a figure, not a pass mark: on shared cores it says as much about the neighbours.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,8 @@ from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
 from tests.serving.sockets import client_ports, worker_of
 from tests.serving.test_prometheus import scraping
+from tests.serving.test_supervisor import CONNECTIONS as FRESH_CONNECTIONS
+from tests.serving.test_supervisor import grpc_worker
 
 RETRYABLE = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
 CHANNELS, THREADS_PER_CHANNEL = 8, 4  # c = 32
@@ -159,11 +163,23 @@ def test_kill_9_of_a_worker_under_load_fails_only_calls_on_its_connections(tiny_
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: restarts(server, "exit") == 1 and ready_workers(server) == 2, "a replacement", 60)
         serving_again = time.monotonic()
-        time.sleep(5.0)
+        replacement = new_worker(server, workers)
+        time.sleep(5.0)  # the window of the throughput figure after the replacement serves
         outcomes = load.stop()
+        # the load's connections reconnected while only the other worker listened: fresh ones reach both
+        (survivor,) = set(workers) - {victim}
+        request = classifier_pb2.ClassifyRequest(model="sarcasm-gru", texts=[NORMAL_TEXT])
+        served = Counter(
+            grpc_worker(
+                server,
+                [survivor, replacement],
+                lambda c: classifier_pb2_grpc.ClassifierStub(c).Classify(request),
+            )[0]
+            for _ in range(FRESH_CONNECTIONS)
+        )
         log = server.log_path.read_text()
-        replacement = next(pid for pid in server_pids(log) if pid not in workers)
         assert server.terminate() == 0
+    assert served[replacement] > 0, served  # all on the survivor: p = 2^-40
 
     codes = {o.code for o in outcomes}
     assert codes <= RETRYABLE, codes
@@ -187,16 +203,22 @@ def test_kill_9_of_a_worker_under_load_fails_only_calls_on_its_connections(tiny_
         f"{recovered:.0f}/s ({recovered / baseline:.0%})"
     )
     assert replaced_s <= start_s + 1.0 + 0.25  # + the test's polling of /metrics
-    # Every channel, the killed worker's included, is answered again once the replacement serves. (How
-    # much of the throughput is back is printed above: a figure of the machine, measured by benchmarks.)
-    answered_after = {
-        o.channel for o in outcomes if o.finished > serving_again and o.code == grpc.StatusCode.OK
-    }
-    assert answered_after == set(range(CHANNELS)), answered_after
 
 
 def server_pids(log: str) -> list[int]:
     return [json.loads(line)["pid"] for line in log.splitlines() if '"msg": "worker ready"' in line]
+
+
+def new_worker(server: ServerProcess, workers: list[int]) -> int:
+    """The pid of the worker the supervisor started after `workers`, once its ready line is logged."""
+    started: list[int] = []
+
+    def logged() -> bool:
+        started[:] = [pid for pid in server_pids(server.log_path.read_text()) if pid not in workers]
+        return bool(started)
+
+    wait_until(logged, "the replacement's ready line")
+    return started[0]
 
 
 def test_a_stopped_worker_is_killed_and_replaced_while_metrics_keep_answering(
@@ -224,8 +246,8 @@ def test_a_stopped_worker_is_killed_and_replaced_while_metrics_keep_answering(
             time.sleep(0.1)
         replaced_s = time.monotonic() - stopped
         outcomes = load.stop()
+        replacement = new_worker(server, workers)
         log = server.log_path.read_text()
-        replacement = next(pid for pid in server_pids(log) if pid not in workers)
         assert not alive(victim)
         assert server.terminate() == 0
     assert '"msg": "worker did not answer its heartbeat; killing it"' in log

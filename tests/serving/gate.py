@@ -74,6 +74,9 @@ class Run:
     _connection: socket.socket
 
     def release(self) -> None:
+        """Let the run go on (again: nothing)."""
+        if self._connection.fileno() == -1:
+            return
         try:
             self._connection.sendall(b".")
         except OSError:
@@ -92,7 +95,8 @@ class Gate:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.address)
         self._listener.listen(128)
-        self._held: queue.Queue[Run] = queue.Queue()
+        self._held: queue.Queue[Run] = queue.Queue()  # not yet handed to the test
+        self._kept: list[Run] = []  # every run held since the gate last opened, handed out or not
         self._holding = False
         self._lock = threading.Lock()
         self._accepting = threading.Thread(target=self._accept, name="gate", daemon=True)
@@ -115,6 +119,7 @@ class Gate:
             run = Run(int(pid), int(rows), connection)
             with self._lock:
                 if self._holding:
+                    self._kept.append(run)
                     self._held.put(run)
                     continue
             run.release()
@@ -125,14 +130,13 @@ class Gate:
             self._holding = True
 
     def open(self) -> None:
-        """Release every held run, and let runs through from now on."""
+        """Release every held run (those handed to the test too), and let runs through from now on."""
         with self._lock:
             self._holding = False
-        while True:
-            try:
-                self._held.get_nowait().release()
-            except queue.Empty:
-                return
+            kept, self._kept = self._kept, []
+            self._held = queue.Queue()
+        for run in kept:
+            run.release()
 
     def next_run(self, timeout: float = WAIT_S) -> Run:
         """The next run held at the gate (in the order they arrived)."""

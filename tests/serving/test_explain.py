@@ -4,10 +4,10 @@
   tokenizers as training builds them (both truncation sides), checked over generated texts.
 - A hand-built ONNX model whose logit is a sum of per-token weights, served through the real runtime
   class, has attributions in closed form: sigmoid(sum) - sigmoid(sum without the word).
-- On every architecture at hand (the small graphs built here on ONNX Runtime; the trained models on ONNX
-  Runtime and TensorFlow: the suite's tiny ones, or those of SEQSERVE_TRAINED_MODELS, e.g. `models/`
-  after `make train`, every architecture), the one batched call equals 1 + L separate classifications
-  of the texts without each word.
+- On every architecture at hand (the small graphs built here on ONNX Runtime; every trained
+  architecture on ONNX Runtime and TensorFlow: the suite's small ones, or those of
+  SEQSERVE_TRAINED_MODELS, e.g. `models/` after `make train`), the one batched call equals 1 + L
+  separate classifications of the texts without each word.
 """
 
 from __future__ import annotations
@@ -296,11 +296,11 @@ def test_batched_equals_separate_calls_on_the_fixture_models(repository):
 
 
 @pytest.fixture
-def trained_models(tiny_model_repository: Path) -> Path:
-    """SEQSERVE_TRAINED_MODELS (e.g. `models/` after `make train`: every architecture), else the
-    repository the suite trains."""
+def trained_models(request: pytest.FixtureRequest) -> Path:
+    """SEQSERVE_TRAINED_MODELS (e.g. `models/` after `make train`), else every architecture as the suite
+    trains it for the training tests (one session fixture: trained once for both)."""
     configured = os.environ.get("SEQSERVE_TRAINED_MODELS")
-    trained = Path(configured) if configured else tiny_model_repository
+    trained = Path(configured) if configured else request.getfixturevalue("trained_repository")
     assert any(trained.glob("sarcasm-*/*/config.pbtxt")), f"no trained sarcasm model in {trained}"
     return trained
 
