@@ -15,6 +15,7 @@ import enum
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -109,6 +110,8 @@ class ModelRegistry:
         self._settings = settings
         self._metrics = metrics
         self._pool = pool
+        # loads one version at a time on a thread of its own: never an inference thread's
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._on_readiness = on_readiness
         self._tokenizers = TokenizerStore()
         self._splitters: dict[Path, WordSplitter | None] = {}  # None: the tokenizer cannot explain
@@ -182,6 +185,7 @@ class ModelRegistry:
     async def close(self) -> None:
         for name in self.snapshot.names():
             await self.unload(name)
+        self._loader.shutdown(wait=False)
 
     def select_versions(self, versions: list[int]) -> list[int]:
         """The versions to serve out of those in the repository (--load-versions)."""
@@ -190,7 +194,7 @@ class ModelRegistry:
 
     async def _load_version(self, name: str, version: int) -> ServedModel | None:
         try:  # on a thread of its own: loads never take an inference thread
-            model = await asyncio.to_thread(self._build, name, version)
+            model = await asyncio.get_running_loop().run_in_executor(self._loader, self._build, name, version)
         except Exception as error:  # whatever breaks one version's load (ONNX Runtime raises untyped
             # errors for a model its config does not fit) must leave it out, never stop the server
             self.failures[f"{name}/{version}"] = str(error)

@@ -357,7 +357,8 @@ def test_a_worker_that_hangs_while_loading_is_killed_at_the_load_timeout(own_rep
             tokenizer.unlink()
             os.mkfifo(tokenizer)
 
-    env = {"SEQSERVE_WORKER_LOAD_TIMEOUT_S": "2"}  # a server without the flag still starts
+    # long enough for the first workers' loads on a busy machine, short enough to see two expire
+    env = {"SEQSERVE_WORKER_LOAD_TIMEOUT_S": "10"}  # a server without the flag still starts
     exit_code, took_s, log = crash_loop(own_repository, tmp_path, hang, env)
     assert exit_code == 1
     assert log.count('"msg": "worker did not finish loading within --worker-load-timeout-s; killing it"') == 2
