@@ -206,7 +206,9 @@ class Batcher:
                 with contextlib.suppress(ValueError):  # not there when its deadline had dropped it
                     self._queue.remove(request)
                 self._room_made()
-                if deadline_reached(loop.time(), request.deadline):
+                # a request its deadline already dropped (its future holds DeadlineExpired) was counted
+                dropped = request.future.done() and not request.future.cancelled()
+                if not dropped and deadline_reached(loop.time(), request.deadline):
                     self._observer.expired(1)
             raise
 

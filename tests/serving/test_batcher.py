@@ -558,3 +558,23 @@ def test_an_inline_batch_that_fails_fails_its_request_and_the_batcher_goes_on():
         True,
         True,
     ]
+
+
+def test_a_request_its_deadline_dropped_and_then_cancelled_counts_as_expired_once():
+    """Regression: a request dropped at its deadline (its future failed with DeadlineExpired) whose
+    caller was then cancelled before resuming was counted expired twice."""
+
+    async def body(batcher, recorder, observer):
+        loop = asyncio.get_running_loop()
+        held = await keep_busy(batcher, recorder)
+        doomed = asyncio.ensure_future(batcher.submit(["doomed"], deadline=loop.time() + 0.01))
+        await asyncio.sleep(0.02)
+        live = asyncio.ensure_future(batcher.submit(["live"]))  # the full queue drops the doomed one
+        await asyncio.sleep(0)
+        doomed.cancel()  # gRPC cancels the handler before it resumed
+        await asyncio.gather(doomed, return_exceptions=True)
+        recorder.hold_gate.set()
+        await asyncio.gather(held, live)
+        assert observer.expired_count == 1
+
+    run(body, max_queue_size=1, max_concurrent_batches=1, max_queue_delay_s=0.0)
