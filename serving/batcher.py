@@ -243,7 +243,7 @@ class Batcher:
         return True
 
     def _drop_dead(self, now: float) -> int:
-        """Remove the requests whose deadline has passed from a full queue; how many left."""
+        """Remove the requests whose deadline has passed from a full queue; returns how many it removed."""
         live = [request for request in self._queue if self._live(request, now)]
         dropped = len(self._queue) - len(live)
         if dropped:

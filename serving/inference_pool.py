@@ -43,10 +43,6 @@ class InferencePool:
             thread.start()
 
     @property
-    def size(self) -> int:
-        return len(self._threads)
-
-    @property
     def running(self) -> int:
         """Threads taken now (running a batch's call, or about to)."""
         return len(self._threads) - self._free
