@@ -9,6 +9,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from seqserve.v1 import model_config_pb2
+from serving.versions import directory_version
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,14 @@ def find_models(repository: Path) -> list[ModelFiles]:
         return []
     found = []
     for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
-        versions = [p for p in model_dir.iterdir() if p.name.isdigit() and (p / "config.pbtxt").is_file()]
+        versions = {
+            number: p
+            for p in model_dir.iterdir()
+            if (number := directory_version(p.name)) is not None and (p / "config.pbtxt").is_file()
+        }
         if not versions:
             continue
-        latest = max(versions, key=lambda p: int(p.name))
+        latest = versions[max(versions)]
         config = text_format.Parse((latest / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         found.append(ModelFiles(model_dir.name, latest, config))
     return found
