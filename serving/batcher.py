@@ -12,12 +12,17 @@ Batch formation: take the oldest request and every queued request that still fit
 `max_batch_size` items. Requests arriving in one event-loop iteration are looked at once, together
 (`_dispatch` is scheduled once per iteration). If the batch is not full and another batch of this model
 is running, wait for company until `max_queue_delay` has passed since the oldest request arrived (as
-Triton's dynamic batcher does). If nothing of this model is running, waiting would only add latency:
-the batch runs at once, and under load requests pile up behind it and form the next batch by
-themselves. A batch forms only when an inference thread is free for it (`InferencePool.try_take`):
-until then its requests stay in the queue, where more can join them and deadlines are still checked.
-A request never splits across batches; one larger than `max_batch_size` runs alone.
-`max_queue_delay = 0` disables batching: every request runs alone.
+Triton's dynamic batcher does), and beyond that for as long as every running batch of this model has
+finished its runtime call and only waits for the loop to take its result: that batch's end starts the
+next one at once, with everything that queued meanwhile, where starting another beside it would split
+the same requests into two smaller batches and pay a batch's fixed cost twice (under load the loop takes
+a fast model's result later than the delay). A second batch of one model runs beside the first only
+while the first is still computing (a slow model). If nothing of this model is running, waiting
+would only add latency: the batch runs at once, and under load requests pile up behind it and form the
+next batch by themselves. A batch forms only when an inference thread is free for it
+(`InferencePool.try_take`): until then its requests stay in the queue, where more can join them and
+deadlines are still checked. A request never splits across batches; one larger than `max_batch_size`
+runs alone. `max_queue_delay = 0` disables batching: every request runs alone.
 
 The queue is bounded (in requests). When full, `submit` fails at once with `QueueFull` (back-pressure
 the client can see) instead of growing latency without limit; a caller that can make its own client
@@ -73,7 +78,8 @@ class BatcherClosed(Exception):
     """The batcher is shutting down and takes no new requests."""
 
 
-@dataclass(frozen=True, slots=True)
+# Built per request: not frozen (a frozen dataclass's __init__ costs several times more).
+@dataclass(slots=True)
 class BatchResult:
     """One request's rows of its batch's result, its time in the queue, and its share of the batch's
     compute time (its items' part of prepare + execute)."""
@@ -143,6 +149,7 @@ class _Batch:
     formed: float
     prepared_input: Any = None
     prepared: float = 0.0
+    computing: bool = True  # until its runtime call returns (set on the inference thread)
 
 
 class Batcher:
@@ -166,7 +173,7 @@ class Batcher:
         self._observer = observer or NullObserver()
         self._name = name
         self._queue: collections.deque[_Request] = collections.deque()
-        self._running = 0  # batches formed and not yet finished
+        self._running: list[_Batch] = []  # batches formed and not yet finished
         self._timer: asyncio.TimerHandle | None = None  # a partial batch's flush, while it waits for company
         self._dispatch_due = False  # a `_dispatch` is scheduled for this loop iteration
         self._dispatching = False
@@ -285,7 +292,7 @@ class Batcher:
     def _dispatch_batches(self) -> None:
         policy = self._policy
         loop = asyncio.get_running_loop()
-        while self._queue and self._running < policy.max_concurrent_batches:
+        while self._queue and len(self._running) < policy.max_concurrent_batches:
             now = loop.time()
             batch, size, span = self._next_batch(now)
             if not batch:  # every request left was dead
@@ -301,6 +308,8 @@ class Batcher:
                             self._timer.cancel()
                         self._timer = loop.call_at(flush_at, self._flush)
                     return
+                if not any(running.computing for running in self._running):
+                    return  # their results are on the way: the first one back starts this batch
             if not self._pool.try_take(self._dispatch):
                 return  # the pool calls `_dispatch` again when a thread comes free
             for _ in range(span):
@@ -318,8 +327,8 @@ class Batcher:
         for request in requests:
             request.started = True
         self._observer.batch_formed(size)
-        self._running += 1
         batch = _Batch(requests, size, formed)
+        self._running.append(batch)
         items = list(requests[0].items) if len(requests) == 1 else [i for r in requests for i in r.items]
         try:
             batch.prepared_input = self._work.prepare(items)
@@ -339,9 +348,14 @@ class Batcher:
             finally:
                 self._pool.give_back()
             return
-        self._pool.run(
-            self._work.execute, batch.prepared_input, lambda *outcome: self._executed(batch, *outcome)
-        )
+        self._pool.run(self._execute, batch, lambda *outcome: self._executed(batch, *outcome))
+
+    def _execute(self, batch: _Batch) -> Any:
+        """The runtime call, on the inference thread; marks the batch as no longer computing."""
+        try:
+            return self._work.execute(batch.prepared_input)
+        finally:
+            batch.computing = False
 
     def _inline(self, size: int) -> bool:
         """Whether this batch's runtime call runs on the loop (BatchPolicy.inline_max_items)."""
@@ -379,7 +393,7 @@ class Batcher:
         self, batch: _Batch, rows: Any, error: BaseException | None, timing: BatchTiming | None = None
     ) -> None:
         """Each request of the batch gets its rows, or the batch's error."""
-        self._running -= 1
+        self._running.remove(batch)
         compute_per_item = timing.compute_per_item_s if timing is not None else 0.0
         start = 0
         observer = self._observer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,6 +51,11 @@ class ServedModel:
     @property
     def labels(self) -> Sequence[str]:
         return self.config.labels
+
+    @cached_property
+    def utf8_labels(self) -> tuple[bytes, ...]:
+        """Each label's UTF-8 bytes, encoded once: the BYTES elements of a `label` output."""
+        return tuple(label.encode("utf-8") for label in self.labels)
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.encoder.encode(texts, self.padding)

@@ -122,7 +122,8 @@ class ModelRegistry:
         self.transitions: dict[tuple[str, int], Transition] = {}  # versions loading or draining now
 
     def resolve(self, name: str, version: int = 0) -> ServedModel:
-        validate_model_name(name)
+        if name not in self.snapshot.models:  # a loaded model's name is valid: check only the others
+            validate_model_name(name)
         return self.snapshot.resolve(name, version)
 
     def failed_versions(self, name: str) -> dict[int, str]:

@@ -254,15 +254,14 @@ class InferRequest:
                     typed_source="contents.bytes_contents",
                 )
             )
+        outputs: Sequence[tuple[str, bool]] = ALL_OUTPUTS_RAW
         if message.outputs or message.parameters:
             requests = [OutputRequest(o.name, _grpc_parameters(o.parameters)) for o in message.outputs]
             outputs = requested_outputs(requests, _grpc_parameters(message.parameters), binary_default=True)
-        else:
-            outputs = ALL_OUTPUTS_RAW
-        if len({raw for _, raw in outputs}) > 1:
-            raise invalid(
-                "binary_data differs between outputs; raw_output_contents holds every output or none"
-            )
+            if len({raw for _, raw in outputs}) > 1:
+                raise invalid(
+                    "binary_data differs between outputs; raw_output_contents holds every output or none"
+                )
         return cls(message.model_name, parse_version(message.model_version), message.id, inputs, outputs)
 
     @classmethod
@@ -440,13 +439,13 @@ class InferResponse:
     @classmethod
     def of(cls, request: InferRequest, result: Classification) -> InferResponse:
         probabilities = np.asarray(result.probabilities, dtype=np.float32)
-        labels = result.model.labels
         tensors = []
         for name, raw in request.outputs:
             if name == PROBABILITIES_OUTPUT:
                 tensors.append(OutputTensor(name, "FP32", probabilities.shape, probabilities, raw))
             else:
-                best = [labels[int(i)].encode("utf-8") for i in np.argmax(probabilities, axis=1)]
+                labels = result.model.utf8_labels
+                best = [labels[i] for i in probabilities.argmax(axis=1).tolist()]
                 tensors.append(OutputTensor(name, "BYTES", (len(best),), best, raw))
         return cls(result.model.name, str(result.model.version), request.id, tensors)
 

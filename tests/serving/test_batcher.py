@@ -87,11 +87,12 @@ class Recorder:
 def run(
     test: Callable[[Batcher, Recorder, RecordingObserver], Coroutine[Any, Any, None]],
     threads: int = 2,
+    pool_type: type[InferencePool] = InferencePool,
     **policy: Any,
 ) -> Recorder:
     async def main() -> None:
         defaults = {"max_batch_size": 4, "max_queue_delay_s": 0.05, "max_queue_size": 100}
-        pool = InferencePool(threads)
+        pool = pool_type(threads)
         batcher = Batcher(recorder, BatchPolicy(**{**defaults, **policy}), pool, observer)
         try:
             await asyncio.wait_for(test(batcher, recorder, observer), 20)
@@ -157,6 +158,44 @@ def test_partial_batch_waits_for_company_until_the_delay():
         assert max(observer.waits[1:3]) >= 0.25
 
     run(body, max_queue_delay_s=0.3, max_concurrent_batches=2)
+
+
+class DeliveryHeldPool(InferencePool):
+    """Its threads finish each runtime call at once but hold the result until `deliver` is set: a batch
+    that has computed and waits for the loop to take its result, as under load."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads)
+        self.deliver = threading.Event()
+
+    def run(self, call: Callable[[Any], Any], argument: Any, done: Any) -> None:
+        def computed_then_held(argument: Any) -> Any:
+            try:
+                return call(argument)
+            finally:
+                assert self.deliver.wait(10), "test never delivered the result"
+
+        super().run(computed_then_held, argument, done)
+
+
+def test_a_partial_batch_past_its_delay_waits_for_a_computed_batch_instead_of_running_beside_it():
+    """Beside a batch that is still computing, the next one starts after the delay (a slow model uses
+    both threads); beside one that has computed and only waits for the loop, it waits for that result
+    and then runs with everything that queued meanwhile, rather than splitting it into two batches."""
+
+    async def body(batcher, recorder, observer):
+        pool = batcher._pool
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        await asyncio.sleep(0)  # "a" starts at once on the idle model, computes, its result is held
+        later = [asyncio.ensure_future(batcher.submit([item])) for item in ("b", "c")]
+        await asyncio.sleep(0.25)  # five times the 0.05 s delay: "b" and "c" would have started by now
+        assert recorder.threads.count(("prepare", threading.get_ident())) == 1, "a batch ran beside"
+        assert not any(request.done() for request in later)
+        pool.deliver.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), 5)
+        assert recorder.batches == [["a"], ["b", "c"]]
+
+    run(body, pool_type=DeliveryHeldPool, max_queue_delay_s=0.05, max_concurrent_batches=2)
 
 
 def test_zero_delay_runs_every_request_alone():
