@@ -5,16 +5,18 @@ One server with one dataset's models (the newest version of each, default settin
 1. In process, each model's tokenize + runtime per text on that text: alone, called again and again
    (bench.in_process.cost_per_text), and in turn with the others with `--evict-mib` of other memory
    read between calls, as a server's other work between one model's batches leaves its caches cold.
-2. The page, in headless Chromium, compares the text `--runs` times: its "compute per text" row holds
-   each model's median. Then `--compares` more compares of the text over gRPC, and the page is read
-   again without a text: its live table holds their compute per text (the window starts where the
-   page first asked for it, after its own compares).
+2. The page, in headless Chromium, compares the text `--runs` times, each compare with `--rounds`
+   rounds (the page's own default unless set): each model answers the text that many times in a row,
+   the server returns its medians, and the page's "compute per text" row holds each model's median
+   over the runs. Then `--compares` more compares of the text over gRPC (one round each, the API's
+   default), and the page is read again without a text: its live table holds their compute per text
+   (the window starts where the page first asked for it, after its own compares).
 3. The claim: the ratio of `--slow` to `--fast` (lstm2 to flatten) on the page is within `--tolerance`
    (30 %) of the in-process ratio, for both of the page's figures.
 4. A screenshot of the page comparing the text, after all of that (`--screenshot`).
 
     .venv/bin/python -m bench.compare_page --models models [--dataset sarcasm] [--text "..."] \
-        [--screenshot reports/compare-page.png] [--report reports/compare_page.md]
+        [--runs 9] [--rounds 5] [--screenshot reports/compare-page.png] [--report reports/compare_page.md]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bench.machine import cpu_model, loads_text, now_text, versions, write_repor
 from bench.models import ModelFiles, find_models
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from seqserve.verdicts import Verdict
+from serving.handlers.compare_page import PAGE_ROUNDS
 
 TEXT = "scientists unveil doomsday clock of hair loss"
 WINDOW = "1200,1850"
@@ -90,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slow", default="sarcasm-lstm2", help="the ratio's numerator [%(default)s]")
     parser.add_argument("--fast", default="sarcasm-flatten", help="the ratio's denominator [%(default)s]")
     parser.add_argument("--runs", type=int, default=9, help="the page's compares [%(default)s]")
+    parser.add_argument(
+        "--rounds", type=int, default=PAGE_ROUNDS, help="of each of them, the page's default [%(default)s]"
+    )
     parser.add_argument("--compares", type=int, default=200, help="gRPC compares behind the live figures")
     parser.add_argument("--tolerance", type=float, default=0.30, help="of the ratio [%(default)s]")
     parser.add_argument("--evict-mib", type=int, default=16, help="read between in-process calls in turn")
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = start_seqserve(repository, "compare-page")
         with server, grpc.insecure_channel(server.address) as channel:
             rest = str(server.rest_url)
-            compared, _ = browser.page_dom(rest, [args.text], profiles, runs=args.runs)
+            compared, _ = browser.page_dom(rest, [args.text], profiles, runs=args.runs, rounds=args.rounds)
             this_compare = compared.milliseconds("results", "compute per text")
             stub = classifier_pb2_grpc.ClassifierStub(channel)
             request = classifier_pb2.CompareRequest(texts=[args.text])
@@ -124,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stub.Compare(request, timeout=30)
             live_cells, _ = browser.page_dom(rest, [], profiles)
             live = live_cells.live_compute_ms()
-            url = browser.page_url(rest, [args.text], args.runs)
+            url = browser.page_url(rest, [args.text], args.runs, args.rounds)
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             browser.chromium(
                 profiles, f"--screenshot={args.screenshot.resolve()}", f"--window-size={WINDOW}", url
@@ -152,9 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"work; load average at the start {loads_text(load_start)}, at the end {loads_text(os.getloadavg())}",
         f"- {versions(['onnxruntime', 'tokenizers', 'grpcio'])}",
         f"- one server with the {len(models)} {args.dataset} models, default settings; the text: "
-        f"{args.text!r}; the page compared it {args.runs} times, then {args.compares} gRPC compares fed "
-        "its live table; compute per text is the tokenize + runtime time of the model's batch (here the "
-        "one text) in the server, in process the same two steps on the same text",
+        f"{args.text!r}; the page compared it {args.runs} times with {args.rounds} rounds each (each "
+        f"model answered it {args.rounds} times in a row, its figures the medians), then {args.compares} "
+        "gRPC compares of one round fed its live table; compute per text is the tokenize + runtime time "
+        "of the model's batch (here the one text) in the server, in process the same two steps on the "
+        "same text",
         "",
         *findings,
         "",
@@ -162,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "in process, alone": {name: seconds * 1e6 for name, seconds in in_process.items()},
                 f"in process, in turn after {args.evict_mib} MiB": {n: s * 1e6 for n, s in in_turn.items()},
-                "page: compute per text, median of its runs": {n: ms * 1e3 for n, ms in this_compare.items()},
+                f"page: compute per text, median of {args.runs} runs of {args.rounds} rounds": {
+                    n: ms * 1e3 for n, ms in this_compare.items()
+                },
                 "page: live compute per text": {name: ms * 1e3 for name, ms in live.items()},
             },
             accuracy,
