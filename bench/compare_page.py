@@ -3,8 +3,10 @@ stands between two models as their in-process cost does, and its screenshot.
 
 One server with one dataset's models (the newest version of each, default settings) and one text.
 1. In process, each model's tokenize + runtime per text on that text: alone, called again and again
-   (bench.in_process.cost_per_text), and in turn with the others with `--evict-mib` of other memory
-   read between calls, as a server's other work between one model's batches leaves its caches cold.
+   (bench.in_process.cost_per_text; the median of `--blocks` blocks of calls, the models' blocks
+   interleaved, so a burst of other work on the machine slows one block of one model, not its figure),
+   and in turn with the others with `--evict-mib` of other memory read between calls, as a server's
+   other work between one model's batches leaves its caches cold.
 2. The page, in headless Chromium, compares the text `--runs` times, each compare with `--rounds`
    rounds (the page's own default unless set): each model answers the text that many times in a row,
    the server returns its medians, and the page's "compute per text" row holds each model's median
@@ -51,12 +53,17 @@ WINDOW = "1200,1850"
 
 
 def in_process_costs(
-    models: Sequence[ModelFiles], repository: Path, text: str, evict_mib: int, rounds: int = 200
+    models: Sequence[ModelFiles], repository: Path, text: str, evict_mib: int, blocks: int, rounds: int = 200
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per text of each model on `text`, tokenize + runtime as the server runs them: alone (the
-    median of repeated calls), and called in turn with `evict_mib` MiB read between calls (medians)."""
+    median over `blocks` interleaved blocks of each one's median of repeated calls), and called in turn
+    with `evict_mib` MiB read between calls (medians)."""
     loaded = {m.name: load_in_process(m.version_dir, m.config, repository) for m in models}
-    alone = {name: cost_per_text(model, [text], calls=2000) for name, model in loaded.items()}
+    per_block: dict[str, list[float]] = {name: [] for name in loaded}
+    for _ in range(blocks):
+        for name, model in loaded.items():
+            per_block[name].append(cost_per_text(model, [text], calls=400))
+    alone = {name: statistics.median(costs) for name, costs in per_block.items()}
     other_memory = np.ones(evict_mib * 2**18, dtype=np.float32)
     times: dict[str, list[float]] = {name: [] for name in loaded}
     for _ in range(rounds):
@@ -99,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compares", type=int, default=200, help="gRPC compares behind the live figures")
     parser.add_argument("--tolerance", type=float, default=0.30, help="of the ratio [%(default)s]")
     parser.add_argument("--evict-mib", type=int, default=16, help="read between in-process calls in turn")
+    parser.add_argument("--blocks", type=int, default=5, help="of in-process calls alone [%(default)s]")
     parser.add_argument("--screenshot", type=Path, default=Path("reports/compare-page.png"))
     parser.add_argument("--report", type=Path, default=Path("reports/compare_page.md"))
     return parser
@@ -113,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench.compare_page: {args.slow} and {args.fast} must be in {args.models}", file=sys.stderr)
         return 2
     started_at, load_start = time.monotonic(), os.getloadavg()
-    in_process, in_turn = in_process_costs(models, args.models, args.text, args.evict_mib)
+    in_process, in_turn = in_process_costs(models, args.models, args.text, args.evict_mib, args.blocks)
     with tempfile.TemporaryDirectory(prefix="bench-compare-page-") as scratch:
         repository, profiles = Path(scratch) / "models", Path(scratch) / "chromium"
         repository.mkdir()
@@ -162,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"model answered it {args.rounds} times in a row, its figures the medians), then {args.compares} "
         "gRPC compares of one round fed its live table; compute per text is the tokenize + runtime time "
         "of the model's batch (here the one text) in the server, in process the same two steps on the "
-        "same text",
+        f"same text (alone: the median of {args.blocks} blocks of 400 calls after 400 to warm up, the "
+        "models' blocks interleaved)",
         "",
         *findings,
         "",
