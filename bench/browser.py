@@ -37,9 +37,11 @@ def chromium(profiles: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def page_url(rest_url: str, texts: Sequence[str], runs: int | None = None) -> str:
-    """The page comparing `texts` as it loads (none: no compare), `runs` times (None: the page's default)."""
-    query = [("text", t) for t in texts] + ([("runs", str(runs))] if runs is not None else [])
+def page_url(rest_url: str, texts: Sequence[str], runs: int | None = None, rounds: int | None = None) -> str:
+    """The page comparing `texts` as it loads (none: no compare), `runs` times with `rounds` rounds each
+    (None: the page's default)."""
+    counts = {"runs": runs, "rounds": rounds}
+    query = [("text", t) for t in texts] + [(name, str(n)) for name, n in counts.items() if n is not None]
     return f"{rest_url}/?" + urllib.parse.urlencode(query)
 
 
@@ -125,10 +127,11 @@ class PlotPoints(HTMLParser):
 
 
 def page_dom(
-    rest_url: str, texts: Sequence[str], profiles: Path, runs: int | None = None
+    rest_url: str, texts: Sequence[str], profiles: Path, runs: int | None = None, rounds: int | None = None
 ) -> tuple[Cells, PlotPoints]:
-    """The page after comparing `texts` (`runs` times): its tables and its plot's points."""
-    dom = chromium(profiles, "--dump-dom", page_url(rest_url, texts, runs)).stdout.decode()
+    """The page after comparing `texts` (`runs` times, `rounds` rounds each): its tables and its plot's
+    points."""
+    dom = chromium(profiles, "--dump-dom", page_url(rest_url, texts, runs, rounds)).stdout.decode()
     cells, points = Cells(), PlotPoints()
     cells.feed(dom)
     points.feed(dom)

@@ -4,6 +4,7 @@ seqserve classify --model sarcasm-lstm "text" ...        one model
 seqserve classify --compare "text" ...                   every loaded model, side by side
 seqserve classify --compare --model a,b "text" ...       the named models
 seqserve classify --compare --speed "text" ...           and each model's speed beside its accuracy
+seqserve classify --compare --rounds 5 "text" ...        each model's figures: medians of 5 calls in a row
 seqserve classify --explain [--compare] ... "text" ...   each word coloured by how much it moves the answer
 seqserve classify --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key] ...   over (mutual) TLS
 seqserve classify --trace --model sarcasm-lstm "text"    traced: prints the call's trace id
@@ -30,6 +31,7 @@ from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 
 TEXT_WIDTH = 48
 SPEED_REPEAT = 10  # compares behind the --speed figures, unless --repeat says otherwise
+SPEED_ROUNDS = 5  # rounds of each of those compares, unless --rounds says otherwise (the page's default)
 # Words that raise the explained label's probability turn red, words that lower it blue, as strongly as
 # their attribution is large; a word of attribution ATTRIBUTION_FULL_COLOUR or more is fully coloured.
 RAISES, LOWERS = (220, 50, 47), (38, 110, 215)
@@ -47,13 +49,22 @@ def _parser() -> argparse.ArgumentParser:
         "--speed",
         action="store_true",
         help="with --compare: a table of each model's compute per text, queue wait and end-to-end time "
-        "(medians over --repeat compares) beside its architecture and test accuracy, fastest first",
+        "(medians over --repeat compares of --rounds rounds) beside its architecture and test accuracy, "
+        "fastest first",
     )
     parser.add_argument(
         "--repeat",
         type=positive_int,
         help=f"with --compare: run it this many times; figures are each model's median "
         f"[{SPEED_REPEAT} with --speed, else 1]",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        help="with --compare: each model answers the texts this many times in a row before the next "
+        "model's turn, and the server returns its medians (its first call, on caches the models before "
+        "it left cold, then sets no figure); at most the server's --max-compare-rounds "
+        f"[{SPEED_ROUNDS} with --speed, else 1]",
     )
     parser.add_argument(
         "--explain", action="store_true", help="colour each word by its attribution (leave one word out)"
@@ -224,7 +235,8 @@ def print_compare(
     metadata: Sequence[tuple[str, str]] | None,
 ) -> None:
     models = [name for name in args.model.split(",") if name]
-    request = classifier_pb2.CompareRequest(texts=args.texts, models=models)
+    rounds = args.rounds or (SPEED_ROUNDS if args.speed else 1)
+    request = classifier_pb2.CompareRequest(texts=args.texts, models=models, rounds=rounds)
     repeat = args.repeat or (SPEED_REPEAT if args.speed else 1)
     responses = [stub.Compare(request, timeout=args.timeout, metadata=metadata) for _ in range(repeat)]
     figures = compare_figures(responses)
@@ -234,8 +246,9 @@ def print_compare(
         print()
         print(format_speed(figures, listed))
         print(
-            f"medians of {repeat} compare(s); the models ran one after another: compute per text is each "
-            "model's own tokenize and runtime time, end to end adds the request path"
+            f"medians of {repeat} compare(s) of {rounds} round(s); the models ran one after another: "
+            "compute per text is each model's own tokenize and runtime time, end to end adds the request "
+            "path"
         )
 
 

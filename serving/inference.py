@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 import numpy as np
@@ -194,19 +195,57 @@ class InferenceService:
         if model.batcher is not None:
             await model.batcher.wait_for_room()
 
+    def check_rounds(self, rounds: int) -> None:
+        """A compare's rounds: 0 (the message's default) means one; beyond the limit is refused."""
+        limit = self._settings.max_compare_rounds
+        if rounds < 0:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"rounds is {rounds}; send 1 to {limit} (0 = 1)"
+            )
+        if rounds > limit:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"rounds is {rounds}; the limit is {limit} (--max-compare-rounds)",
+            )
+
     async def compare(
-        self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None
+        self, texts: Sequence[str], names: Sequence[str], time_remaining: float | None, rounds: int = 1
     ) -> list[Classification]:
         """The same texts through several models (all loaded ones when `names` is empty), one model after
         another: each model's figures (end to end, queue wait, compute) hold its own work alone, never a
-        batch of another model of the same call, at the cost of the call taking their sum."""
+        batch of another model of the same call, at the cost of the call taking their sum.
+
+        Each model answers the texts `rounds` times in a row (0 = 1), every round from the version its
+        first round resolved, and its figures are the medians over its rounds: its first call meets
+        caches the models before it left cold, the next ones its own warm cost. `time_remaining` is the
+        whole call's."""
         chosen = list(dict.fromkeys(names)) or self._registry.snapshot.names()
         for name in chosen:
             self.lookup(name)  # fail the whole call before any model runs
         self.check_texts(texts)
+        self.check_rounds(rounds)
         started = time.perf_counter()
+
+        def remaining() -> float | None:
+            return None if time_remaining is None else time_remaining - (time.perf_counter() - started)
+
         results = []
         for name in chosen:
-            remaining = None if time_remaining is None else time_remaining - (time.perf_counter() - started)
-            results.append(await self.classify(name, 0, texts, remaining, COMPARE_PAGE))
+            first = await self.classify(name, 0, texts, remaining(), COMPARE_PAGE)
+            answers = [first]
+            for _ in range(1, rounds):
+                version = first.model.version
+                answers.append(await self.classify(name, version, texts, remaining(), COMPARE_PAGE))
+            results.append(median_of_rounds(answers))
         return results
+
+
+def median_of_rounds(answers: Sequence[Classification]) -> Classification:
+    """One model's answer to a compare's rounds: the first round's probabilities (every round ran the
+    same texts through the same version) with each figure's median over the rounds."""
+    return replace(
+        answers[0],
+        server_seconds=statistics.median(a.server_seconds for a in answers),
+        queue_wait_seconds=statistics.median(a.queue_wait_seconds for a in answers),
+        compute_seconds=statistics.median(a.compute_seconds for a in answers),
+    )

@@ -54,6 +54,7 @@ class Settings:
     max_queue_size: int = 1024
     max_texts_per_request: int = 256
     max_text_bytes: int = 16384
+    max_compare_rounds: int = 20
     max_message_bytes: int = 4 * 1024 * 1024
     load_versions: int = 1
     inference_threads: int = 2
@@ -187,6 +188,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_queue_size": (positive_int, "requests queued per model before new ones get RESOURCE_EXHAUSTED"),
     "max_texts_per_request": (positive_int, "most texts in one request"),
     "max_text_bytes": (positive_int, "most UTF-8 bytes in one text"),
+    "max_compare_rounds": (
+        positive_int,
+        "most rounds of one Compare: each model answers its texts that many times in a row, and its "
+        "figures are the medians over them",
+    ),
     "max_message_bytes": (positive_int, "largest gRPC message received or sent"),
     "load_versions": (_versions, "versions of each model to load: 'all' or the newest N"),
     "inference_threads": (

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cseqserve/v1/classifier.proto\x12\x0bseqserve.v1\"@\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\r\n\x05texts\x18\x03 \x03(\t\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"S\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\'\n\x06scores\x18\x03 \x03(\x0b\x32\x17.seqserve.v1.LabelScore\"`\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.seqserve.v1.Prediction\"/\n\x0e\x43ompareRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\"\xcf\x01\n\x10ModelPredictions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12,\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x17.seqserve.v1.Prediction\x12\x1e\n\x16server_latency_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12queue_wait_seconds\x18\x06 \x01(\x01\x12 \n\x18\x63ompute_seconds_per_text\x18\x07 \x01(\x01\"A\n\x0f\x43ompareResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.seqserve.v1.ModelPredictions\"?\n\x0e\x45xplainRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\"k\n\x0fWordAttribution\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0b\x61ttribution\x18\x04 \x01(\x02\x12\x0b\n\x03oov\x18\x05 \x01(\x08\x12\x0c\n\x04seen\x18\x06 \x01(\x08\"\xc6\x01\n\x10ModelExplanation\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x13\n\x0bprobability\x18\x05 \x01(\x02\x12+\n\x05words\x18\x06 \x03(\x0b\x32\x1c.seqserve.v1.WordAttribution\x12\x10\n\x08variants\x18\x07 \x01(\x05\x12\x1e\n\x16server_latency_seconds\x18\x08 \x01(\x01\"F\n\x0f\x45xplainResponse\x12\x33\n\x0c\x65xplanations\x18\x01 \x03(\x0b\x32\x1d.seqserve.v1.ModelExplanation\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.seqserve.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xc0\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x17\n\x0fparameter_count\x18\x04 \x01(\x03\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x06 \x01(\x01\x12\x1a\n\x12mean_epoch_seconds\x18\x07 \x01(\x01\x12\x15\n\rtest_accuracy\x18\x08 \x01(\x01\"\x90\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12*\n\x08versions\x18\x06 \x03(\x0b\x32\x18.seqserve.v1.VersionInfo2\xc5\x03\n\nClassifier\x12G\n\x08\x43lassify\x12\x1c.seqserve.v1.ClassifyRequest\x1a\x1d.seqserve.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.seqserve.v1.ClassifyRequest\x1a\x1d.seqserve.v1.ClassifyResponse(\x01\x30\x01\x12\x44\n\x07\x43ompare\x12\x1b.seqserve.v1.CompareRequest\x1a\x1c.seqserve.v1.CompareResponse\x12\x44\n\x07\x45xplain\x12\x1b.seqserve.v1.ExplainRequest\x1a\x1c.seqserve.v1.ExplainResponse\x12M\n\nListModels\x12\x1e.seqserve.v1.ListModelsRequest\x1a\x1f.seqserve.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.seqserve.v1.GetModelRequest\x1a\x16.seqserve.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cseqserve/v1/classifier.proto\x12\x0bseqserve.v1\"@\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\r\n\x05texts\x18\x03 \x03(\t\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"S\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\'\n\x06scores\x18\x03 \x03(\x0b\x32\x17.seqserve.v1.LabelScore\"`\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.seqserve.v1.Prediction\"?\n\x0e\x43ompareRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x0e\n\x06rounds\x18\x03 \x01(\x05\"\xcf\x01\n\x10ModelPredictions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12,\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x17.seqserve.v1.Prediction\x12\x1e\n\x16server_latency_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12queue_wait_seconds\x18\x06 \x01(\x01\x12 \n\x18\x63ompute_seconds_per_text\x18\x07 \x01(\x01\"A\n\x0f\x43ompareResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.seqserve.v1.ModelPredictions\"?\n\x0e\x45xplainRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\"k\n\x0fWordAttribution\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0b\x61ttribution\x18\x04 \x01(\x02\x12\x0b\n\x03oov\x18\x05 \x01(\x08\x12\x0c\n\x04seen\x18\x06 \x01(\x08\"\xc6\x01\n\x10ModelExplanation\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x13\n\x0bprobability\x18\x05 \x01(\x02\x12+\n\x05words\x18\x06 \x03(\x0b\x32\x1c.seqserve.v1.WordAttribution\x12\x10\n\x08variants\x18\x07 \x01(\x05\x12\x1e\n\x16server_latency_seconds\x18\x08 \x01(\x01\"F\n\x0f\x45xplainResponse\x12\x33\n\x0c\x65xplanations\x18\x01 \x03(\x0b\x32\x1d.seqserve.v1.ModelExplanation\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.seqserve.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xc0\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x17\n\x0fparameter_count\x18\x04 \x01(\x03\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x06 \x01(\x01\x12\x1a\n\x12mean_epoch_seconds\x18\x07 \x01(\x01\x12\x15\n\rtest_accuracy\x18\x08 \x01(\x01\"\x90\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12*\n\x08versions\x18\x06 \x03(\x0b\x32\x18.seqserve.v1.VersionInfo2\xc5\x03\n\nClassifier\x12G\n\x08\x43lassify\x12\x1c.seqserve.v1.ClassifyRequest\x1a\x1d.seqserve.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.seqserve.v1.ClassifyRequest\x1a\x1d.seqserve.v1.ClassifyResponse(\x01\x30\x01\x12\x44\n\x07\x43ompare\x12\x1b.seqserve.v1.CompareRequest\x1a\x1c.seqserve.v1.CompareResponse\x12\x44\n\x07\x45xplain\x12\x1b.seqserve.v1.ExplainRequest\x1a\x1c.seqserve.v1.ExplainResponse\x12M\n\nListModels\x12\x1e.seqserve.v1.ListModelsRequest\x1a\x1f.seqserve.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.seqserve.v1.GetModelRequest\x1a\x16.seqserve.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,29 +40,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYRESPONSE']._serialized_start=240
   _globals['_CLASSIFYRESPONSE']._serialized_end=336
   _globals['_COMPAREREQUEST']._serialized_start=338
-  _globals['_COMPAREREQUEST']._serialized_end=385
-  _globals['_MODELPREDICTIONS']._serialized_start=388
-  _globals['_MODELPREDICTIONS']._serialized_end=595
-  _globals['_COMPARERESPONSE']._serialized_start=597
-  _globals['_COMPARERESPONSE']._serialized_end=662
-  _globals['_EXPLAINREQUEST']._serialized_start=664
-  _globals['_EXPLAINREQUEST']._serialized_end=727
-  _globals['_WORDATTRIBUTION']._serialized_start=729
-  _globals['_WORDATTRIBUTION']._serialized_end=836
-  _globals['_MODELEXPLANATION']._serialized_start=839
-  _globals['_MODELEXPLANATION']._serialized_end=1037
-  _globals['_EXPLAINRESPONSE']._serialized_start=1039
-  _globals['_EXPLAINRESPONSE']._serialized_end=1109
-  _globals['_LISTMODELSREQUEST']._serialized_start=1111
-  _globals['_LISTMODELSREQUEST']._serialized_end=1130
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1132
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1192
-  _globals['_GETMODELREQUEST']._serialized_start=1194
-  _globals['_GETMODELREQUEST']._serialized_end=1226
-  _globals['_VERSIONINFO']._serialized_start=1229
-  _globals['_VERSIONINFO']._serialized_end=1421
-  _globals['_MODELINFO']._serialized_start=1424
-  _globals['_MODELINFO']._serialized_end=1568
-  _globals['_CLASSIFIER']._serialized_start=1571
-  _globals['_CLASSIFIER']._serialized_end=2024
+  _globals['_COMPAREREQUEST']._serialized_end=401
+  _globals['_MODELPREDICTIONS']._serialized_start=404
+  _globals['_MODELPREDICTIONS']._serialized_end=611
+  _globals['_COMPARERESPONSE']._serialized_start=613
+  _globals['_COMPARERESPONSE']._serialized_end=678
+  _globals['_EXPLAINREQUEST']._serialized_start=680
+  _globals['_EXPLAINREQUEST']._serialized_end=743
+  _globals['_WORDATTRIBUTION']._serialized_start=745
+  _globals['_WORDATTRIBUTION']._serialized_end=852
+  _globals['_MODELEXPLANATION']._serialized_start=855
+  _globals['_MODELEXPLANATION']._serialized_end=1053
+  _globals['_EXPLAINRESPONSE']._serialized_start=1055
+  _globals['_EXPLAINRESPONSE']._serialized_end=1125
+  _globals['_LISTMODELSREQUEST']._serialized_start=1127
+  _globals['_LISTMODELSREQUEST']._serialized_end=1146
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1148
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1208
+  _globals['_GETMODELREQUEST']._serialized_start=1210
+  _globals['_GETMODELREQUEST']._serialized_end=1242
+  _globals['_VERSIONINFO']._serialized_start=1245
+  _globals['_VERSIONINFO']._serialized_end=1437
+  _globals['_MODELINFO']._serialized_start=1440
+  _globals['_MODELINFO']._serialized_end=1584
+  _globals['_CLASSIFIER']._serialized_start=1587
+  _globals['_CLASSIFIER']._serialized_end=2040
 # @@protoc_insertion_point(module_scope)

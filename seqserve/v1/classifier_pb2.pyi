@@ -45,12 +45,14 @@ class ClassifyResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
-    __slots__ = ("texts", "models")
+    __slots__ = ("texts", "models", "rounds")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ...) -> None: ...
+    rounds: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ...) -> None: ...
 
 class ModelPredictions(_message.Message):
     __slots__ = ("model", "version", "runtime", "predictions", "server_latency_seconds", "queue_wait_seconds", "compute_seconds_per_text")

@@ -128,7 +128,9 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     async def Compare(
         self, request: classifier_pb2.CompareRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.CompareResponse:
-        results = await self._service.compare(request.texts, request.models, context.time_remaining())
+        results = await self._service.compare(
+            request.texts, request.models, context.time_remaining(), request.rounds
+        )
         return compare_response(results)
 
     @grpc_errors

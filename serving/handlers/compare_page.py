@@ -3,8 +3,10 @@
 - `GET /`: one static HTML file with its script (serving/handlers/static/compare.html), no build step
   and nothing fetched from elsewhere. `/?text=...` (repeatable) fills in the texts and submits them.
 - `POST /v1/compare`: seqserve.v1 `Compare` over HTTP, in the protobuf JSON mapping of its messages
-  (`{"texts": [...], "models": [...]}` -> `{"results": [...]}`), through `InferenceService.compare`
-  like the gRPC method.
+  (`{"texts": [...], "models": [...], "rounds": N}` -> `{"results": [...]}`), through
+  `InferenceService.compare` like the gRPC method. The page asks for PAGE_ROUNDS rounds unless told
+  otherwise: each model answers the texts that many times in a row, and its figures are the medians, so
+  a model's first call, with the caches the models before it left cold, does not set them.
 - `GET /v1/latency`: each model's request-duration p50 and p99 (seqserve_request_duration_seconds) and
   its compute per text (seqserve_compute_seconds_total over seqserve_compute_texts_total), from the
   server's own registry, which the page polls; with each model's architecture, dataset and test accuracy
@@ -51,6 +53,7 @@ PAGE = resources.files("serving.handlers").joinpath("static/compare.html")
 SNAPSHOT_EVERY_S = 5.0
 WINDOW_S = 60.0
 COMPARE_TIMEOUT_S = 30.0
+PAGE_ROUNDS = 5  # the value of the page's rounds field (static/compare.html) as it loads
 TAG = "Compare page"
 # Read by the page's script, not by the server.
 PAGE_PARAMETERS = (
@@ -65,6 +68,14 @@ PAGE_PARAMETERS = (
         "query",
         {"type": "integer", "minimum": 1, "maximum": 50},
         "Compares to run one after another; each model's figures are its medians (default 5).",
+    ),
+    Parameter(
+        "rounds",
+        "query",
+        {"type": "integer", "minimum": 1},
+        f"The rounds of each compare (POST /v1/compare `rounds`): each model answers the texts this many "
+        f"times in a row and the server returns its medians (default {PAGE_ROUNDS}; at most the server's "
+        "--max-compare-rounds).",
     ),
     Parameter("explain", "query", {"type": "string"}, "A text to fill in and explain at once."),
 )
@@ -227,9 +238,14 @@ class ComparePage:
                     TAG,
                     {200: json_answer("One result per model, in name order.", COMPARE_RESPONSE)},
                     errors=(400, 404, 429, 504),
-                    description="seqserve.v1 Compare in the protobuf JSON mapping; no models: every one.",
+                    description="seqserve.v1 Compare in the protobuf JSON mapping; no models: every one. "
+                    "`rounds` (0 or absent: 1; at most the server's --max-compare-rounds, else 400): each "
+                    "model answers the texts that many times in a row before the next model's turn, and "
+                    "its figures (end to end, queue wait, compute per text) are the medians over its "
+                    "rounds; the answer is one result per model, its first round's. The call's "
+                    f"{COMPARE_TIMEOUT_S:.0f} s deadline covers every round.",
                     body={JSON: COMPARE_REQUEST},
-                    body_example={"texts": ["area man wins award"]},
+                    body_example={"texts": ["area man wins award"], "rounds": PAGE_ROUNDS},
                 ),
             ),
             ApiRoute(
@@ -250,9 +266,13 @@ class ComparePage:
 
     async def compare(self, request: web.Request) -> web.Response:
         message = json_message(
-            request_body(request), classifier_pb2.CompareRequest(), '{"texts": [...], "models": [...]}'
+            request_body(request),
+            classifier_pb2.CompareRequest(),
+            '{"texts": [...], "models": [...], "rounds": N}',
         )
-        results = await self._service.compare(message.texts, message.models, COMPARE_TIMEOUT_S)
+        results = await self._service.compare(
+            message.texts, message.models, COMPARE_TIMEOUT_S, message.rounds
+        )
         body = json_format.MessageToJson(compare_response(results), indent=None)
         return web.Response(text=body, content_type="application/json")
 

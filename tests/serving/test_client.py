@@ -7,7 +7,10 @@ import subprocess
 import pytest
 
 from seqserve.cli import main
+from seqserve.metric_names import COMPUTE_TEXTS
 from serving.announce import client_command
+from serving.settings import Settings
+from tests.serving.metrics_text import delta
 from tests.serving.reference import read_config, reference_probabilities
 from tests.serving.server_process import REPO_ROOT
 from tests.serving.test_kserve_v2 import MODELS
@@ -65,7 +68,21 @@ def test_compare_speed_ranks_the_models_beside_their_architecture_and_accuracy(
     for model, architecture, accuracy, *_ in rows:
         assert architecture == model.split("-")[1]
         assert accuracy == f"{read_config(tiny_model_repository, model).training.test_accuracy:.4f}"
-    assert lines[-1].startswith("medians of 3 compare(s)")
+    assert lines[-1].startswith("medians of 3 compare(s) of 5 round(s)")  # --speed's rounds unless set
+
+
+def test_compare_rounds_run_each_model_that_many_times_and_stop_at_the_limit(server, capsys):
+    compare = ["classify", "--address", server.address, "--compare", "--model", "sarcasm-gru"]
+    before = server.metrics_text()
+    assert main([*compare, "--rounds", "3", *TEXTS]) == 0
+    after = server.metrics_text()
+    assert delta(before, after, COMPUTE_TEXTS + "_total", model="sarcasm-gru") == 3 * len(TEXTS)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[0] for line in lines[2:4]] == TEXTS  # one answer per text
+    limit = Settings().max_compare_rounds
+    assert main([*compare, "--rounds", str(limit + 1), *TEXTS]) == 1
+    message = f"INVALID_ARGUMENT: rounds is {limit + 1}; the limit is {limit} (--max-compare-rounds)"
+    assert message in capsys.readouterr().err
 
 
 def test_errors_are_reported_with_their_status(server, capsys):

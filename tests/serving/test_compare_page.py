@@ -7,6 +7,7 @@ Debian's package (`make chromium`).
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,14 +15,24 @@ import numpy as np
 
 from bench import browser
 from bench.browser import page_url
+from seqserve.metric_names import COMPUTE_TEXTS
+from serving.handlers.compare_page import PAGE_ROUNDS
+from serving.settings import Settings
 from tests.programs import debian_program
 from tests.serving.conftest import SARCASM_TEXTS
+from tests.serving.metrics_text import delta
 from tests.serving.reference import read_config
 from tests.serving.rest_client import call
 from tests.serving.test_kserve_v2 import MODELS, classify
 
 PAGE_TEXTS = ["mom thrilled to learn son's band is a phase", "scientists find water on the moon"]
 FIGURE_ROWS = ["end to end", "queue wait", "compute per text"]
+
+
+def page_default(page: str, field: str) -> int:
+    """The value a number field of the page holds as it loads."""
+    (value,) = re.findall(rf'<input id="{field}" type="number"[^>]* value="(\d+)"', page)
+    return int(value)
 
 
 def require_chromium() -> None:
@@ -40,6 +51,7 @@ def test_the_page_is_self_contained(server):
     for reference in ('src="http', "src='http", 'href="http', "@import", "//cdn"):
         assert reference not in page  # no CDN, nothing fetched from elsewhere
     assert "/v1/compare" in page and "/v1/latency" in page
+    assert page_default(page, "rounds") == PAGE_ROUNDS  # what the OpenAPI document and the bench say
 
 
 def test_compare_over_http_equals_classify(server):
@@ -86,7 +98,15 @@ def test_latency_route_answers_for_every_model(server, tiny_model_repository):
 
 def test_chromium_renders_every_models_answer_and_latency(server, tmp_path):
     require_chromium()
+    page = call(server.rest_url + "/").body.decode()
+    before = server.metrics_text()
     cells, points = browser.page_dom(server.rest_url, PAGE_TEXTS, tmp_path)
+    after = server.metrics_text()
+    # each of the page's runs asked for its rounds: every model ran the texts runs x rounds times
+    runs, rounds = page_default(page, "runs"), page_default(page, "rounds")
+    for model in MODELS:
+        computed = delta(before, after, COMPUTE_TEXTS + "_total", model=model)
+        assert computed == runs * rounds * len(PAGE_TEXTS), model
     header, *rows = cells.tables["results"]
     rows, figures = rows[: -len(FIGURE_ROWS)], rows[-len(FIGURE_ROWS) :]
     assert [model for model, _ in header[1:]] == MODELS
@@ -120,3 +140,13 @@ def test_chromium_screenshot_of_the_page(server, tmp_path):
     chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1100,800", url)
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_chromium_shows_the_servers_refusal_of_too_many_rounds(server, tmp_path):
+    require_chromium()
+    rounds = Settings().max_compare_rounds + 1
+    url = page_url(server.rest_url, PAGE_TEXTS, runs=1, rounds=rounds)
+    dom = chromium(tmp_path, "--dump-dom", url).stdout.decode()
+    assert 'data-state="error"' in dom
+    message = f"400: rounds is {rounds}; the limit is {rounds - 1} (--max-compare-rounds)"
+    assert f'<div id="error">{message}</div>' in dom
