@@ -314,6 +314,9 @@ class Batcher:
                 return  # the pool calls `_dispatch` again when a thread comes free
             for _ in range(span):
                 self._queue.popleft()
+            if self._timer is not None:  # it was this batch's flush: the next partial batch sets its own
+                self._timer.cancel()
+                self._timer = None
             self._room_made()
             self._start(batch, size)
 

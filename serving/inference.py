@@ -22,7 +22,6 @@ import numpy as np
 from serving import request_clock
 from serving.batcher import (
     BatcherClosed,
-    BatchResult,
     DeadlineExpired,
     QueueFull,
     deadline_reached,
@@ -34,7 +33,7 @@ from serving.model import ServedModel
 from serving.registry import ModelNotFound, ModelRegistry
 from serving.repository import InvalidModelName
 from serving.settings import Settings
-from serving.tracing import NO_TRACE, RequestTrace, ServerTracing
+from serving.tracing import NO_TRACE, ServerTracing
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,10 @@ class InferenceService:
             metrics = model.metrics
             metrics.in_flight += 1
             try:
-                result = await self._submit(model, texts, time_remaining, trace)
+                assert model.batcher is not None  # set before the model enters a snapshot
+                result = await model.batcher.submit(list(texts), monotonic_deadline(time_remaining), trace)
+            except Exception as error:  # CancelledError is not an Exception: it goes on as it is
+                raise _batcher_error(model, error) from error
             finally:
                 metrics.in_flight -= 1
             elapsed = time.perf_counter() - started
@@ -159,30 +161,6 @@ class InferenceService:
                 model.metrics.statistics.request_done(
                     code == grpc.StatusCode.OK, time.perf_counter() - started
                 )
-
-    async def _submit(
-        self, model: ServedModel, texts: Sequence[str], time_remaining: float | None, trace: RequestTrace
-    ) -> BatchResult:
-        assert model.batcher is not None  # set before the model enters a snapshot
-        try:
-            return await model.batcher.submit(list(texts), monotonic_deadline(time_remaining), trace)
-        except QueueFull:
-            raise ServingError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"model {model.name!r} has {model.batcher.policy.max_queue_size} requests queued, the limit "
-                "(--max-queue-size); retry with backoff",
-            ) from None
-        except DeadlineExpired:
-            raise ServingError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while the request was queued"
-            ) from None
-        except BatcherClosed:
-            raise ServingError(
-                grpc.StatusCode.UNAVAILABLE, f"model {model.name!r} version {model.version} is unloading"
-            ) from None
-        except Exception as error:
-            log.exception("inference failed", extra={"model": model.name, "version": model.version})
-            raise ServingError(grpc.StatusCode.INTERNAL, f"inference failed: {error}") from error
 
     async def wait_for_queue_room(self, name: str, version: int = 0) -> None:
         """Until the model's queue can take one more request, for callers that can make their client
@@ -249,3 +227,24 @@ def median_of_rounds(answers: Sequence[Classification]) -> Classification:
         queue_wait_seconds=statistics.median(a.queue_wait_seconds for a in answers),
         compute_seconds=statistics.median(a.compute_seconds for a in answers),
     )
+
+
+def _batcher_error(model: ServedModel, error: Exception) -> ServingError:
+    """What a request's batcher raised, as the status its client gets (logged when the batch failed)."""
+    if isinstance(error, QueueFull):
+        assert model.batcher is not None
+        return ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"model {model.name!r} has {model.batcher.policy.max_queue_size} requests queued, the limit "
+            "(--max-queue-size); retry with backoff",
+        )
+    if isinstance(error, DeadlineExpired):
+        return ServingError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while the request was queued"
+        )
+    if isinstance(error, BatcherClosed):
+        return ServingError(
+            grpc.StatusCode.UNAVAILABLE, f"model {model.name!r} version {model.version} is unloading"
+        )
+    log.exception("inference failed", extra={"model": model.name, "version": model.version})
+    return ServingError(grpc.StatusCode.INTERNAL, f"inference failed: {error}")

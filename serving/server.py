@@ -24,6 +24,7 @@ port the health checks excepted, see serving.http_server).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -228,6 +229,10 @@ class Server:
             )
         if self.link is not None and not await self.link.ready(self.port, self.served_models()):
             return  # shutdown began before every worker was ready
+        # Everything built so far (modules, models, sessions) lives as long as the server: out of the
+        # cyclic collector's way, a full collection walks only what requests leave behind, not the whole
+        # start-up heap (tens of thousands of objects, a pause of milliseconds each time under load).
+        gc.freeze()
         self.gate.open()
         for service in ("", *SERVICES):
             await self.health.set(service, SERVING)

@@ -76,6 +76,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "for an A/B of a change in the same run",
     )
     add("--baseline-args", default="", help="`seqserve serve` flags of the baseline (an A/B of a setting)")
+    add(
+        "--lean",
+        action="store_true",
+        help="serve bench/lean_server.py beside, V2 only: the reference design of the same function",
+    )
     add("--report", type=Path, default=REPORT, help="markdown report [%(default)s]")
     return parser.parse_args(argv)
 

@@ -176,7 +176,9 @@ def native_sections(run: Run) -> list[str]:
         "/proc around the measured calls, per call. gRPC statuses: h2load counts HTTP statuses only, so "
         "they are seqserve's own `seqserve_requests_total` by code, read before and after each measured "
         "phase; any non-OK status, or a call not counted OK, fails the cell and the run. The floor has no "
-        "counter: it answers OK by construction (bench/echo_server.py never fails a call). Ratios against "
+        "counter: it answers OK by construction (bench/echo_server.py never fails a call); the lean design "
+        "(bench/lean_server.py, `--lean`: V2 only, seqserve's batching and runtime without its guarantees) "
+        "counts its calls under the same name. Ratios against "
         "the floor are per round (same cell and protocol, measured in the same round), then the median. "
         f"{ONE_WORKER} and the floor run one process; {WORKERS_SHAPE[0]} calls in flight of one text are "
         "also sent to the server of two workers over V2 ModelInfer.",

@@ -1,6 +1,7 @@
 """The servers of a peers run: who they are (`Served`), and how each is started on the run's scratch
 repository: seqserve (one per `--workers` count), a baseline tree, KServe's Python ModelServer in its
-own virtualenv (padded to max_length, and per `--trim N` to each request's longest text), the floor."""
+own virtualenv (padded to max_length, and per `--trim N` to each request's longest text), the lean
+design (bench/lean_server.py, with `--lean`), the floor."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ KSERVE_REQUIREMENTS = REPO_ROOT / "bench" / "kserve_peer_requirements.txt"
 KSERVE = "KServe"
 KSERVE_TRIMMED = "KServe, padded to the longest text"
 FLOOR = "no-op floor"
+LEAN = "lean design"
 BASELINE = "seqserve baseline"
 SEQSERVE_PREFIX = "seqserve N="
 # the protocols compared (seqserve loadtest's --protocol, bench.native_client's CALLS) and the names the
@@ -132,6 +135,13 @@ def start_kserve(python: str, manifest: list[dict], scratch: Path, *extra: str) 
     return ServerProcess(command, LOG_DIR / f"bench-peers-kserve-{port}.log", probe=every_model_ready)
 
 
+def start_lean(repository: Path) -> ServerProcess:
+    """bench/lean_server.py, the reference design, on a free port over the run's repository."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.lean_server", "--models", str(repository), "--port", str(port)]
+    return ServerProcess(command, LOG_DIR / f"bench-peers-lean-{port}.log")
+
+
 def start_servers(
     stack: contextlib.ExitStack,
     args: argparse.Namespace,
@@ -163,6 +173,9 @@ def start_servers(
             servers.append(
                 Served(KSERVE_TRIMMED, peer, ("v2",), 1, padding, frozenset(trimmed), native=False)
             )
+    if args.lean:
+        lean = stack.enter_context(start_lean(repository))
+        servers.append(Served(LEAN, lean, ("v2",), 1, SEQSERVE_PADDING))
     floor = stack.enter_context(start_echo("peers-floor"))
     servers.append(Served(FLOOR, floor, tuple(PROTOCOLS), 1, "none: constant answers", parity=False))
     return servers

@@ -60,6 +60,7 @@ TIMEOUT_PARAMETER = "timeout"  # microseconds
 ALL_OUTPUTS_RAW = tuple((name, True) for name in OUTPUT_NAMES)
 
 _LENGTH = struct.Struct("<I")
+_FP32 = np.dtype("<f4")
 
 
 class BytesTensorError(ValueError):
@@ -169,6 +170,19 @@ def requested_outputs(
     return chosen
 
 
+# gRPC's names for the two kinds of contents (raw_source, typed_source of InputTensor), for messages
+_GRPC_SOURCES = ("raw_input_contents", "contents.bytes_contents")
+
+
+def _never_read() -> Sequence[bytes]:
+    """The typed elements of an input sent as raw contents: never read (`texts` reads `raw`)."""
+    return ()
+
+
+def _typed_elements(tensor: Any) -> Callable[[], Sequence[bytes]]:
+    return lambda: tensor.contents.bytes_contents
+
+
 @dataclass(slots=True)
 class InferRequest:
     """One V2 inference request, whichever wire it came on. Built by `from_grpc` / `from_rest`, which
@@ -218,15 +232,14 @@ class InferRequest:
                     f"input {TEXT_INPUT!r} has {len(elements)} elements in {tensor.typed_source}; "
                     f"its shape declares {count}"
                 )
-        texts = []
-        for index, element in enumerate(elements):
-            try:
-                texts.append(element.decode("utf-8"))
-            except UnicodeDecodeError as error:
-                raise invalid(
-                    f"input {TEXT_INPUT!r} element {index} is not valid UTF-8 "
-                    f"({error.reason} at byte {error.start})"
-                ) from None
+        texts: list[str] = []
+        try:
+            texts.extend(element.decode("utf-8") for element in elements)
+        except UnicodeDecodeError as error:  # the texts before it are in `texts`: its index is their count
+            raise invalid(
+                f"input {TEXT_INPUT!r} element {len(texts)} is not valid UTF-8 "
+                f"({error.reason} at byte {error.start})"
+            ) from None
         return texts
 
     @classmethod
@@ -237,23 +250,21 @@ class InferRequest:
                 f"{len(raw)} raw_input_contents for {len(message.inputs)} input; raw contents hold one "
                 "entry per input"
             )
-        inputs = []
-        for index, tensor in enumerate(message.inputs):
-            if raw and tensor.HasField("contents"):
-                raise invalid(
-                    f"input {tensor.name!r} has both contents and raw_input_contents; send one of them"
-                )
-            inputs.append(
-                InputTensor(
-                    name=tensor.name,
-                    datatype=tensor.datatype,
-                    shape=tensor.shape,
-                    elements=lambda tensor=tensor: tensor.contents.bytes_contents,
-                    raw=raw[index] if raw else None,
-                    raw_source="raw_input_contents",
-                    typed_source="contents.bytes_contents",
-                )
-            )
+        if raw:
+            for tensor in message.inputs:
+                if tensor.HasField("contents"):
+                    raise invalid(
+                        f"input {tensor.name!r} has both contents and raw_input_contents; send one of them"
+                    )
+            inputs = [
+                InputTensor(t.name, t.datatype, t.shape, _never_read, contents, *_GRPC_SOURCES)
+                for t, contents in zip(message.inputs, raw, strict=True)
+            ]
+        else:
+            inputs = [
+                InputTensor(t.name, t.datatype, t.shape, _typed_elements(t), None, *_GRPC_SOURCES)
+                for t in message.inputs
+            ]
         outputs: Sequence[tuple[str, bool]] = ALL_OUTPUTS_RAW
         if message.outputs or message.parameters:
             requests = [OutputRequest(o.name, _grpc_parameters(o.parameters)) for o in message.outputs]
@@ -425,7 +436,7 @@ class OutputTensor:
 
     def raw_bytes(self) -> bytes:
         if isinstance(self.values, np.ndarray):
-            return self.values.astype("<f4", copy=False).tobytes()
+            return self.values.astype(_FP32, copy=False).tobytes()
         return encode_bytes_elements(self.values)
 
 
