@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.harness import serve_command
 from seqserve.v1 import classifier_pb2
 from tests.reliability.conftest import wait_until
+from tests.scheduling import TIMED
 from tests.serving.conftest import LONG_TEXT
 from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
@@ -25,6 +26,8 @@ from tests.serving.slow_model import (
     add_stuck_model,
     repository_with_slow_model,
 )
+
+pytestmark = TIMED
 
 IN_FLIGHT = 20
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
