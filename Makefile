@@ -109,7 +109,7 @@ h2load:
 # The suite on TEST_WORKERS pytest-xdist workers: tests/scheduling.py says how it is spread over them.
 TEST_WORKERS ?= 2
 test: setup prometheus chromium curl h2load
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -9,13 +9,22 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.pki import Pki, make_pki
-from tests.scheduling import AloneLock, ModuleScheduling, is_alone, run_directory, start_rank
+from tests.scheduling import (
+    UNITS_ENV,
+    AloneLock,
+    UnitScheduling,
+    is_alone,
+    order_and_write_units,
+    run_directory,
+    worker,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
@@ -35,22 +44,31 @@ def train(root: Path, *flags: str) -> Path:
     return root
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> ModuleScheduling | None:
-    """`--dist loadgroup` groups the ungrouped tests by module (tests/scheduling.py)."""
-    return ModuleScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist (tests/scheduling.py): the controller names the file of the tests' units for its
+    workers; each worker opens the run's AloneLock."""
+    if worker():
+        config.stash[ALONE_LOCK] = AloneLock(run_directory(Path(config.getoption("basetemp"))))
+    elif config.getvalue("dist") != "no":
+        os.environ[UNITS_ENV] = str(Path(tempfile.mkdtemp(prefix="seqserve-test-units-")) / "units.json")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not worker() and UNITS_ENV in os.environ:
+        shutil.rmtree(Path(os.environ.pop(UNITS_ENV)).parent, ignore_errors=True)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> UnitScheduling | None:
+    """`-n N` (whose --dist is load unless told otherwise) schedules by tests/scheduling.py's units."""
+    return UnitScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker sorts alike: their collections must agree
-        items.sort(key=start_rank)
+    if worker():
+        order_and_write_units(items)
 
 
 ALONE_LOCK = pytest.StashKey[AloneLock]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        config.stash[ALONE_LOCK] = AloneLock(run_directory(Path(config.getoption("basetemp"))))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,15 +1,24 @@
-"""How `make test` spreads the suite over pytest-xdist workers (`-n 2 --dist loadgroup
---no-loadscope-reorder`, hooked in tests/conftest.py).
+"""How `make test` spreads the suite over pytest-xdist workers (`pytest -n 2`; hooked in
+tests/conftest.py).
 
 - A module's tests stay together on one worker, as with `--dist loadfile`, so that its module-scoped
   servers start once rather than once per worker.
-- The modules marked TIMED bound how long something takes (a timeout, a replacement, a shutdown) or rank
-  measured speeds: they form one group, so they run one after another on one worker and never beside
+- The modules marked `timed` bound how long something takes (a timeout, a replacement, a shutdown) or
+  rank measured speeds: they form one unit, so they run one after another on one worker and never beside
   each other's load.
-- A test marked `alone` compares latencies with a baseline it measured moments before, which a
-  neighbour's changing load skews: no other test runs while it does (the other workers wait).
-- The `alone` tests start first, then the rest of the TIMED group and the `slow` tests: the longest
-  units, which would otherwise end the run alone on one worker while the other idles.
+- A test marked `alone` depends on the machine being as quiet as in a run of its own: it compares
+  latencies with a baseline measured moments before, which a neighbour's changing load skews, or counts
+  on a request reaching the server within tens of milliseconds. No other test runs while it does (the
+  other workers wait: AloneLock); the `alone` tests form one unit, whatever their modules' units.
+- The `timed` unit starts first, then the tests of the trained repository of every architecture (so
+  that it is trained while the `timed` unit runs, not at the end with both workers waiting for it), then
+  the `slow` tests: the longest units, which would otherwise end the run alone on one worker while the
+  other idles. The `alone` unit comes last, when the other worker is finishing anyway.
+
+The workers, which collect the tests and see their marks, write each test's unit to the file named by
+UNITS_ENV, which the scheduler on the controller reads: xdist's own channel for this, `--dist loadgroup`
+with `xdist_group` marks, silently groups nothing on pytest 9.2 (it renames test ids through a field
+pytest no longer reads; pytest-dev/pytest-xdist#1386).
 
 Without xdist, none of this applies: the suite runs in collection order, as it always did.
 """
@@ -17,46 +26,76 @@ Without xdist, none of this applies: the suite runs in collection order, as it a
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import tempfile
 from pathlib import Path
 from typing import IO
 
 import pytest
-from xdist.scheduler import LoadGroupScheduling
+from xdist.scheduler import LoadScopeScheduling
 
-# For a module's `pytestmark`: its assertions bound elapsed time or compare measured speeds.
-TIMED = pytest.mark.xdist_group("timed")
+UNITS_ENV = "SEQSERVE_TEST_UNITS"
+TIMED, ALONE = "timed", "alone"
 
 
-class ModuleScheduling(LoadGroupScheduling):
-    """`--dist loadgroup` whose ungrouped tests are grouped by module."""
+def worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
 
-    def _split_scope(self, nodeid: str) -> str:
-        group = super()._split_scope(nodeid)
-        return group if group != nodeid else nodeid.split("::", 1)[0]
+
+def work_unit(item: pytest.Item) -> str:
+    for mark in (ALONE, TIMED):
+        if item.get_closest_marker(mark):
+            return mark
+    return item.nodeid.split("::", 1)[0]
 
 
 def start_rank(item: pytest.Item) -> int:
-    """Where a test's unit starts under xdist: `alone` tests first, then the other grouped tests, then
-    the slow ones, then the rest."""
-    if is_alone(item):
-        return 0
-    if item.get_closest_marker("xdist_group"):
+    """Where a test's unit starts (see above)."""
+    unit = work_unit(item)
+    if unit in (TIMED, ALONE):
+        return 0 if unit == TIMED else 4
+    if "trained_repository" in item.fixturenames:
         return 1
     return 2 if item.get_closest_marker("slow") else 3
+
+
+def order_and_write_units(items: list[pytest.Item]) -> None:
+    """On a worker: sort the tests so that their units start in the order above (every worker sorts
+    alike: xdist requires the same collection), and write each test's unit for the scheduler."""
+    items.sort(key=start_rank)
+    path = Path(os.environ[UNITS_ENV])
+    handle, temporary = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(handle, "w") as file:
+        json.dump({item.nodeid: work_unit(item) for item in items}, file)
+    os.replace(temporary, path)  # every worker writes the same; a reader sees one whole file
+
+
+class UnitScheduling(LoadScopeScheduling):
+    """xdist's `loadscope` scheduling, each unit (see above) a scope, the units in the workers' order."""
+
+    def __init__(self, config: pytest.Config, log: object = None) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False  # not largest first: start_rank's order
+        self._units: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._units is None:  # the workers have all collected: their files are written
+            self._units = json.loads(Path(os.environ[UNITS_ENV]).read_text())
+        return self._units[nodeid]
 
 
 def run_directory(basetemp: Path) -> Path:
     """The temporary directory of this pytest run: under pytest-xdist each worker's basetemp (popen-gwN)
     is a folder inside it, so every worker of the run finds the same one."""
-    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    return basetemp.parent if worker() else basetemp
 
 
 class AloneLock:
     """A readers-writer lock over the run's workers (flock on two files in the run's directory): every
     test holds `running` shared, an `alone` test holds it exclusively, from its set-up to its teardown
-    and on through the `alone` tests that follow it on its worker. Taking `gate` first, exclusively
-    for `alone`, keeps the other workers from starting tests while it waits for theirs to end."""
+    and on through the `alone` tests that follow it on its worker. Taking `gate` first, exclusively for
+    `alone`, keeps the other workers from starting tests while it waits for theirs to end."""
 
     def __init__(self, directory: Path) -> None:
         self._gate: IO[str] = (directory / "alone.gate").open("a")
@@ -85,4 +124,4 @@ class AloneLock:
 
 
 def is_alone(item: pytest.Item | None) -> bool:
-    return item is not None and item.get_closest_marker("alone") is not None
+    return item is not None and item.get_closest_marker(ALONE) is not None

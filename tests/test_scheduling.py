@@ -1,5 +1,5 @@
-"""tests/scheduling.py's AloneLock, as three xdist workers hold it: each worker opens the lock files of
-its own, so three AloneLocks on one directory, one per thread, exclude one another as the workers do."""
+"""tests/scheduling.py's AloneLock as the xdist workers hold it: each worker opens the lock files of its
+own, so AloneLocks on one directory, one per thread, exclude one another as the workers do."""
 
 from __future__ import annotations
 

@@ -23,11 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
 from tests.reliability.http2_frames import DATA, ENHANCE_YOUR_CALM, GoAway, Http2Connection
-from tests.scheduling import TIMED
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 MAX_CONNECTIONS = 8
 MAX_STREAMS = 2

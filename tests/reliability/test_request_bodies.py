@@ -19,11 +19,10 @@ import pytest
 from bench.hostile_bodies import compressed, post
 from bench.proc import process_cpu_seconds
 from tests.reliability.conftest import NORMAL_TEXT
-from tests.scheduling import TIMED
 from tests.serving.rest_client import text_tensor
 from tests.serving.server_process import ServerProcess
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 BODY_TIMEOUT_S = 2.0
 SLACK_S = 1.5  # scheduling on a shared machine, the server's timer granularity

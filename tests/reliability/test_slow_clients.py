@@ -19,11 +19,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.reliability.conftest import wait_until
-from tests.scheduling import TIMED
 from tests.serving.server_process import ServerProcess
 from tests.serving.sockets import accepted
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 HALF_OPEN = 3000
 TIMEOUT_S = 2.0

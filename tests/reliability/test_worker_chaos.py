@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import pytest
 
 from seqserve.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.reliability.conftest import NORMAL_TEXT, call_code, wait_until
-from tests.scheduling import TIMED
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
 from tests.serving.sockets import client_ports, worker_of
@@ -33,7 +33,7 @@ from tests.serving.test_prometheus import scraping
 from tests.serving.test_supervisor import CONNECTIONS as FRESH_CONNECTIONS
 from tests.serving.test_supervisor import grpc_worker
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 RETRYABLE = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
 CHANNELS, THREADS_PER_CHANNEL = 8, 4  # c = 32

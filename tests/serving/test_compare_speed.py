@@ -21,7 +21,6 @@ from bench.in_process import cost_per_text, load_in_process
 from seqserve.v1 import classifier_pb2
 from serving.inference import InferenceService
 from serving.settings import Settings
-from tests.scheduling import TIMED
 from tests.serving.conftest import SARCASM_TEXTS
 from tests.serving.reference import read_config
 from tests.serving.rest_client import call
@@ -31,7 +30,7 @@ from tests.serving.test_compare_page import require_chromium
 from tests.serving.test_kserve_v2 import MODELS
 from tests.serving.test_registry import with_registry
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 # 24 texts beyond the tiny models' max_length (40 tokens), so the recurrent model runs all its steps; a
 # batch this large spreads the request path's fixed cost per call thinly over its texts, and the page's

@@ -9,12 +9,12 @@ import subprocess
 import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.harness import serve_command
 from seqserve.v1 import classifier_pb2
 from tests.reliability.conftest import wait_until
-from tests.scheduling import TIMED
 from tests.serving.conftest import LONG_TEXT
 from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
@@ -27,7 +27,7 @@ from tests.serving.slow_model import (
     repository_with_slow_model,
 )
 
-pytestmark = TIMED
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 IN_FLIGHT = 20
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
