@@ -35,7 +35,7 @@ from typing import IO
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-UNITS_ENV = "SEQSERVE_TEST_UNITS"
+UNITS_ENV = "TESTS_SCHEDULING_UNITS"  # not SEQSERVE_*: the servers the tests start inherit it
 TIMED, ALONE = "timed", "alone"
 
 
