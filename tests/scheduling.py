@@ -10,10 +10,12 @@ tests/conftest.py).
   latencies with a baseline measured moments before, which a neighbour's changing load skews, or counts
   on a request reaching the server within tens of milliseconds. No other test runs while it does (the
   other workers wait: AloneLock); the `alone` tests form one unit, whatever their modules' units.
-- The `timed` unit starts first, then the tests of the trained repository of every architecture (so
-  that it is trained while the `timed` unit runs, not at the end with both workers waiting for it), then
-  the `slow` tests: the longest units, which would otherwise end the run alone on one worker while the
-  other idles. The `alone` unit comes last, when the other worker is finishing anyway.
+- The `timed` unit starts first, then the `slow` tests: the longest units, which would otherwise end the
+  run alone on one worker while the other idles. The `alone` unit comes last, when the other worker is
+  finishing anyway. The other units keep the suite's order, so each worker runs its tests in the order
+  the suite always ran them: no unit of tests/training/ (which run Keras in the test process, fixing
+  TensorFlow's thread pools) comes before a serving test that loads the TensorFlow runtime in-process
+  (which configures them, serving/runtimes/tf.py).
 
 The workers, which collect the tests and see their marks, write each test's unit to the file named by
 UNITS_ENV, which the scheduler on the controller reads: xdist's own channel for this, `--dist loadgroup`
@@ -54,10 +56,8 @@ def start_rank(item: pytest.Item) -> int:
     """Where a test's unit starts (see above)."""
     unit = work_unit(item)
     if unit in (TIMED, ALONE):
-        return 0 if unit == TIMED else 4
-    if "trained_repository" in item.fixturenames:
-        return 1
-    return 2 if item.get_closest_marker("slow") else 3
+        return 0 if unit == TIMED else 3
+    return 1 if item.get_closest_marker("slow") else 2
 
 
 def order_and_write_units(items: list[pytest.Item]) -> None:
