@@ -106,8 +106,10 @@ curl:
 h2load:
 	$(call debian_package,h2load,nghttp2-client)
 
+# The suite on TEST_WORKERS pytest-xdist workers: tests/scheduling.py says how it is spread over them.
+TEST_WORKERS ?= 2
 test: setup prometheus chromium curl h2load
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check .

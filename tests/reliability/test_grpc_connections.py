@@ -26,6 +26,8 @@ from tests.reliability.http2_frames import DATA, ENHANCE_YOUR_CALM, GoAway, Http
 from tests.serving.rest_client import call
 from tests.serving.server_process import ServerProcess
 
+pytestmark = pytest.mark.timed  # tests/scheduling.py
+
 MAX_CONNECTIONS = 8
 MAX_STREAMS = 2
 # Keep-alive enforcement, both unlike the defaults (10 s, 2 strikes) and grpc core's (5 min, 2 strikes).

@@ -22,6 +22,8 @@ from tests.reliability.conftest import NORMAL_TEXT
 from tests.serving.rest_client import text_tensor
 from tests.serving.server_process import ServerProcess
 
+pytestmark = pytest.mark.timed  # tests/scheduling.py
+
 BODY_TIMEOUT_S = 2.0
 SLACK_S = 1.5  # scheduling on a shared machine, the server's timer granularity
 INFER = "/v2/models/sarcasm-gru/infer"

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from seqserve.v1 import classifier_pb2
@@ -24,6 +25,8 @@ from tests.serving.gate import Gate
 from tests.serving.metrics_text import value
 from tests.serving.server_process import ServerProcess
 from tests.serving.slow_model import SLOW_MODEL, repository_with_slow_model
+
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 CLIENTS = 6
 

@@ -22,6 +22,8 @@ from tests.reliability.conftest import wait_until
 from tests.serving.server_process import ServerProcess
 from tests.serving.sockets import accepted
 
+pytestmark = pytest.mark.timed  # tests/scheduling.py
+
 HALF_OPEN = 3000
 TIMEOUT_S = 2.0
 SLACK_S = 1.5  # scheduling on a shared machine, the server's timer granularity
@@ -127,6 +129,7 @@ def health_p99_bound(check: Callable[[], None], latencies: list[float]) -> float
     return max(HEALTH_P99_S, 3 * baseline)
 
 
+@pytest.mark.alone  # its health checks' p99 against their p99 just before
 def test_half_open_grpc_connections_are_closed_within_the_handshake_timeout(server):
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
@@ -149,6 +152,7 @@ def test_half_open_grpc_connections_are_closed_within_the_handshake_timeout(serv
     assert p99(latencies) < bound
 
 
+@pytest.mark.alone  # its health checks' p99 against their p99 just before
 def test_half_open_rest_connections_are_closed_within_the_keepalive_timeout(server):
     rest = http.client.HTTPConnection("127.0.0.1", port_of(server.rest_url), timeout=10)
     latencies: list[float] = []

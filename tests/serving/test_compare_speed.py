@@ -30,6 +30,8 @@ from tests.serving.test_compare_page import require_chromium
 from tests.serving.test_kserve_v2 import MODELS
 from tests.serving.test_registry import with_registry
 
+pytestmark = pytest.mark.timed  # tests/scheduling.py
+
 # 24 texts beyond the tiny models' max_length (40 tokens), so the recurrent model runs all its steps; a
 # batch this large spreads the request path's fixed cost per call thinly over its texts, and the page's
 # URL (/?text=...) stays under aiohttp's 8 KiB request line.

@@ -90,6 +90,9 @@ def test_requests_arriving_while_the_model_is_busy_share_one_batch(tight_server,
     assert delta(before, after, "seqserve_batch_size_sum", **SLOW) == 4
 
 
+# expired, not merely cancelled, when the client's cancellation at its deadline reaches the server within
+# serving/batcher.py's DEADLINE_SLACK_S of the server's own deadline
+@pytest.mark.alone
 def test_request_whose_deadline_passes_while_queued_is_not_executed(tight_server, held):
     before = tight_server.metrics_text()
     running, busy = keep_slow_model_busy(tight_server, held)

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.harness import serve_command
@@ -25,6 +26,8 @@ from tests.serving.slow_model import (
     add_stuck_model,
     repository_with_slow_model,
 )
+
+pytestmark = pytest.mark.timed  # tests/scheduling.py
 
 IN_FLIGHT = 20
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
