@@ -180,6 +180,7 @@ def _never_read() -> Sequence[bytes]:
 
 
 def _typed_elements(tensor: Any) -> Callable[[], Sequence[bytes]]:
+    """A typed input's elements, read only when called: after its shape's count has passed the limit."""
     return lambda: tensor.contents.bytes_contents
 
 
