@@ -131,9 +131,9 @@ class InferenceService:
                 log.debug("classify", extra=details)
             trace = NO_TRACE if self._tracing is None else self._tracing.request(labels, len(texts))
             metrics = model.metrics
+            assert model.batcher is not None  # set before the model enters a snapshot
             metrics.in_flight += 1
             try:
-                assert model.batcher is not None  # set before the model enters a snapshot
                 result = await model.batcher.submit(list(texts), monotonic_deadline(time_remaining), trace)
             except Exception as error:  # CancelledError is not an Exception: it goes on as it is
                 raise _batcher_error(model, error) from error
